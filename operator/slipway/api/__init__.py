@@ -1,0 +1,127 @@
+"""The ModelDeployment API: pydantic models that are the single source of truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from slipway.api.spec import (
+    PRESET_FORMATS,
+    URI_SCHEMES,
+    AnalysisMetric,
+    AnalysisSpec,
+    AutoscalingSpec,
+    CanaryStep,
+    GatewayAPIRouting,
+    ModelDeploymentSpec,
+    ModelSpec,
+    ModelStorage,
+    PauseStep,
+    PodTemplate,
+    PrometheusProvider,
+    Protocol,
+    ResourceRequirements,
+    RolloutSpec,
+    RuntimeSpec,
+    ServingSpec,
+    Strategy,
+    TrafficRouting,
+)
+from slipway.api.status import (
+    AnalysisStatus,
+    CanaryStatus,
+    Condition,
+    ConditionType,
+    HistoryEntry,
+    Measurement,
+    ModelDeploymentStatus,
+    Phase,
+    RevisionStatus,
+    Verdict,
+)
+from slipway.api.types import ApiModel, duration_seconds
+
+
+class ObjectMeta(ApiModel):
+    """The parts of metadata Slipway reads."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelDeployment(ApiModel):
+    """A served model: one object, every child derived from it."""
+
+    model_config = ApiModel.model_config | {"extra": "ignore"}
+
+    api_version: str = "serving.slipway.dev/v1alpha1"
+    kind: str = "ModelDeployment"
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = Field(default_factory=ModelDeploymentStatus)
+
+    @classmethod
+    def from_body(cls, body: Any) -> ModelDeployment:
+        """Parse an object as the API server returns it (kopf body or plain dict)."""
+        data = dict(body)
+        data["metadata"] = dict(body.get("metadata") or {})
+        data["status"] = dict(body.get("status") or {})
+        return cls.model_validate(data)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def model_name(self) -> str:
+        """The name the server publishes the model under."""
+        return self.spec.model.name or self.metadata.name
+
+
+__all__ = [
+    "PRESET_FORMATS",
+    "URI_SCHEMES",
+    "AnalysisMetric",
+    "AnalysisSpec",
+    "AnalysisStatus",
+    "ApiModel",
+    "AutoscalingSpec",
+    "CanaryStatus",
+    "CanaryStep",
+    "Condition",
+    "ConditionType",
+    "GatewayAPIRouting",
+    "HistoryEntry",
+    "Measurement",
+    "ModelDeployment",
+    "ModelDeploymentSpec",
+    "ModelDeploymentStatus",
+    "ModelSpec",
+    "ModelStorage",
+    "ObjectMeta",
+    "PauseStep",
+    "Phase",
+    "PodTemplate",
+    "PrometheusProvider",
+    "Protocol",
+    "ResourceRequirements",
+    "RevisionStatus",
+    "RolloutSpec",
+    "RuntimeSpec",
+    "ServingSpec",
+    "Strategy",
+    "TrafficRouting",
+    "Verdict",
+    "duration_seconds",
+]

@@ -1,0 +1,458 @@
+"""The `spec` of a ModelDeployment: what the user asks for."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field
+
+from slipway.api.types import (
+    DNS_LABEL,
+    ApiModel,
+    Duration,
+    IntOrPercent,
+    KubeObject,
+    Quantity,
+)
+
+# Formats that have a runtime preset (the table lives in slipway.resources.presets).
+PRESET_FORMATS = (
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "onnx",
+    "pytorch",
+    "tensorflow",
+    "tensorrt",
+    "huggingface",
+)
+URI_SCHEMES = ("pvc", "s3", "gs", "hf", "http", "https", "oci")
+
+
+class Protocol(StrEnum):
+    """The inference protocol a server speaks; it decides the health probe paths."""
+
+    V2 = "v2"
+    OPENAI = "openai"
+    CUSTOM = "custom"
+
+
+class Strategy(StrEnum):
+    """How a new revision replaces the stable one."""
+
+    CANARY = "Canary"
+    ROLLING = "Rolling"
+
+
+class ModelStorage(ApiModel):
+    """How the model files are fetched (s3, gs, hf, http(s) URIs)."""
+
+    secret_name: str | None = Field(
+        default=None,
+        description="Secret with the credentials for the model store, given to the fetcher as "
+        "environment variables (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN, ...). "
+        "Empty: the pod's own workload identity.",
+    )
+    size_limit: Quantity = Field(
+        default="20Gi",
+        description="Size limit of the volume the model is downloaded into.",
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[a-f0-9]{64}$",
+        description="Expected sha256 of the downloaded model (a file, or the sorted file tree); "
+        "a mismatch fails the pod with a clear message.",
+    )
+
+
+class ModelSpec(ApiModel):
+    """The model to serve."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+')",
+                    "message": "uri must start with one of "
+                    + ", ".join(f"{s}://" for s in URI_SCHEMES)
+                    + " and name something after it",
+                    "fieldPath": ".uri",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name the server publishes the model under. Default: metadata.name.",
+    )
+    version: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Version of the model, e.g. 2.1.0; shown in status and as the "
+        "app.kubernetes.io/version label.",
+    )
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="Where the model lives: pvc://CLAIM/path, s3://bucket/key, gs://bucket/key, "
+        "hf://org/model[@revision], http(s)://host/path or oci://image.",
+    )
+    format: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Model format. Picks a runtime preset (" + ", ".join(PRESET_FORMATS) + "); "
+        "any other format (e.g. custom) needs runtime.image.",
+    )
+    storage: ModelStorage | None = Field(
+        default=None,
+        description="Credentials, size limit and checksum for downloaded models.",
+    )
+
+
+class RuntimeSpec(ApiModel):
+    """The model server. Empty fields come from the preset of model.format."""
+
+    image: str = Field(
+        default="",
+        max_length=1024,
+        description="Server image. Empty: the preset of model.format.",
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the server listens on.")
+    protocol: Protocol | None = Field(
+        default=None,
+        description="Inference protocol: v2 (probes /v2/health/live, /v2/health/ready), openai "
+        "(probe /health) or custom (TCP probe). Empty: the preset's protocol, or custom.",
+    )
+    command: list[str] = Field(
+        default_factory=list, description="Entrypoint override of the server container."
+    )
+    args: list[str] = Field(default_factory=list, description="Arguments of the server container.")
+    env: list[KubeObject] = Field(
+        default_factory=list,
+        description="Environment variables (Kubernetes EnvVar objects) of the server container.",
+    )
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of the server container, as in a Kubernetes container."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Minimum resources, e.g. {cpu: 500m, memory: 1Gi}.",
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="Maximum resources, e.g. {memory: 2Gi, nvidia.com/gpu: 1}.",
+    )
+
+
+class AutoscalingSpec(ApiModel):
+    """A HorizontalPodAutoscaler (autoscaling/v2) that scales the ModelDeployment itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not be greater than maxReplicas",
+                    "fieldPath": ".minReplicas",
+                }
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, description="Most replicas.")
+    target_cpu_utilization_percentage: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        description="Average CPU use, in percent of the request, that the autoscaler aims for.",
+    )
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object in the same namespace."""
+
+    name: str = Field(min_length=1, description="Name of the object.")
+
+
+class PodTemplate(ApiModel):
+    """Pod-level extras for the serving pods."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pods must be scheduled on."
+    )
+    tolerations: list[KubeObject] = Field(
+        default_factory=list, description="Tolerations (Kubernetes Toleration objects)."
+    )
+    affinity: KubeObject | None = Field(
+        default=None, description="Scheduling affinity (a Kubernetes Affinity object)."
+    )
+    service_account_name: str | None = Field(
+        default=None, description="ServiceAccount the pods run as."
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, description="Secrets to pull the server image with."
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the pods.")
+
+
+class PauseStep(ApiModel):
+    """Wait: for a duration, or (without one) until promoted."""
+
+    duration: Duration | None = Field(
+        default=None,
+        description="How long to wait, e.g. 2m. Empty: wait until `kubectl slipway promote`.",
+    )
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary: exactly one of setWeight or pause."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.setWeight) != has(self.pause)",
+                    "message": "a step has exactly one of setWeight or pause",
+                }
+            ]
+        }
+    )
+
+    set_weight: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Percent of traffic (0-100) the canary gets from this step on.",
+    )
+    pause: PauseStep | None = Field(default=None, description="Wait before the next step.")
+
+
+class PrometheusProvider(ApiModel):
+    """A Prometheus server to query."""
+
+    address: str = Field(
+        pattern=r"^https?://",
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+    )
+    timeout: Duration = Field(default="10s", description="Timeout of one query.")
+
+
+class AnalysisMetric(ApiModel):
+    """A PromQL query whose result must stay within [min, max]."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.min) || has(self.max)",
+                    "message": "a metric needs min, max or both",
+                },
+                {
+                    "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "message": "min must not be greater than max",
+                    "fieldPath": ".min",
+                },
+            ]
+        }
+    )
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=DNS_LABEL, description="Name of the metric."
+    )
+    query: str = Field(
+        min_length=1,
+        description="PromQL returning one number. Templated: {{namespace}}, {{name}}, "
+        "{{stable.revision}}, {{canary.revision}}, {{interval}}.",
+    )
+    min: float | None = Field(default=None, description="Lowest acceptable value.")
+    max: float | None = Field(default=None, description="Highest acceptable value.")
+    samples_query: str | None = Field(
+        default=None,
+        description="PromQL returning how many requests the measurement rests on (templated "
+        "like query). Below analysis.minSamples the measurement is Inconclusive.",
+    )
+
+
+class AnalysisSpec(ApiModel):
+    """Automated judgement of a canary by metrics."""
+
+    interval: Duration = Field(default="1m", description="Time between measurements.")
+    failure_limit: int = Field(
+        default=1,
+        ge=0,
+        description="Failed measurements tolerated; one more rolls the canary back.",
+    )
+    min_samples: int = Field(
+        default=0,
+        ge=0,
+        description="Fewest samples (from a metric's samplesQuery) a measurement needs. With "
+        "fewer, or with no data at all, it is Inconclusive: the rollout pauses and never "
+        "rolls back by "
+        "itself.",
+    )
+    prometheus: PrometheusProvider = Field(description="The Prometheus server to query.")
+    metrics: list[AnalysisMetric] = Field(
+        min_length=1,
+        max_length=16,
+        description="Metrics that must all pass for the canary to go on.",
+    )
+
+
+class GatewayAPIRouting(ApiModel):
+    """Traffic split through a Gateway API HTTPRoute."""
+
+    http_route: str = Field(
+        min_length=1,
+        alias="httpRoute",
+        description="Name of an HTTPRoute in the same namespace; Slipway sets the weights of its "
+        "backendRefs to <name>-stable and <name>-canary.",
+    )
+
+
+class TrafficRouting(ApiModel):
+    """How traffic is split. Empty: by the ratio of Ready replicas behind Service <name>."""
+
+    gateway_api: GatewayAPIRouting | None = Field(
+        default=None, alias="gatewayAPI", description="Split through a Gateway API HTTPRoute."
+    )
+
+
+class RolloutSpec(ApiModel):
+    """How a new revision is rolled out."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.steps) || "
+                    "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+                    "message": "setWeight must not decrease from one step to the next",
+                    "fieldPath": ".steps",
+                },
+                {
+                    "rule": "!(string(self.maxSurge) in ['0', '0%'] "
+                    "&& string(self.maxUnavailable) in ['0', '0%'])",
+                    "message": "maxSurge and maxUnavailable must not both be zero: the rollout could "
+                    "never make progress",
+                    "fieldPath": ".maxSurge",
+                },
+            ]
+        }
+    )
+
+    strategy: Strategy = Field(
+        default=Strategy.ROLLING,
+        description="Rolling: switch to the new revision once it is Ready. Canary: go through "
+        "steps, with analysis.",
+    )
+    steps: list[CanaryStep] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Canary steps, in order. Empty: promote as soon as the canary is Ready.",
+    )
+    analysis: AnalysisSpec | None = Field(
+        default=None, description="Metrics that judge the canary while it runs."
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="A canary that is not Ready within this many seconds of a step has failed.",
+    )
+    auto_rollback: bool = Field(
+        default=True,
+        description="Roll a failed canary back by itself. false: stop (Degraded) and wait.",
+    )
+    max_surge: IntOrPercent = Field(
+        default="25%",
+        description="Extra pods above replicas allowed while the revisions overlap.",
+    )
+    max_unavailable: IntOrPercent = Field(
+        default=0,
+        description="Ready pods below replicas allowed while the revisions overlap (e.g. for "
+        "GPU-bound models with no room to surge).",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="Seconds the old revision keeps serving after promotion before it scales "
+        "to zero.",
+    )
+    traffic_routing: TrafficRouting | None = Field(
+        default=None, description="How traffic is split between stable and canary."
+    )
+
+
+class ServingSpec(ApiModel):
+    """Everything that shapes a serving pod. Its hash is the revision."""
+
+    model: ModelSpec
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    template: PodTemplate = Field(default_factory=PodTemplate)
+
+
+class ModelDeploymentSpec(ApiModel):
+    """The desired state of a served model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.model.format in "
+                    + str(list(PRESET_FORMATS))
+                    + " || (has(self.runtime) && has(self.runtime.image) && self.runtime.image != '')",
+                    "message": "runtime.image is required when model.format has no preset (presets: "
+                    + ", ".join(PRESET_FORMATS)
+                    + ")",
+                    "fieldPath": ".runtime.image",
+                    "reason": "FieldValueRequired",
+                }
+            ]
+        }
+    )
+
+    model: ModelSpec = Field(description="The model to serve.")
+    runtime: RuntimeSpec = Field(
+        default_factory=RuntimeSpec, description="The server that serves it."
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Serving pods. The scale subresource: kubectl scale and HPAs set it.",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements,
+        description="Requests and limits of the server container, nvidia.com/gpu included.",
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Create an HPA that scales this ModelDeployment."
+    )
+    template: PodTemplate = Field(
+        default_factory=PodTemplate, description="Pod-level extras for the serving pods."
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, description="How new revisions are rolled out."
+    )
+    revision_history_limit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Old revisions kept (scaled to zero) for an instant undo.",
+    )
+
+    def serving(self) -> ServingSpec:
+        """The part of the spec that shapes a serving pod (and so decides the revision)."""
+        return ServingSpec(
+            model=self.model, runtime=self.runtime, resources=self.resources, template=self.template
+        )

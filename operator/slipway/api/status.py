@@ -1,0 +1,179 @@
+"""The `status` of a ModelDeployment: what Slipway observed and decided.
+
+All rollout state lives here, so an operator that restarts resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field, WithJsonSchema
+
+from slipway.api.types import ApiModel
+
+
+class Phase(StrEnum):
+    """Where a ModelDeployment stands."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class Verdict(StrEnum):
+    """The judgement of one measurement."""
+
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+    ERROR = "Error"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="One CamelCase word for machines.")
+    message: str = Field(default="", description="What happened and what to do, for people.")
+    last_transition_time: str | None = Field(
+        default=None, description="When status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this condition was computed from."
+    )
+
+
+class RevisionStatus(ApiModel):
+    """One revision (one Deployment) as observed."""
+
+    revision: str = Field(description="Hash of everything that shapes a serving pod.")
+    version: str = Field(default="", description="spec.model.version of that revision.")
+    uri: str = Field(default="", description="spec.model.uri of that revision.")
+    replicas: int = Field(default=0, description="Pods desired for this revision.")
+    ready_replicas: int = Field(default=0, description="Ready pods of this revision.")
+
+
+class CanaryStatus(RevisionStatus):
+    """The canary revision and how far it got."""
+
+    weight: int = Field(default=0, description="Percent of traffic the canary gets now.")
+    step: int = Field(
+        default=0,
+        description="Index of the current step in rollout.steps (len(steps) when all are done).",
+    )
+    started_at: str | None = Field(default=None, description="When the canary started.")
+    step_started_at: str | None = Field(
+        default=None, description="When the current step started (timers count from here)."
+    )
+    ready_at: str | None = Field(
+        default=None, description="When the canary's pods for the current weight were all Ready."
+    )
+    paused: bool = Field(
+        default=False,
+        description="Paused by the user or by an Inconclusive "
+        "measurement; resume or promote to go on.",
+    )
+    pause_reason: str | None = Field(default=None, description="Why the canary is paused.")
+    failure_reason: str | None = Field(
+        default=None, description="Why the canary failed (set when it is rolled back or stuck)."
+    )
+    aborted: bool = Field(
+        default=False,
+        description="Rolled back or aborted: the canary keeps zero weight and zero replicas until "
+        "retry or a new spec.",
+    )
+    template: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    ] = Field(
+        default=None,
+        description="The serving spec of the canary revision, kept so the canary survives "
+        "while spec moves on.",
+    )
+
+
+class Measurement(ApiModel):
+    """One analysis measurement."""
+
+    metric: str = Field(description="Name of the metric.")
+    value: float | None = Field(default=None, description="The value measured (empty: no data).")
+    min: float | None = Field(default=None, description="Lowest acceptable value.")
+    max: float | None = Field(default=None, description="Highest acceptable value.")
+    samples: float | None = Field(default=None, description="Samples the value rests on.")
+    verdict: Verdict = Field(description="Successful, Failed, Inconclusive or Error.")
+    message: str = Field(default="", description="Why this verdict.")
+    query: str = Field(default="", description="The query as sent, templates resolved.")
+    at: str = Field(description="When it was measured (RFC 3339).")
+    revision: str = Field(default="", description="The canary revision measured.")
+
+
+class AnalysisStatus(ApiModel):
+    """The analysis of the current canary."""
+
+    revision: str = Field(default="", description="The canary revision these counts belong to.")
+    failures: int = Field(default=0, description="Failed measurements so far.")
+    successes: int = Field(default=0, description="Successful measurements so far.")
+    inconclusive: int = Field(default=0, description="Inconclusive measurements so far.")
+    last_measured_at: str | None = Field(default=None, description="When analysis last ran.")
+    measurements: list[Measurement] = Field(
+        default_factory=list, description="The latest measurements, newest last (bounded)."
+    )
+
+
+class HistoryEntry(ApiModel):
+    """A revision that was promoted to stable."""
+
+    revision: str = Field(description="The revision hash.")
+    version: str = Field(default="", description="spec.model.version of that revision.")
+    uri: str = Field(default="", description="spec.model.uri of that revision.")
+    promoted_at: str | None = Field(default=None, description="When it became stable.")
+    template: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    ] = Field(
+        default=None,
+        description="The serving spec of that revision, for `kubectl slipway undo`.",
+    )
+
+
+class ModelDeploymentStatus(ApiModel):
+    """The observed state of a served model."""
+
+    # status also holds kopf's own bookkeeping (status.kopf), which is not ours to parse
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase = Field(default=Phase.PENDING, description="Where the ModelDeployment stands.")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation this status was computed from."
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the model.")
+    replicas: int = Field(default=0, description="Serving pods desired (scale subresource).")
+    ready_replicas: int = Field(default=0, description="Ready serving pods, all revisions.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the serving pods (scale subresource)."
+    )
+    stable: RevisionStatus | None = Field(default=None, description="The stable revision.")
+    canary: CanaryStatus | None = Field(default=None, description="The canary, while one runs.")
+    analysis: AnalysisStatus | None = Field(default=None, description="Analysis of the canary.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="Revisions promoted to stable, newest first (bounded)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing and Degraded."
+    )
+    last_action: str | None = Field(
+        default=None,
+        description="The last action annotation consumed, with its time (promote, abort, ...).",
+    )
