@@ -343,8 +343,8 @@ class RolloutSpec(ApiModel):
                 {
                     "rule": "!(string(self.maxSurge) in ['0', '0%'] "
                     "&& string(self.maxUnavailable) in ['0', '0%'])",
-                    "message": "maxSurge and maxUnavailable must not both be zero: the rollout could "
-                    "never make progress",
+                    "message": "maxSurge and maxUnavailable must not both be zero: the rollout "
+                    "could never make progress",
                     "fieldPath": ".maxSurge",
                 },
             ]
@@ -411,10 +411,10 @@ class ModelDeploymentSpec(ApiModel):
                 {
                     "rule": "self.model.format in "
                     + str(list(PRESET_FORMATS))
-                    + " || (has(self.runtime) && has(self.runtime.image) && self.runtime.image != '')",
-                    "message": "runtime.image is required when model.format has no preset (presets: "
-                    + ", ".join(PRESET_FORMATS)
-                    + ")",
+                    + " || (has(self.runtime) && has(self.runtime.image)"
+                    " && self.runtime.image != '')",
+                    "message": "runtime.image is required when model.format has no preset "
+                    "(presets: " + ", ".join(PRESET_FORMATS) + ")",
                     "fieldPath": ".runtime.image",
                     "reason": "FieldValueRequired",
                 }

@@ -63,6 +63,14 @@ class RevisionStatus(ApiModel):
     uri: str = Field(default="", description="spec.model.uri of that revision.")
     replicas: int = Field(default=0, description="Pods desired for this revision.")
     ready_replicas: int = Field(default=0, description="Ready pods of this revision.")
+    template: Annotated[
+        dict[str, Any] | None,
+        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+    ] = Field(
+        default=None,
+        description="The serving spec (model, runtime, resources, template) of this revision, "
+        "so its Deployment can be rebuilt while spec moves on.",
+    )
 
 
 class CanaryStatus(RevisionStatus):
@@ -93,14 +101,6 @@ class CanaryStatus(RevisionStatus):
         default=False,
         description="Rolled back or aborted: the canary keeps zero weight and zero replicas until "
         "retry or a new spec.",
-    )
-    template: Annotated[
-        dict[str, Any] | None,
-        WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
-    ] = Field(
-        default=None,
-        description="The serving spec of the canary revision, kept so the canary survives "
-        "while spec moves on.",
     )
 
 
