@@ -171,6 +171,7 @@ class AutoscalingSpec(ApiModel):
     max_replicas: int = Field(ge=1, description="Most replicas.")
     target_cpu_utilization_percentage: int = Field(
         default=80,
+        alias="targetCPUUtilizationPercentage",
         ge=1,
         le=100,
         description="Average CPU use, in percent of the request, that the autoscaler aims for.",

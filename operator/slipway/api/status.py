@@ -161,6 +161,10 @@ class ModelDeploymentStatus(ApiModel):
     url: str | None = Field(default=None, description="In-cluster URL of the model.")
     replicas: int = Field(default=0, description="Serving pods desired (scale subresource).")
     ready_replicas: int = Field(default=0, description="Ready serving pods, all revisions.")
+    ready: str | None = Field(
+        default=None,
+        description="readyReplicas/replicas as text, e.g. 3/3: the READY column of kubectl get.",
+    )
     selector: str | None = Field(
         default=None, description="Label selector of the serving pods (scale subresource)."
     )

@@ -1,0 +1,140 @@
+"""The local control plane is real: the deployment controller, the garbage collector, the
+scheduler and KWOK's simulated kubelets (with Slipway's fault stages) all act on real objects."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tests.conftest import Cluster
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+
+
+def get_json(cluster: Cluster, *args: str) -> Any:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def deployment(name: str, replicas: int, labels: dict[str, str] | None = None) -> str:
+    pod_labels = {"app": name, **(labels or {})}
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {"containers": [{"name": "c", "image": "example.invalid/none:1"}]},
+                },
+            },
+        }
+    )
+
+
+def test_server_reports_the_pinned_version(cluster: Cluster) -> None:
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"] == "v1.37.2"
+    assert version["clientVersion"]["gitVersion"] == "v1.37.2"
+
+
+def test_at_least_two_simulated_nodes_are_ready(cluster: Cluster) -> None:
+    nodes = get_json(cluster, "nodes")["items"]
+    ready = [
+        n
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    ]
+    assert len(ready) >= 2
+
+
+def test_deployment_becomes_available_and_garbage_collection_removes_its_pods(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=deployment("web", 3))
+    wait_until(
+        "3 available replicas",
+        lambda: (
+            get_json(cluster, "deployment", "web", "-n", namespace)["status"].get(
+                "availableReplicas"
+            )
+            == 3
+        ),
+    )
+    assert len(get_json(cluster, "replicasets", "-n", namespace, "-l", "app=web")["items"]) == 1
+    cluster.kubectl("delete", "deployment", "web", "-n", namespace, "--wait=false")
+    wait_until(
+        "the ReplicaSet and pods to be garbage-collected",
+        lambda: (
+            not get_json(cluster, "replicasets", "-n", namespace, "-l", "app=web")["items"]
+            and not get_json(cluster, "pods", "-n", namespace, "-l", "app=web")["items"]
+        ),
+    )
+
+
+def test_not_ready_fault_keeps_a_pod_running_but_never_ready(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=deployment("sick", 1, {"slipway.test/fault": "not-ready"}),
+    )
+    pod = wait_until(
+        "the pod to run",
+        lambda: next(
+            (
+                p
+                for p in get_json(cluster, "pods", "-n", namespace, "-l", "app=sick")["items"]
+                if p["status"].get("phase") == "Running"
+            ),
+            None,
+        ),
+    )
+    time.sleep(3)  # long enough for the default stages to have made it Ready, had they matched
+    pod = get_json(cluster, "pod", pod["metadata"]["name"], "-n", namespace)
+    ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+    assert pod["status"]["phase"] == "Running"
+    assert ready["status"] == "False"
+
+
+def test_crash_fault_shows_crashloopbackoff_with_growing_restarts(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=deployment("crashy", 1, {"slipway.test/fault": "crash"}),
+    )
+
+    def restarts() -> int:
+        pods = get_json(cluster, "pods", "-n", namespace, "-l", "app=crashy")["items"]
+        statuses = [cs for p in pods for cs in p["status"].get("containerStatuses") or []]
+        waiting = [
+            cs
+            for cs in statuses
+            if cs["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff"
+        ]
+        return max((cs["restartCount"] for cs in waiting), default=0)
+
+    first = wait_until("a CrashLoopBackOff", restarts)
+    wait_until("the restart count to grow", lambda: restarts() > first, timeout=30)
