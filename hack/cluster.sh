@@ -40,8 +40,16 @@ start() { # name cmd... : start in its own session, in the background, logging t
 wait_for() { # description seconds command...
   local what=$1 secs=$2
   shift 2
-  local deadline=$((SECONDS + secs))
+  local deadline=$((SECONDS + secs)) name
   until "$@" >/dev/null 2>&1; do
+    for f in "$pids"/*.pid; do
+      name=$(basename "$f" .pid)
+      if ! running "$name"; then
+        log "$name exited while waiting for $what; its last log lines:"
+        tail -n 20 "$logs/$name.log" >&2 || true
+        return 1
+      fi
+    done
     if [ $SECONDS -ge $deadline ]; then
       log "timed out after ${secs}s waiting for $what; last log lines:"
       tail -n 20 "$logs"/*.log >&2 || true
@@ -153,6 +161,7 @@ up() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --authorization-mode RBAC \
+    --endpoint-reconciler-type none \
     --allow-privileged=true \
     --profiling=false \
     --v=1
@@ -164,7 +173,7 @@ up() {
     --leader-elect=false --use-service-account-credentials=false \
     --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
-    --controllers '*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle,-route' \
+    --controllers '*,-nodeipam' \
     --concurrent-deployment-syncs 10 --concurrent-replicaset-syncs 10 --concurrent-gc-syncs 20 \
     --kube-api-qps 200 --kube-api-burst 400 \
     --v=1
@@ -202,6 +211,10 @@ status:
   capacity: {cpu: "64", memory: 256Gi, pods: "500", nvidia.com/gpu: "8"}
 EOF
   done
+  # Gateway API CRDs (from the pinned module), for traffic splitting through an HTTPRoute
+  local gw
+  gw="$(cd "$dir" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  "$dir/bin/kubectl" --kubeconfig "$kubeconfig" apply --server-side -f "$gw/config/crd/standard/" >/dev/null
   wait_for "$nodes Ready nodes" 60 nodes_ready
   wait_for "the default ServiceAccount" 60 "$dir/bin/kubectl" --kubeconfig "$kubeconfig" get serviceaccount default -n default
   log "ready in $((SECONDS - t0))s: $(env_line)"
