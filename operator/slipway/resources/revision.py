@@ -17,6 +17,8 @@ def revision_of(serving: ServingSpec) -> str:
     out, so a field added to the API later (with a default) does not roll every model on upgrade.
     replicas, autoscaling and rollout are not in a ServingSpec, so they never change it.
     """
-    fields = serving.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
+    fields = serving.model_dump(
+        by_alias=True, exclude_none=True, exclude_defaults=True, mode="json"
+    )
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_LENGTH]

@@ -1,0 +1,144 @@
+"""`slipway` (run the operator, print the CRD, fetch a model) and `kubectl-slipway` (the plugin)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from slipway import __version__
+
+DEFAULT_OPERATOR_IMAGE = f"ghcr.io/slipway-dev/slipway:{__version__}"
+
+
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser("run", help="run the operator (kopf underneath)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable); default: all namespaces",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off)"
+    )
+    run.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics bind to")
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz",
+    )
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    peering = run.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering", metavar="NAME", default=None, help="kopf peering object (for HA replicas)"
+    )
+    peering.add_argument(
+        "--standalone", action="store_true", help="no peering (a single replica); the default"
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority (default with --peering: random, so replicas differ)",
+    )
+    run.add_argument(
+        "--operator-image",
+        default=os.environ.get("SLIPWAY_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
+        help="image of the model-fetching init containers (Slipway's own image)",
+    )
+    run.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    run.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="slipway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    sub.add_parser("crd", help="print the ModelDeployment CRD (generated from the API models)")
+    fetch = sub.add_parser("fetch", help="download a model into a directory (init containers)")
+    from slipway.storage import add_fetch_arguments
+
+    add_fetch_arguments(fetch)
+    args = parser.parse_args(argv)
+    if args.command == "crd":
+        from slipway.crd import crd_yaml
+
+        sys.stdout.write(crd_yaml())
+        return 0
+    if args.command == "fetch":
+        from slipway.storage import run_fetch
+
+        return run_fetch(args)
+    return run_operator(args)
+
+
+def _load_api_client(kubeconfig: str | None) -> Any:
+    from kubernetes import client, config
+
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from slipway import handlers, metrics
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    kopf.configure(
+        debug=args.log_level == "debug",
+        verbose=args.log_level == "debug",
+        quiet=args.log_level in ("warning", "error"),
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger().setLevel(args.log_level.upper())
+    if args.log_level != "debug":
+        # kopf says "Handler ... succeeded" for every watch event; our own log says what matters
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if args.metrics_port:
+        metrics.start_metrics_server(args.metrics_port, args.metrics_address)
+    api_client = _load_api_client(args.kubeconfig)
+    handlers.setup(
+        handlers.Options(
+            api_client=api_client,
+            operator_image=args.operator_image,
+            workers=args.workers,
+        )
+    )
+    priority = args.priority
+    if args.peering is not None and priority is None:
+        # kopf pauses every peer when two share a priority; replicas of one Deployment can't differ
+        priority = random.SystemRandom().randint(1, 2**31 - 1)
+        logging.getLogger(__name__).info("peering %s with priority %d", args.peering, priority)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=priority or 0,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def kubectl_main(argv: Sequence[str] | None = None) -> int:
+    from slipway.plugin import main as plugin_main
+
+    return plugin_main(argv)

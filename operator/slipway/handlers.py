@@ -1,0 +1,146 @@
+"""kopf wiring only: watch events feed the store and the work queue; settings; probes.
+
+Only `kopf.on.event` handlers are used: they need no finalizer and no per-object bookkeeping, and
+every trigger ends in the same reconcile (slipway.reconcile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from slipway import GROUP, PLURAL, VERSION
+from slipway.controller import Key, Store, WorkQueue
+from slipway.kube import Kube
+from slipway.reconcile import Reconciler
+from slipway.resources.metadata import MANAGED_BY, MANAGED_BY_LABEL
+
+log = logging.getLogger(__name__)
+
+MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+# children are watched with a server-side label selector: other workloads never reach us
+CHILD_SELECTORS: list[tuple[str, str, str] | tuple[str, str]] = [
+    ("apps", "v1", "deployments"),
+    ("v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("v1", "pods"),
+]
+
+
+@dataclass
+class Options:
+    """What `slipway run` passes to the handlers."""
+
+    api_client: client.ApiClient
+    operator_image: str
+    workers: int = 4
+
+
+@dataclass
+class Runtime:
+    store: Store
+    queue: WorkQueue
+    reconciler: Reconciler
+
+
+_options: Options | None = None
+_runtime: Runtime | None = None
+
+
+def setup(options: Options) -> None:
+    """Called by the CLI before kopf starts."""
+    global _options
+    _options = options
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the operator has not started")
+    return _runtime
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _runtime
+    if _options is None:
+        raise RuntimeError("slipway.handlers.setup() must run before kopf starts")
+    # kopf's own bookkeeping lives in status (declared in the CRD), never in annotations
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    # watch streams that go silent are reopened (kopf #585, #847)
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # Slipway records its own Events; kopf's per-log-line Events would multiply the writes
+    settings.posting.enabled = False
+    settings.batching.worker_limit = 64
+    settings.networking.request_timeout = 60
+    for selector in CHILD_SELECTORS:
+        settings.watching.label_selectors[selector] = MANAGED
+    store = Store()
+    kube = Kube(_options.api_client)
+    reconciler = Reconciler(kube=kube, store=store, operator_image=_options.operator_image)
+    queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
+    queue.start(asyncio.get_running_loop())
+    _runtime = Runtime(store=store, queue=queue, reconciler=reconciler)
+
+
+@kopf.on.cleanup()
+async def stop(**_: Any) -> None:
+    if _runtime is not None:
+        await _runtime.queue.stop()
+
+
+def _observe(kind: str, event: kopf.RawEvent) -> None:
+    rt = runtime()
+    body = event["object"]
+    if event.get("type") == "DELETED":
+        key = rt.store.remove(kind, body)
+        if kind == "ModelDeployment" and key is not None:
+            rt.queue.forget(key)
+            rt.queue.add(key)  # one last run clears its metrics
+            return
+    else:
+        key = rt.store.upsert(kind, body)
+    if key is not None:
+        rt.queue.add(key)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
+    _observe("ModelDeployment", event)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
+def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
+    _observe("Deployment", event)
+
+
+@kopf.on.event("v1", "services", labels={MANAGED_BY_LABEL: MANAGED_BY})
+def service_event(event: kopf.RawEvent, **_: Any) -> None:
+    _observe("Service", event)
+
+
+@kopf.on.event(
+    "autoscaling", "v2", "horizontalpodautoscalers", labels={MANAGED_BY_LABEL: MANAGED_BY}
+)
+def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
+    _observe("HorizontalPodAutoscaler", event)
+
+
+@kopf.on.event("v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
+def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+    _observe("Pod", event)
+
+
+@kopf.on.probe(id="queue")
+def queue_depth(**_: Any) -> int:
+    return runtime().queue.depth if _runtime is not None else 0
+
+
+__all__ = ["Key", "Options", "setup"]

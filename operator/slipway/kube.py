@@ -1,0 +1,261 @@
+"""The thin Kubernetes I/O adapter: server-side apply, delete, status and metadata patches, Events.
+
+Everything that writes to the API server goes through `Kube`, so every write is counted
+(`slipway_api_writes_total`); the reconcile skips the ones that would change nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+
+from slipway import FIELD_MANAGER, GROUP, PLURAL, VERSION, metrics
+
+log = logging.getLogger(__name__)
+
+# apiVersion/kind → (URL prefix, plural) for the kinds Slipway writes.
+_KINDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
+    ("v1", "Service"): ("/api/v1", "services"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): (
+        "/apis/autoscaling/v2",
+        "horizontalpodautoscalers",
+    ),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): (
+        "/apis/gateway.networking.k8s.io/v1",
+        "httproutes",
+    ),
+    (f"{GROUP}/{VERSION}", "ModelDeployment"): (f"/apis/{GROUP}/{VERSION}", PLURAL),
+}
+
+
+class ApiError(Exception):
+    """An API request failed; `status` is the HTTP status (0 when unknown)."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"{status} {reason}: {body[:500]}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
+    """The REST path of a namespaced object (or of its collection when name is empty)."""
+    prefix, plural = _KINDS[(api_version, kind)]
+    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{path}/{name}" if name else path
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """True when every field of `desired` has the same value in `live` (server defaults aside).
+
+    Lists are compared item by item and must have the same length; quantities that the server
+    normalises (1 → "1") compare by their text.
+    """
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return False
+        return all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return False
+        return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+    if desired == live:
+        return True
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return False
+    if isinstance(desired, int | float | str) and isinstance(live, int | float | str):
+        return str(desired) == str(live)
+    return False
+
+
+class Kube:
+    """Server-side apply and friends on top of the official client's ApiClient."""
+
+    def __init__(self, api_client: client.ApiClient, timeout: float = 30.0) -> None:
+        self.api = api_client
+        self.timeout = timeout
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One request; the JSON answer, or ApiError with the server's message."""
+        request = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        method_, url, headers, payload, post = request
+        try:
+            response = self.api.call_api(
+                method_,
+                url,
+                header_params=headers,
+                body=payload,
+                post_params=post,
+                _request_timeout=self.timeout,
+            )
+            data = response.read()  # type: ignore[no-untyped-call]
+        except client.ApiException as exc:
+            raise ApiError(exc.status or 0, str(exc.reason), str(exc.body or "")) from exc
+        text = data.decode() if isinstance(data, bytes) else str(data or "")
+        if not 200 <= response.status <= 299:
+            raise ApiError(response.status, str(response.reason), text)
+        return json.loads(text) if text else {}
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            result: dict[str, Any] = self._call(
+                "GET", object_path(api_version, kind, namespace, name)
+            )
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return result
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        result = self._call("GET", object_path(api_version, kind, namespace), query=query)
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with field manager `slipway`, taking over conflicting fields."""
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        metrics.record_write("apply")
+        result: dict[str, Any] = self._call(
+            "PATCH",
+            path,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete; an object already gone is not an error."""
+        metrics.record_write("delete")
+        try:
+            self._call(
+                "DELETE",
+                object_path(api_version, kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: Any,
+        content_type: str = "application/merge-patch+json",
+    ) -> dict[str, Any]:
+        """A merge patch (or a JSON patch: a list of operations, with its content type)."""
+        metrics.record_write("patch")
+        result: dict[str, Any] = self._call(
+            "PATCH",
+            object_path(api_version, kind, namespace, name),
+            body=body,
+            content_type=content_type,
+        )
+        return result
+
+    def merge_patch(self, obj: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of an object Slipway does not own (only the fields in `patch`)."""
+        meta = obj["metadata"]
+        return self.patch(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], patch)
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the ModelDeployment's status subresource."""
+        metrics.record_write("status")
+        path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name) + "/status"
+        result: dict[str, Any] = self._call(
+            "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
+        )
+        return result
+
+    def remove_annotation(self, namespace: str, name: str, key: str, resource_version: str) -> bool:
+        """Remove an annotation if the object is still at resource_version; False on a conflict."""
+        path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
+        metrics.record_write("metadata")
+        pointer = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "remove", "path": pointer},
+        ]
+        try:
+            self._call("PATCH", path, body=ops, content_type="application/json-patch+json")
+        except ApiError as exc:
+            # 422: the test op failed (the object moved on) or the annotation is already gone
+            if exc.status in (409, 422):
+                return False
+            raise
+        return True
+
+    def emit_event(
+        self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime
+    ) -> None:
+        """A core/v1 Event about the owner (best effort: a lost Event loses no state)."""
+        meta = owner["metadata"]
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{meta['name']}.",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": owner.get("kind", "ModelDeployment"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "slipway"},
+            "reportingComponent": "slipway",
+            "reportingInstance": "slipway",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        metrics.record_write("event")
+        try:
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+        except ApiError as exc:
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)

@@ -1,0 +1,300 @@
+"""Prometheus metrics of the operator (prefix `slipway_`), served by `slipway run --metrics-port`.
+
+Every metric lives on Slipway's own `CollectorRegistry` (`REGISTRY`), not on prometheus-client's
+global one: tests build a fresh `SlipwayMetrics` per case and compare exact numbers, and nothing
+that a library registers globally leaks into the operator's endpoint by accident. The process
+and platform collectors are added to `REGISTRY` on purpose, so the endpoint still shows memory,
+CPU and open files. The module-level functions (`observe_reconcile`, `record_rollout`, ...) write
+to the default instance `METRICS`; the reconcile calls those.
+
+Labels stay bounded: results, reasons, outcomes, phases and verdicts are closed sets (a value
+outside them is a programming error and raises `ValueError`); per-object series carry only
+namespace and name and are removed by `forget()` when the object is deleted; no label ever holds
+a revision hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from threading import Lock
+from typing import Final, Literal, get_args
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from slipway import __version__
+from slipway.api.status import Phase, Verdict
+
+ReconcileResult = Literal["ok", "requeue", "error"]
+ErrorReason = Literal["conflict", "invalid_spec", "api_error", "analysis_error", "unexpected"]
+RolloutOutcome = Literal["promoted", "rolled_back", "aborted"]
+WriteVerb = Literal["apply", "patch", "delete", "status", "metadata", "event"]
+
+RECONCILE_RESULTS: Final = frozenset(get_args(ReconcileResult))
+ERROR_REASONS: Final = frozenset(get_args(ErrorReason))
+ROLLOUT_OUTCOMES: Final = frozenset(get_args(RolloutOutcome))
+WRITE_VERBS: Final = frozenset(get_args(WriteVerb))
+PHASES: Final = tuple(phase.value for phase in Phase)
+VERDICTS: Final = frozenset(verdict.value for verdict in Verdict)
+
+# `*_created` series double every counter and histogram and nobody graphs them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# A reconcile is a few API calls: milliseconds to seconds.
+RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A rollout is a sequence of steps and pauses: minutes to a day.
+ROLLOUT_BUCKETS: Final = (
+    *(30.0, 60.0, 120.0, 300.0, 600.0, 900.0),
+    *(1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0),
+)
+
+
+def _require(value: str, allowed: Collection[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {sorted(allowed)}, got {value!r}")
+    return value
+
+
+class SlipwayMetrics:
+    """Every Slipway metric, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._lock = Lock()
+        self._phases: dict[tuple[str, str], str] = {}
+        self._measured: dict[tuple[str, str], set[str]] = {}
+
+        self.reconcile_total = Counter(
+            "slipway_reconcile_total",
+            "Reconciles of a ModelDeployment, by result (ok, requeue, error).",
+            ["result"],
+            registry=registry,
+        )
+        self.reconcile_duration = Histogram(
+            "slipway_reconcile_duration_seconds",
+            "Time one reconcile took, from reading state to patching status.",
+            buckets=RECONCILE_BUCKETS,
+            registry=registry,
+        )
+        self.reconcile_errors = Counter(
+            "slipway_reconcile_errors_total",
+            "Reconciles that failed, by reason "
+            "(conflict, invalid_spec, api_error, analysis_error, unexpected).",
+            ["reason"],
+            registry=registry,
+        )
+        self.modeldeployments = Gauge(
+            "slipway_modeldeployments",
+            "ModelDeployments this operator serves, by status.phase.",
+            ["phase"],
+            registry=registry,
+        )
+        self.canary_weight = Gauge(
+            "slipway_canary_weight",
+            "Percent of traffic the canary of a ModelDeployment gets now (0 without a canary).",
+            ["namespace", "name"],
+            registry=registry,
+        )
+        self.rollouts_total = Counter(
+            "slipway_rollouts_total",
+            "Canary rollouts finished, by outcome (promoted, rolled_back, aborted).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rollout_duration = Histogram(
+            "slipway_rollout_duration_seconds",
+            "Time from the start of a canary to its end, by outcome.",
+            ["outcome"],
+            buckets=ROLLOUT_BUCKETS,
+            registry=registry,
+        )
+        self.measurement_value = Gauge(
+            "slipway_analysis_measurement_value",
+            "The last value an analysis metric measured for the canary of a ModelDeployment.",
+            ["namespace", "name", "metric"],
+            registry=registry,
+        )
+        self.measurements_total = Counter(
+            "slipway_analysis_measurements_total",
+            "Analysis measurements taken, by metric name and verdict.",
+            ["metric", "verdict"],
+            registry=registry,
+        )
+        self.api_writes = Counter(
+            "slipway_api_writes_total",
+            "Write requests the operator sent to the API server, by kind of write "
+            "(apply, patch, delete, status, metadata, event). Idle, it stays flat.",
+            ["verb"],
+            registry=registry,
+        )
+        self.build_info = Info(
+            "slipway_build",
+            "The running Slipway's version (the value is always 1).",
+            registry=registry,
+        )
+        self.build_info.info({"version": __version__})
+        self.set_phase_counts({})
+
+    def observe_reconcile(self, result: ReconcileResult, seconds: float) -> None:
+        """Count one finished reconcile and how long it took."""
+        self.reconcile_total.labels(_require(result, RECONCILE_RESULTS, "result")).inc()
+        self.reconcile_duration.observe(seconds)
+
+    def record_reconcile_error(self, reason: ErrorReason) -> None:
+        """Count one failed reconcile by why it failed."""
+        self.reconcile_errors.labels(_require(reason, ERROR_REASONS, "reason")).inc()
+
+    def record_write(self, verb: WriteVerb) -> None:
+        """Count one write request sent to the API server."""
+        self.api_writes.labels(_require(verb, WRITE_VERBS, "verb")).inc()
+
+    def set_phase_counts(self, counts: Mapping[str, int]) -> None:
+        """Replace the per-phase counts; every phase is exported, the missing ones as 0."""
+        for phase in counts:
+            _require(phase, PHASES, "phase")
+        for phase in PHASES:
+            self.modeldeployments.labels(phase).set(counts.get(phase, 0))
+
+    def track_phase(self, namespace: str, name: str, phase: str) -> None:
+        """Note the phase of one ModelDeployment and re-export the per-phase counts."""
+        _require(phase, PHASES, "phase")
+        with self._lock:
+            self._phases[(namespace, name)] = phase
+            self._export_phases()
+
+    def set_canary_weight(self, namespace: str, name: str, weight: int) -> None:
+        """Export the canary's share of traffic (percent) for one ModelDeployment."""
+        if not 0 <= weight <= 100:
+            raise ValueError(f"canary weight must be between 0 and 100, got {weight}")
+        self.canary_weight.labels(namespace, name).set(weight)
+
+    def record_rollout(self, outcome: RolloutOutcome, seconds: float) -> None:
+        """Count one finished rollout and how long it ran."""
+        _require(outcome, ROLLOUT_OUTCOMES, "outcome")
+        self.rollouts_total.labels(outcome).inc()
+        self.rollout_duration.labels(outcome).observe(seconds)
+
+    def record_measurement(
+        self, namespace: str, name: str, metric: str, value: float | None, verdict: str
+    ) -> None:
+        """Count one measurement by verdict and export its value (no value: no series)."""
+        self.measurements_total.labels(metric, _require(verdict, VERDICTS, "verdict")).inc()
+        with self._lock:
+            if value is None:
+                self._remove_measurement(namespace, name, metric)
+                return
+            self.measurement_value.labels(namespace, name, metric).set(value)
+            self._measured.setdefault((namespace, name), set()).add(metric)
+
+    def clear_measurements(self, namespace: str, name: str) -> None:
+        """Drop the measurement values of one ModelDeployment (its rollout ended)."""
+        with self._lock:
+            for metric in sorted(self._measured.pop((namespace, name), set())):
+                self.measurement_value.remove(namespace, name, metric)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Remove every series of a deleted ModelDeployment and its share of the phase counts."""
+        self.clear_measurements(namespace, name)
+        with self._lock:
+            if self._phases.pop((namespace, name), None) is not None:
+                self._export_phases()
+        self.canary_weight.remove(namespace, name)  # a no-op when it never had a canary
+
+    def exposition(self) -> str:
+        """The text a scrape of the metrics endpoint returns."""
+        return generate_latest(self.registry).decode()
+
+    def _export_phases(self) -> None:
+        counts: dict[str, int] = {}
+        for phase in self._phases.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        self.set_phase_counts(counts)
+
+    def _remove_measurement(self, namespace: str, name: str, metric: str) -> None:
+        metrics = self._measured.get((namespace, name), set())
+        if metric in metrics:
+            metrics.discard(metric)
+            self.measurement_value.remove(namespace, name, metric)
+
+
+def _operator_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    # the same collectors prometheus-client puts on its global registry, on ours
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+REGISTRY: Final = _operator_registry()
+METRICS: Final = SlipwayMetrics(REGISTRY)
+
+
+def observe_reconcile(result: ReconcileResult, seconds: float) -> None:
+    """Count one finished reconcile and how long it took."""
+    METRICS.observe_reconcile(result, seconds)
+
+
+def record_reconcile_error(reason: ErrorReason) -> None:
+    """Count one failed reconcile by why it failed."""
+    METRICS.record_reconcile_error(reason)
+
+
+def record_write(verb: WriteVerb) -> None:
+    """Count one write request sent to the API server."""
+    METRICS.record_write(verb)
+
+
+def set_phase_counts(counts: Mapping[str, int]) -> None:
+    """Replace the per-phase counts of ModelDeployments."""
+    METRICS.set_phase_counts(counts)
+
+
+def track_phase(namespace: str, name: str, phase: str) -> None:
+    """Note the phase of one ModelDeployment; the per-phase counts follow."""
+    METRICS.track_phase(namespace, name, phase)
+
+
+def set_canary_weight(namespace: str, name: str, weight: int) -> None:
+    """Export the canary's share of traffic (percent) for one ModelDeployment."""
+    METRICS.set_canary_weight(namespace, name, weight)
+
+
+def record_rollout(outcome: RolloutOutcome, seconds: float) -> None:
+    """Count one finished rollout and how long it ran."""
+    METRICS.record_rollout(outcome, seconds)
+
+
+def record_measurement(
+    namespace: str, name: str, metric: str, value: float | None, verdict: str
+) -> None:
+    """Count one analysis measurement and export its value."""
+    METRICS.record_measurement(namespace, name, metric, value, verdict)
+
+
+def clear_measurements(namespace: str, name: str) -> None:
+    """Drop the measurement values of one ModelDeployment (its rollout ended)."""
+    METRICS.clear_measurements(namespace, name)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Remove every series of a deleted ModelDeployment."""
+    METRICS.forget(namespace, name)
+
+
+def start_metrics_server(
+    port: int, addr: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY
+) -> WSGIServer:
+    """Serve `registry` on http://addr:port/metrics in a daemon thread; returns the server."""
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    return server

@@ -1,0 +1,228 @@
+"""`kubectl slipway`: status, manual rollout control and history of a ModelDeployment.
+
+Actions are annotations that the operator consumes (serving.slipway.dev/action); `undo` is the one
+command that writes spec, as `kubectl rollout undo` does: it puts a previous revision's serving spec
+back, and the operator rolls to it at once, reusing its kept Deployment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slipway import GROUP, KIND, VERSION
+
+API_VERSION = f"{GROUP}/{VERSION}"
+
+ACTION_ANNOTATION = f"{GROUP}/action"
+SERVING_FIELDS = ("model", "runtime", "resources", "template")
+
+
+class PluginError(Exception):
+    """A problem the user can act on; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl slipway", description="Inspect and steer Slipway ModelDeployments."
+    )
+    parser.add_argument(
+        "-n", "--namespace", default=None, help="namespace (default: the context's)"
+    )
+    parser.add_argument("--context", default=None, help="kubeconfig context to use")
+    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in [
+        ("status", "a readable summary: revisions, weights, step, last measurements"),
+        ("promote", "go to the next step (--full: skip the remaining steps)"),
+        ("abort", "roll the canary back; stable keeps serving"),
+        ("retry", "start a rolled-back or aborted canary again"),
+        ("pause", "hold the canary at its step"),
+        ("resume", "go on after a pause"),
+        ("undo", "roll back to a previous revision at once"),
+        ("history", "revisions promoted to stable"),
+    ]:
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("name", help="ModelDeployment name")
+        cmd.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if name == "promote":
+            cmd.add_argument("--full", action="store_true", help="skip the remaining steps")
+        if name == "undo":
+            cmd.add_argument(
+                "--to-revision",
+                type=int,
+                default=None,
+                help="the NUMBER from `kubectl slipway history` (default: the previous one)",
+            )
+    return parser
+
+
+class Client:
+    """The few API calls the plugin makes (kubeconfig and context handled like kubectl)."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        from kubernetes import config
+
+        from slipway.kube import Kube
+
+        try:
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+            contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError) as exc:
+            raise PluginError(f"cannot load kubeconfig: {exc}") from exc
+        if context is not None:
+            active = next((c for c in contexts if c["name"] == context), active)
+        self.default_namespace = (active or {}).get("context", {}).get("namespace") or "default"
+        self.kube = Kube(api)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        from slipway.kube import ApiError
+
+        try:
+            found = self.kube.get(API_VERSION, KIND, namespace, name)
+        except ApiError as exc:
+            raise PluginError(str(exc)) from exc
+        if found is None:
+            raise PluginError(f'modeldeployment "{name}" not found in namespace "{namespace}"')
+        return found
+
+    def patch(
+        self,
+        namespace: str,
+        name: str,
+        body: Any,
+        content_type: str = "application/merge-patch+json",
+    ) -> None:
+        from slipway.kube import ApiError
+
+        try:
+            self.kube.patch(API_VERSION, KIND, namespace, name, body, content_type)
+        except ApiError as exc:
+            raise PluginError(str(exc)) from exc
+
+
+def history_rows(md: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """History entries numbered from the oldest (1) up, newest first, as `history` prints them."""
+    entries = list((md.get("status") or {}).get("history") or [])
+    return [(len(entries) - i, entry) for i, entry in enumerate(entries)]
+
+
+def format_history(md: Mapping[str, Any]) -> str:
+    stable = ((md.get("status") or {}).get("stable") or {}).get("revision")
+    lines = [f"{'NUMBER':<7}{'REVISION':<12}{'VERSION':<16}{'PROMOTED':<22}URI"]
+    for number, entry in history_rows(md):
+        mark = " (stable)" if entry.get("revision") == stable else ""
+        lines.append(
+            f"{number:<7}{entry.get('revision', ''):<12}{entry.get('version', ''):<16}"
+            f"{entry.get('promotedAt', '') or '':<22}{entry.get('uri', '')}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def format_status(md: Mapping[str, Any]) -> str:
+    """A summary a person can read at a glance."""
+    meta, spec, status = md["metadata"], md.get("spec") or {}, md.get("status") or {}
+    steps = (spec.get("rollout") or {}).get("steps") or []
+    out = [
+        f"Name:      {meta['namespace']}/{meta['name']}",
+        f"Phase:     {status.get('phase', 'Pending')}"
+        + (
+            ""
+            if status.get("observedGeneration") == meta.get("generation")
+            else "  (the operator has not seen the latest spec yet)"
+        ),
+        f"Ready:     {status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        f"URL:       {status.get('url', '-')}",
+    ]
+    stable = status.get("stable")
+    if stable:
+        out.append(
+            f"Stable:    {stable.get('version', '')} (revision {stable.get('revision')}, "
+            f"{stable.get('readyReplicas', 0)}/{stable.get('replicas', 0)} ready)"
+        )
+    canary = status.get("canary")
+    if canary:
+        state = (
+            "aborted" if canary.get("aborted") else "paused" if canary.get("paused") else "running"
+        )
+        out.append(
+            f"Canary:    {canary.get('version', '')} (revision {canary.get('revision')}, "
+            f"{canary.get('readyReplicas', 0)}/{canary.get('replicas', 0)} ready), "
+            f"weight {canary.get('weight', 0)}%, step {canary.get('step', 0)}/{len(steps)}, {state}"
+        )
+        for key in ("pauseReason", "failureReason"):
+            if canary.get(key):
+                out.append(f"           {canary[key]}")
+    for cond in status.get("conditions") or []:
+        out.append(
+            f"{cond['type'] + ':':<11}{cond['status']}  {cond.get('reason', '')}"
+            + (f": {cond['message']}" if cond.get("message") else "")
+        )
+    measurements = ((status.get("analysis") or {}).get("measurements")) or []
+    if measurements:
+        out.append("Measurements (newest last):")
+        for m in measurements[-5:]:
+            bounds = " ".join(f"{k} {m[k]}" for k in ("min", "max") if m.get(k) is not None)
+            out.append(
+                f"  {m.get('at', '')}  {m['metric']:<20} {m.get('value')!s:<12} {bounds:<16} "
+                f"{m['verdict']}  {m.get('message', '')}"
+            )
+    return "\n".join(out)
+
+
+def undo_ops(md: Mapping[str, Any], to_revision: int | None) -> tuple[list[dict[str, Any]], str]:
+    """JSON patch that puts a previous revision's serving spec back, and a line saying which."""
+    rows = history_rows(md)
+    stable = ((md.get("status") or {}).get("stable") or {}).get("revision")
+    if to_revision is None:
+        older = [(n, e) for n, e in rows if e.get("revision") != stable]
+        if not older:
+            raise PluginError("no previous revision to undo to (see `kubectl slipway history`)")
+        number, entry = older[0]
+    else:
+        match = [(n, e) for n, e in rows if n == to_revision]
+        if not match:
+            raise PluginError(
+                f"no revision number {to_revision}; numbers: " + ", ".join(str(n) for n, _ in rows)
+            )
+        number, entry = match[0]
+    template = entry.get("template")
+    if not template:
+        raise PluginError(f"revision {number} has no recorded serving spec to go back to")
+    ops = [
+        {"op": "add", "path": f"/spec/{field}", "value": template[field]}
+        for field in SERVING_FIELDS
+        if field in template
+    ]
+    return (
+        ops,
+        f"rolling back to revision {number} ({entry.get('revision')}, {entry.get('version')})",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        kube = Client(args.kubeconfig, args.context)
+        namespace = args.namespace or kube.default_namespace
+        if args.command in ("status", "history", "undo"):
+            md = kube.get(namespace, args.name)
+            if args.command == "status":
+                print(format_status(md))
+            elif args.command == "history":
+                print(format_history(md))
+            else:
+                ops, said = undo_ops(md, args.to_revision)
+                kube.patch(namespace, args.name, ops, "application/json-patch+json")
+                print(f"modeldeployment/{args.name}: {said}")
+            return 0
+        action = "promote-full" if args.command == "promote" and args.full else args.command
+        kube.get(namespace, args.name)  # a clear "not found" before writing
+        kube.patch(namespace, args.name, {"metadata": {"annotations": {ACTION_ANNOTATION: action}}})
+        print(f"modeldeployment/{args.name}: {action} requested")
+        return 0
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,494 @@
+"""The one reconcile: read the state, decide with the pure core, apply the difference, report.
+
+Every trigger (a change of the ModelDeployment or of a child, a requeue-after, the operator's start)
+runs `Reconciler.reconcile(key)`. It writes only what differs from what it observed, so a reconcile
+that finds nothing to change makes no write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from slipway import GROUP, metrics
+from slipway.analysis.prometheus import measure
+from slipway.api import (
+    Condition,
+    Measurement,
+    ModelDeployment,
+    ModelDeploymentStatus,
+    Phase,
+    ServingSpec,
+)
+from slipway.controller import Key, Store
+from slipway.kube import ApiError, Kube, is_subset
+from slipway.resources import (
+    HTTPRouteNotWired,
+    desired_deployment,
+    desired_hpa,
+    desired_service,
+    httproute_weights_patch,
+    model_source,
+    pod_selector,
+    revision_of,
+    url_for,
+)
+from slipway.resources.metadata import REVISION_LABEL
+from slipway.rollout import Action, Decision, Observed, ObservedRevision, analysis_due, decide
+
+log = logging.getLogger(__name__)
+
+ACTION_ANNOTATION = f"{GROUP}/action"
+# restarts of a serving container that count as a crash loop even between back-offs
+CRASH_RESTARTS = 3
+# pod waiting reasons that mean the revision cannot start, whatever the deadline says
+_FAILING_WAITING_REASONS = {
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "RunContainerError",
+}
+_CRASHING = {"CrashLoopBackOff", "RunContainerError"}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Reconciler:
+    """The imperative shell around `slipway.rollout.decide`."""
+
+    kube: Kube
+    store: Store
+    operator_image: str = "ghcr.io/slipway-dev/slipway:0.1.0"
+    clock: Callable[[], dt.datetime] = utcnow
+    warned: set[Key] = field(default_factory=set)
+
+    # -- the reconcile ------------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> float | None:
+        """Converge one ModelDeployment; return seconds until it needs to run again, if ever."""
+        started = time.monotonic()
+        try:
+            requeue = self._reconcile(key)
+        except ApiError as exc:
+            metrics.observe_reconcile("error", time.monotonic() - started)
+            metrics.record_reconcile_error("conflict" if exc.conflict else "api_error")
+            raise
+        except Exception:
+            metrics.observe_reconcile("error", time.monotonic() - started)
+            metrics.record_reconcile_error("unexpected")
+            raise
+        metrics.observe_reconcile(
+            "requeue" if requeue is not None else "ok", time.monotonic() - started
+        )
+        return requeue
+
+    def _reconcile(self, key: Key) -> float | None:
+        body = self.store.get("ModelDeployment", key.namespace, key.name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            metrics.forget(key.namespace, key.name)
+            return None
+        now = self.clock()
+        try:
+            md = ModelDeployment.from_body(body)
+        except ValidationError as exc:
+            self._report_invalid(body, exc, now)
+            return None
+
+        action = self._take_action(body)
+        revision = revision_of(md.spec.serving())
+        observed = self._observe(key)
+
+        problem = self._unservable(md)
+        if problem is not None:
+            return self._report_unservable(body, md, revision, problem, now)
+
+        measurements = self._measure(md, revision, now) if analysis_due(md, revision, now) else None
+        decision = decide(md, revision, observed, measurements, action, now)
+        routing_problem = self._apply_children(md, decision)
+        status = decision.status.model_copy(
+            update={"url": url_for(md, md.spec.runtime.port), "selector": pod_selector(md)}
+        )
+        if routing_problem is not None:
+            status.conditions = set_condition(
+                status.conditions,
+                "Degraded",
+                "True",
+                "TrafficRoutingUnavailable",
+                routing_problem,
+                md.metadata.generation,
+                now,
+            )
+        self._write_status(body, status)
+        for event in decision.events:
+            self.kube.emit_event(body, event.type, event.reason, event.message, now)
+        self._export_metrics(md, status, decision, measurements)
+        return decision.requeue_after
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _take_action(self, body: Mapping[str, Any]) -> Action | None:
+        """Consume the action annotation. Removed first: a crash may lose it, never repeat it."""
+        meta = body["metadata"]
+        value = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+        if value is None:
+            return None
+        removed = self.kube.remove_annotation(
+            meta["namespace"], meta["name"], ACTION_ANNOTATION, meta["resourceVersion"]
+        )
+        if not removed:
+            return None  # the object moved on; the next event brings the action again
+        try:
+            return Action(value)
+        except ValueError:
+            self.kube.emit_event(
+                body,
+                "Warning",
+                "UnknownAction",
+                f"annotation {ACTION_ANNOTATION}={value!r} is not one of "
+                + ", ".join(a.value for a in Action),
+                self.clock(),
+            )
+            return None
+
+    def _observe(self, key: Key) -> Observed:
+        pods_by_revision: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.store.children("Pod", key):
+            revision = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
+            if revision:
+                pods_by_revision.setdefault(revision, []).append(pod)
+        revisions: dict[str, ObservedRevision] = {}
+        for deployment in self.store.children("Deployment", key):
+            revision = (deployment["metadata"].get("labels") or {}).get(REVISION_LABEL)
+            if not revision:
+                continue
+            crash_looping, reason = pods_failing(pods_by_revision.get(revision, []))
+            status = deployment.get("status") or {}
+            revisions[revision] = ObservedRevision(
+                revision=revision,
+                replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
+                ready_replicas=ready_pods(pods_by_revision.get(revision, []), status),
+                crash_looping=crash_looping,
+                failing_reason=reason,
+            )
+        return Observed(revisions=revisions)
+
+    def _unservable(self, md: ModelDeployment) -> str | None:
+        """Why the spec, though valid, cannot be served (checked before any pod is created)."""
+        source = model_source(md.spec.model.uri)
+        claim = source.claim
+        if claim and self.kube.get("v1", "PersistentVolumeClaim", md.namespace, claim) is None:
+            return (
+                f"spec.model.uri: PersistentVolumeClaim {claim!r} does not exist in "
+                f"namespace {md.namespace!r}; create it or fix the uri"
+            )
+        return None
+
+    def _measure(self, md: ModelDeployment, revision: str, now: dt.datetime) -> list[Measurement]:
+        stable = md.status.stable.revision if md.status.stable else ""
+        return asyncio.run(measure(md, revision, stable, now))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _apply_children(self, md: ModelDeployment, decision: Decision) -> str | None:
+        """Apply the decided children; return why traffic cannot be routed, if it cannot."""
+        key = Key(md.namespace, md.name)
+        live_deployments = {
+            d["metadata"]["name"]: d for d in self.store.children("Deployment", key)
+        }
+        wanted: set[str] = set()
+        canary_revision: str | None = None
+        stable_revision: str | None = None
+        for desired in decision.revisions:
+            serving = ServingSpec.model_validate(desired.serving)
+            manifest = desired_deployment(
+                md, serving, desired.revision, desired.track, desired.replicas, self.operator_image
+            )
+            wanted.add(manifest["metadata"]["name"])
+            self._apply_if_changed(manifest, live_deployments.get(manifest["metadata"]["name"]))
+            if desired.track == "canary":
+                canary_revision = desired.revision
+            elif desired.track == "stable":
+                stable_revision = desired.revision
+        for name in sorted(set(live_deployments) - wanted):
+            self.kube.delete("apps/v1", "Deployment", md.namespace, name)
+
+        port = md.spec.runtime.port
+        live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
+        services = [desired_service(md, None, None, port)]
+        if stable_revision is not None:
+            services.append(desired_service(md, "stable", stable_revision, port))
+        if canary_revision is not None:
+            services.append(desired_service(md, "canary", canary_revision, port))
+        for manifest in services:
+            self._apply_if_changed(manifest, live_services.get(manifest["metadata"]["name"]))
+        stale = set(live_services) - {s["metadata"]["name"] for s in services}
+        for name in sorted(stale):
+            self.kube.delete("v1", "Service", md.namespace, name)
+
+        hpa = desired_hpa(md)
+        live_hpa = self.store.children("HorizontalPodAutoscaler", key)
+        if hpa is not None:
+            self._apply_if_changed(hpa, live_hpa[0] if live_hpa else None)
+        for obj in live_hpa:
+            name = obj["metadata"]["name"]
+            if hpa is None or name != hpa["metadata"]["name"]:
+                self.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", md.namespace, name)
+
+        routing = md.spec.rollout.traffic_routing
+        if routing is not None and routing.gateway_api is not None:
+            return self._set_route_weights(md, routing.gateway_api.http_route, decision)
+        return None
+
+    def _apply_if_changed(self, manifest: dict[str, Any], live: Mapping[str, Any] | None) -> None:
+        extra = _foreign_selector_keys(manifest, live)
+        if live is not None and not extra and is_subset(_comparable(manifest), live):
+            return
+        self.kube.apply(manifest)
+        if extra:
+            # keys another manager added to a selector we own: apply keeps them, so drop them
+            meta = manifest["metadata"]
+            self.kube.patch(
+                manifest["apiVersion"],
+                manifest["kind"],
+                meta["namespace"],
+                meta["name"],
+                {"spec": {"selector": dict.fromkeys(extra)}},
+            )
+
+    def _set_route_weights(
+        self, md: ModelDeployment, route_name: str, decision: Decision
+    ) -> str | None:
+        route = self.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", md.namespace, route_name)
+        if route is None:
+            return (
+                f"spec.rollout.trafficRouting.gatewayAPI.httpRoute: HTTPRoute {route_name!r} does "
+                f"not exist in namespace {md.namespace!r}"
+            )
+        try:
+            rules = httproute_weights_patch(
+                route, md, decision.stable_weight, decision.canary_weight
+            )
+        except HTTPRouteNotWired as exc:
+            return f"spec.rollout.trafficRouting.gatewayAPI.httpRoute: {exc}"
+        if rules is None:
+            return None
+        # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried, not lost
+        self.kube.merge_patch(
+            route,
+            {
+                "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
+                "spec": {"rules": rules},
+            },
+        )
+        return None
+
+    def _write_status(self, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
+        new = status.wire()
+        old = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        if old == new:
+            return
+        patch: dict[str, Any] = dict(new)
+        for gone in set(old) - set(new):
+            patch[gone] = None  # merge patch: null deletes
+        meta = body["metadata"]
+        self.kube.patch_status(meta["namespace"], meta["name"], patch)
+
+    # -- reporting problems -------------------------------------------------------------------
+
+    def _report_invalid(
+        self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime
+    ) -> None:
+        """A spec the schema let through but Slipway cannot read: say which field; touch nothing."""
+        errors = "; ".join(
+            "spec." + ".".join(str(p) for p in err["loc"][1:]) + ": " + err["msg"]
+            for err in exc.errors()
+            if err["loc"] and err["loc"][0] == "spec"
+        ) or str(exc)
+        metrics.record_reconcile_error("invalid_spec")
+        self._report_condition(body, "InvalidSpec", errors, now)
+
+    def _report_unservable(
+        self,
+        body: Mapping[str, Any],
+        md: ModelDeployment,
+        revision: str,
+        problem: str,
+        now: dt.datetime,
+    ) -> float:
+        """Keep whatever serves now; say in status why the new spec cannot be served."""
+        self._report_condition(body, "ModelUnavailable", problem, now)
+        return 30.0  # the claim may appear: look again
+
+    def _report_condition(
+        self, body: Mapping[str, Any], reason: str, message: str, now: dt.datetime
+    ) -> None:
+        raw = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+        status = ModelDeploymentStatus.model_validate(raw)
+        generation = int(body["metadata"].get("generation") or 0)
+        serving = status.stable is not None and status.stable.ready_replicas > 0
+        phase = Phase.DEGRADED if serving else Phase.FAILED
+        conditions = set_condition(
+            status.conditions, "Degraded", "True", reason, message, generation, now
+        )
+        if not serving:
+            conditions = set_condition(
+                conditions, "Ready", "False", reason, message, generation, now
+            )
+        updated = status.model_copy(
+            update={"phase": phase, "observed_generation": generation, "conditions": conditions}
+        )
+        if updated.wire() != status.wire():
+            self._write_status(body, updated)
+            self.kube.emit_event(body, "Warning", reason, message, now)
+
+    def _export_metrics(
+        self,
+        md: ModelDeployment,
+        status: ModelDeploymentStatus,
+        decision: Decision,
+        measurements: Sequence[Measurement] | None,
+    ) -> None:
+        metrics.track_phase(md.namespace, md.name, status.phase.value)
+        metrics.set_canary_weight(md.namespace, md.name, decision.canary_weight)
+        if status.canary is None:
+            metrics.clear_measurements(md.namespace, md.name)
+        for m in measurements or ():
+            metrics.record_measurement(md.namespace, md.name, m.metric, m.value, m.verdict.value)
+        for event in decision.events:
+            outcome = _ROLLOUT_OUTCOMES.get(event.reason)
+            if outcome is not None:
+                started = md.status.canary.started_at if md.status.canary else None
+                seconds = (self.clock() - parse_time(started)).total_seconds() if started else 0.0
+                metrics.record_rollout(outcome, seconds)
+
+
+_ROLLOUT_OUTCOMES: dict[str, metrics.RolloutOutcome] = {
+    "Promoted": "promoted",
+    "RolledBack": "rolled_back",
+    "Aborted": "aborted",
+}
+
+
+def _comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a manifest that are worth comparing with the live object."""
+    return {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+
+
+def _foreign_selector_keys(
+    manifest: Mapping[str, Any], live: Mapping[str, Any] | None
+) -> list[str]:
+    """Keys in a live Service's selector that the manifest does not have (a selector is exact)."""
+    if live is None or manifest.get("kind") != "Service":
+        return []
+    wanted = manifest["spec"].get("selector") or {}
+    return sorted(set((live.get("spec") or {}).get("selector") or {}) - set(wanted))
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: dt.datetime,
+) -> list[Condition]:
+    """Conditions with `type_` set; its transition time moves only when its status changes."""
+    result: list[Condition] = []
+    found = False
+    for c in conditions:
+        if c.type != type_:
+            result.append(c)
+            continue
+        found = True
+        changed = c.status != status
+        result.append(
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=rfc3339(now) if changed else c.last_transition_time,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        result.append(
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                last_transition_time=rfc3339(now),
+                observed_generation=generation,
+            )
+        )
+    return result
+
+
+def ready_pods(pods: Sequence[Mapping[str, Any]], deployment_status: Mapping[str, Any]) -> int:
+    """Ready pods of a revision: counted from the pods when we see them, else the Deployment's."""
+    if not pods:
+        return int(deployment_status.get("readyReplicas") or 0)
+    count = 0
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or ():
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                count += 1
+    return count
+
+
+def pods_failing(pods: Sequence[Mapping[str, Any]]) -> tuple[bool, str | None]:
+    """Whether a revision's pods crash-loop, and a sentence naming a pod that fails and why.
+
+    Pods that cannot start (an image that cannot be pulled, a missing Secret) are named too, but
+    only a crash loop fails the canary at once; the progress deadline covers the rest.
+    """
+    named: str | None = None
+    for pod in pods:
+        status = pod.get("status") or {}
+        name = pod["metadata"]["name"]
+        containers = list(status.get("initContainerStatuses") or ()) + list(
+            status.get("containerStatuses") or ()
+        )
+        for cs in containers:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            restarts = int(cs.get("restartCount") or 0)
+            crashing = reason in _CRASHING or (restarts >= CRASH_RESTARTS and not cs.get("ready"))
+            if not crashing and reason not in _FAILING_WAITING_REASONS:
+                continue
+            text = f"pod {name}, container {cs.get('name')}: {reason or 'restarting'}"
+            text += f" (restarts {restarts})"
+            if waiting.get("message"):
+                text += f": {waiting['message']}"
+            if crashing:
+                return True, text
+            named = named or text
+    return False, named
+
+
+__all__ = ["ACTION_ANNOTATION", "Reconciler"]

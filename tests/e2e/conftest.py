@@ -1,0 +1,218 @@
+"""The operator as a real process (`slipway run`) against the test cluster, and test helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, Cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Operator:
+    """One `slipway run` process; can be killed and restarted mid-test."""
+
+    def __init__(self, cluster: Cluster, log_dir: Path, extra_env: dict[str, str] | None = None):
+        self.cluster = cluster
+        self.log_dir = log_dir
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+        self.starts = 0
+
+    def start(self) -> None:
+        self.metrics_port = free_port()
+        self.starts += 1
+        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
+        env = {**self.cluster.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "slipway",
+                "run",
+                "--all-namespaces",
+                "--kubeconfig",
+                str(self.cluster.kubeconfig),
+                "--metrics-port",
+                str(self.metrics_port),
+                "--metrics-address",
+                "127.0.0.1",
+                "--log-level",
+                "info",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"operator exited with {self.proc.returncode}: {self.log_tail()}"
+                )
+            try:
+                self.scrape()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"operator metrics never answered: {self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def scrape(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as r:
+            return str(r.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        total = 0.0
+        for family in text_string_to_metric_families(self.scrape()):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.log_dir / f"operator-{self.starts}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    op = Operator(cluster, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "examples" / name).read_text()))
+
+
+class Driver:
+    """Small verbs over kubectl for one namespace."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.ns = namespace
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "-n", self.ns, "-f", "-", input=json.dumps(obj))
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        proc = self.cluster.kubectl("get", kind, name, "-n", self.ns, "-o", "json", check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        return dict(json.loads(proc.stdout))
+
+    def md(self, name: str) -> dict[str, Any]:
+        obj = self.get("modeldeployment", name)
+        assert obj is not None, f"modeldeployment {name} is gone"
+        return obj
+
+    def items(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl("get", kind, "-n", self.ns, "-l", selector, "-o", "json").stdout
+        return list(json.loads(out)["items"])
+
+    def patch(self, kind: str, name: str, patch: Any, type_: str = "merge") -> None:
+        self.cluster.kubectl(
+            "patch", kind, name, "-n", self.ns, "--type", type_, "-p", json.dumps(patch)
+        )
+
+    def plugin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from slipway.cli import kubectl_main; raise SystemExit(kubectl_main())",
+                "-n",
+                self.ns,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=self.cluster.env,
+            timeout=60,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl slipway {' '.join(args)}: {proc.stderr}{proc.stdout}")
+        return proc
+
+    def wait(self, what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(0.25)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 90) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            md = self.md(name)
+            status = md.get("status") or {}
+            fresh = status.get("observedGeneration") == md["metadata"]["generation"]
+            return md if fresh and status.get("phase") == phase else None
+
+        result: dict[str, Any] = self.wait(f"{name} to be {phase}", check, timeout)
+        return result
+
+    def ready_pods(self, name: str) -> int:
+        pods = self.items("pods", f"serving.slipway.dev/modeldeployment={name}")
+        return sum(
+            1
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (p.get("status") or {}).get("conditions") or []
+            )
+        )
+
+
+@pytest.fixture
+def k(cluster: Cluster, namespace: str) -> Driver:
+    return Driver(cluster, namespace)

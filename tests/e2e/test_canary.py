@@ -1,0 +1,374 @@
+"""Canary rollouts (issue 4) end to end: the operator process, the real cluster, KWOK's fault
+stages for bad canaries, and a real Prometheus for the analysis. Through every scenario a sampler
+checks that the model's Ready pods never drop below spec.replicas."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Driver, Operator
+from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
+from tests.e2e.test_serving import ReadySampler
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+SELECTOR = "serving.slipway.dev/modeldeployment"
+V2 = {"model": {"version": "2.0.0", "uri": "s3://models/fraud/2.0.0"}}
+
+
+def canary_md(
+    name: str = "fraud",
+    replicas: int = 4,
+    steps: list[dict[str, Any]] | None = None,
+    **rollout: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.slipway.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"version": "1.0.0", "uri": "s3://models/fraud/1.0.0", "format": "xgboost"},
+            "replicas": replicas,
+            "rollout": {
+                "strategy": "Canary",
+                "steps": steps if steps is not None else [{"setWeight": 25}, {"pause": {}}],
+                "scaleDownDelaySeconds": 1,
+                **rollout,
+            },
+        },
+    }
+
+
+def status(k: Driver, name: str = "fraud") -> dict[str, Any]:
+    return dict(k.md(name).get("status") or {})
+
+
+def canary(k: Driver, name: str = "fraud") -> dict[str, Any]:
+    return dict(status(k, name).get("canary") or {})
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def revision_replicas(k: Driver, name: str, revision: str) -> int:
+    d = k.get("deployment", f"{name}-{revision}")
+    return int(d["spec"]["replicas"]) if d else 0
+
+
+@pytest.fixture
+def sampler(k: Driver) -> Iterator[ReadySampler]:
+    """Ready pods of `fraud`, sampled all through the test; checked at the end."""
+    s = ReadySampler(k, "fraud")
+    with s:
+        yield s
+
+
+def ready_floor_held(k: Driver, s: ReadySampler, replicas: int) -> None:
+    # samples before the first Ready state are the initial rollout, not a canary
+    first = next((i for i, n in enumerate(s.samples) if n >= replicas), None)
+    assert first is not None, s.samples
+    assert min(s.samples[first:]) >= replicas, s.samples
+
+
+def start(k: Driver, md: dict[str, Any]) -> str:
+    k.apply(md)
+    return str(k.wait_phase(md["metadata"]["name"], "Ready")["status"]["stable"]["revision"])
+
+
+def test_canary_goes_through_every_step_to_promotion(k: Driver, sampler: ReadySampler) -> None:
+    steps = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
+    old = start(k, canary_md(steps=steps))
+    k.patch("md", "fraud", {"spec": V2})
+
+    c = k.wait("weight 25", lambda: (c := canary(k)).get("weight") == 25 and c)
+    assert revision_replicas(k, "fraud", c["revision"]) == math.ceil(0.25 * 4)
+    c = k.wait(
+        "weight 50 and the pause",
+        lambda: (c := canary(k)).get("weight") == 50 and status(k)["phase"] == "Paused" and c,
+    )
+    assert revision_replicas(k, "fraud", c["revision"]) == 2
+    assert revision_replicas(k, "fraud", old) == 2
+    new = c["revision"]
+    assert (
+        k.get("service", "fraud-canary")["spec"]["selector"]["serving.slipway.dev/revision"] == new
+    )
+
+    k.plugin("promote", "fraud")
+    st = k.wait(
+        "promotion",
+        lambda: (
+            (s := status(k)).get("stable", {}).get("revision") == new
+            and s["phase"] == "Ready"
+            and s
+        ),
+    )
+    assert st.get("canary") is None
+    assert [h["version"] for h in st["history"][:2]] == ["2.0.0", "1.0.0"]
+    assert revision_replicas(k, "fraud", new) == 4
+    k.wait("the old revision scaled to 0", lambda: revision_replicas(k, "fraud", old) == 0)
+    assert (
+        k.get("service", "fraud-stable")["spec"]["selector"]["serving.slipway.dev/revision"] == new
+    )
+    ready_floor_held(k, sampler, 4)
+
+
+def test_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline(
+    k: Driver, sampler: ReadySampler
+) -> None:
+    old = start(k, canary_md(progressDeadlineSeconds=5))
+    k.patch(
+        "md", "fraud", {"spec": {**V2, "template": {"labels": {"slipway.test/fault": "not-ready"}}}}
+    )
+    st = k.wait(
+        "RolledBack", lambda: (s := status(k)).get("phase") == "RolledBack" and s, timeout=60
+    )
+    degraded = condition(st, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "ProgressDeadlineExceeded"
+    assert st["canary"]["weight"] == 0
+    k.wait(
+        "the canary scaled to 0",
+        lambda: revision_replicas(k, "fraud", st["canary"]["revision"]) == 0,
+    )
+    assert st["stable"]["revision"] == old
+    assert revision_replicas(k, "fraud", old) == 4
+    events = k.cluster.kubectl(
+        "get", "events", "-n", k.ns, "--field-selector", "type=Warning"
+    ).stdout
+    assert "ProgressDeadlineExceeded" in events
+    ready_floor_held(k, sampler, 4)
+
+
+def test_crash_looping_canary_is_rolled_back(k: Driver, sampler: ReadySampler) -> None:
+    start(k, canary_md())
+    k.patch(
+        "md", "fraud", {"spec": {**V2, "template": {"labels": {"slipway.test/fault": "crash"}}}}
+    )
+    st = k.wait(
+        "RolledBack", lambda: (s := status(k)).get("phase") == "RolledBack" and s, timeout=60
+    )
+    assert condition(st, "Degraded")["reason"] == "CanaryCrashLooping"
+    assert "CrashLoopBackOff" in condition(st, "Degraded")["message"]
+    ready_floor_held(k, sampler, 4)
+
+
+CANARY = 'namespace="{{namespace}}",revision="{{canary.revision}}"'
+ERROR_RATE = (
+    f'sum(rate(http_requests_total{{{CANARY},code="500"}}[10s]))'
+    f" / sum(rate(http_requests_total{{{CANARY}}}[10s]))"
+)
+SAMPLES = f"sum(increase(http_requests_total{{{CANARY}}}[10s]))"
+
+
+def analysis(prom: Prometheus, **extra: Any) -> dict[str, Any]:
+    return {
+        "interval": "2s",
+        "failureLimit": 0,
+        "minSamples": 5,
+        "prometheus": {"address": prom.address},
+        "metrics": [
+            {
+                "name": "error-rate",
+                "query": ERROR_RATE,
+                "samplesQuery": SAMPLES,
+                "max": 0.05,
+            }
+        ],
+        **extra,
+    }
+
+
+def test_failing_analysis_rolls_back_with_the_measurement_in_status_and_event(
+    k: Driver,
+    sampler: ReadySampler,
+    prometheus: Prometheus,  # noqa: F811
+) -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "30s"}}]
+    start(k, canary_md(steps=steps, analysis=analysis(prometheus)))
+    k.patch("md", "fraud", {"spec": V2})
+    rev = k.wait("a canary", lambda: canary(k).get("revision"))
+    prometheus.exporter.set(k.ns, rev, rps=20, error_ratio=0.5)
+    st = k.wait(
+        "RolledBack", lambda: (s := status(k)).get("phase") == "RolledBack" and s, timeout=60
+    )
+    degraded = condition(st, "Degraded")
+    assert degraded["reason"] == "AnalysisFailed"
+    assert "error-rate" in degraded["message"]
+    failed = [m for m in st["analysis"]["measurements"] if m["verdict"] == "Failed"]
+    assert failed and failed[-1]["value"] > 0.05 and rev in failed[-1]["query"]
+    events = k.cluster.kubectl(
+        "get", "events", "-n", k.ns, "--field-selector", "type=Warning"
+    ).stdout
+    assert "error-rate" in events
+    ready_floor_held(k, sampler, 4)
+
+
+def test_no_data_is_inconclusive_and_pauses_then_data_lets_it_continue(
+    k: Driver,
+    sampler: ReadySampler,
+    prometheus: Prometheus,  # noqa: F811
+) -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
+    start(k, canary_md(steps=steps, analysis=analysis(prometheus)))
+    k.patch("md", "fraud", {"spec": V2})
+    st = k.wait(
+        "an Inconclusive pause", lambda: (s := status(k)).get("phase") == "Paused" and s, timeout=60
+    )
+    assert any(m["verdict"] == "Inconclusive" for m in st["analysis"]["measurements"])
+    assert st["canary"].get("aborted") is not True
+    rev = st["canary"]["revision"]
+    prometheus.exporter.set(k.ns, rev, rps=20, error_ratio=0.0)
+    k.wait("promotion", lambda: status(k).get("stable", {}).get("revision") == rev, timeout=90)
+    ready_floor_held(k, sampler, 4)
+
+
+def test_plugin_abort_retry_pause_resume_and_promote_full(k: Driver, sampler: ReadySampler) -> None:
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 75}, {"pause": {}}]
+    old = start(k, canary_md(steps=steps))
+    k.patch("md", "fraud", {"spec": V2})
+    rev = k.wait("weight 25", lambda: (c := canary(k)).get("weight") == 25 and c["revision"])
+
+    k.plugin("abort", "fraud")
+    k.wait(
+        "aborted", lambda: canary(k).get("aborted") is True and status(k)["phase"] == "RolledBack"
+    )
+    k.wait("the canary at 0 replicas", lambda: revision_replicas(k, "fraud", rev) == 0)
+    assert status(k)["stable"]["revision"] == old
+
+    k.plugin("retry", "fraud")
+    k.wait(
+        "the canary back at 25",
+        lambda: (c := canary(k)).get("weight") == 25 and not c.get("aborted"),
+    )
+
+    k.plugin("promote", "fraud")
+    k.wait("weight 75", lambda: canary(k).get("weight") == 75)
+    k.plugin("pause", "fraud")
+    k.wait("paused", lambda: canary(k).get("paused") is True)
+    k.plugin("resume", "fraud")
+    k.wait("resumed", lambda: canary(k).get("paused") is not True)
+
+    k.plugin("promote", "fraud", "--full")
+    k.wait("promotion", lambda: status(k).get("stable", {}).get("revision") == rev)
+    out = k.plugin("status", "fraud").stdout
+    assert "2.0.0" in out and "Ready" in out
+    ready_floor_held(k, sampler, 4)
+
+
+def test_undo_goes_back_to_the_previous_revision_at_once(k: Driver, sampler: ReadySampler) -> None:
+    old = start(k, canary_md(steps=[{"setWeight": 50}, {"pause": {}}]))
+    k.patch("md", "fraud", {"spec": V2})
+    k.wait("the pause", lambda: status(k).get("phase") == "Paused")
+    k.plugin("promote", "fraud")
+    new = k.wait(
+        "promotion",
+        lambda: (
+            (s := status(k)).get("stable", {}).get("version") == "2.0.0" and s["stable"]["revision"]
+        ),
+    )
+    history = k.plugin("history", "fraud").stdout
+    assert "1.0.0" in history and "2.0.0" in history
+
+    k.plugin("undo", "fraud")
+    st = k.wait(
+        "back on 1.0.0",
+        lambda: (
+            (s := status(k)).get("stable", {}).get("revision") == old
+            and s["phase"] == "Ready"
+            and s
+        ),
+    )
+    assert k.md("fraud")["spec"]["model"]["version"] == "1.0.0"
+    assert st.get("canary") is None  # no steps: undo reuses the kept Deployment at once
+    assert new != old
+    ready_floor_held(k, sampler, 4)
+
+
+def test_reverting_the_spec_aborts_the_canary_at_once(k: Driver, sampler: ReadySampler) -> None:
+    old = start(k, canary_md())
+    original = k.md("fraud")["spec"]["model"]
+    k.patch("md", "fraud", {"spec": V2})
+    rev = k.wait("a canary at 25", lambda: (c := canary(k)).get("weight") == 25 and c["revision"])
+    k.patch("md", "fraud", {"spec": {"model": original}})
+    k.wait("the canary gone", lambda: not status(k).get("canary") and status(k)["phase"] == "Ready")
+    k.wait("its Deployment gone or at 0", lambda: revision_replicas(k, "fraud", rev) == 0)
+    assert status(k)["stable"]["revision"] == old
+    ready_floor_held(k, sampler, 4)
+
+
+def test_a_newer_spec_replaces_the_canary_and_restarts_the_steps(
+    k: Driver, sampler: ReadySampler
+) -> None:
+    start(k, canary_md(steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]))
+    k.patch("md", "fraud", {"spec": V2})
+    first = k.wait("a canary at 25", lambda: (c := canary(k)).get("weight") == 25 and c["revision"])
+    k.plugin("promote", "fraud")
+    k.wait("weight 50", lambda: canary(k).get("weight") == 50)
+    k.patch(
+        "md", "fraud", {"spec": {"model": {"version": "3.0.0", "uri": "s3://models/fraud/3.0.0"}}}
+    )
+    c = k.wait(
+        "a new canary at 25",
+        lambda: (
+            (c := canary(k)).get("revision") not in (None, first) and c.get("weight") == 25 and c
+        ),
+    )
+    assert c["version"] == "3.0.0" and c["step"] <= 1
+    k.wait("the first canary scaled away", lambda: revision_replicas(k, "fraud", first) == 0)
+    ready_floor_held(k, sampler, 4)
+
+
+def test_operator_killed_mid_rollout_resumes_at_the_same_step(
+    k: Driver, operator: Operator, sampler: ReadySampler
+) -> None:
+    start(k, canary_md(steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]))
+    k.patch("md", "fraud", {"spec": V2})
+    before = k.wait(
+        "the first pause",
+        lambda: (c := canary(k)).get("weight") == 25 and status(k)["phase"] == "Paused" and c,
+    )
+    operator.kill()
+    try:
+        k.plugin("promote", "fraud")  # lands while the operator is down
+    finally:
+        operator.start()
+    after = k.wait("weight 50", lambda: (c := canary(k)).get("weight") == 50 and c)
+    assert after["revision"] == before["revision"]
+    assert after["startedAt"] == before["startedAt"]
+    deployments = k.items("deployments", f"{SELECTOR}=fraud")
+    assert len(deployments) == 2
+    ready_floor_held(k, sampler, 4)
+
+
+def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) -> None:
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [{"backendRefs": [{"name": "fraud-stable", "port": 8080, "weight": 100}]}],
+        },
+    }
+    k.apply(route)
+    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+    start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
+
+    def weights() -> dict[str, int]:
+        r = k.get("httproute", "fraud")
+        return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
+
+    k.patch("md", "fraud", {"spec": V2})
+    k.wait("20/80", lambda: weights() == {"fraud-stable": 80, "fraud-canary": 20})
+    k.plugin("promote", "fraud")
+    k.wait("60/40", lambda: weights() == {"fraud-stable": 40, "fraud-canary": 60})
+    k.plugin("promote", "fraud")
+    k.wait(
+        "all traffic to the new stable",
+        lambda: weights().get("fraud-stable") == 100 and weights().get("fraud-canary", 0) == 0,
+    )
+    ready_floor_held(k, sampler, 4)

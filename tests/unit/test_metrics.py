@@ -1,0 +1,277 @@
+"""Slipway's Prometheus metrics: the numbers move, labels stay bounded, the endpoint serves them."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from slipway import __version__, metrics
+from slipway.metrics import SlipwayMetrics
+
+EVERY_METRIC = [
+    "slipway_reconcile_total",
+    "slipway_reconcile_duration_seconds",
+    "slipway_reconcile_errors_total",
+    "slipway_modeldeployments",
+    "slipway_canary_weight",
+    "slipway_rollouts_total",
+    "slipway_rollout_duration_seconds",
+    "slipway_analysis_measurement_value",
+    "slipway_analysis_measurements_total",
+    "slipway_build_info",
+]
+
+
+@pytest.fixture
+def m() -> SlipwayMetrics:
+    return SlipwayMetrics(CollectorRegistry())
+
+
+def value(m: SlipwayMetrics, sample: str, /, **labels: str) -> float | None:
+    return m.registry.get_sample_value(sample, labels)
+
+
+def series(m: SlipwayMetrics, name: str) -> list[dict[str, str]]:
+    """Label sets of every sample of one metric (histograms: their _count samples)."""
+    return [
+        sample.labels
+        for family in text_string_to_metric_families(m.exposition())
+        for sample in family.samples
+        if sample.name in (name, f"{name}_count")
+    ]
+
+
+@pytest.mark.parametrize("result", ["ok", "requeue", "error"])
+def test_each_reconcile_counts_once_under_its_result(m: SlipwayMetrics, result: str) -> None:
+    m.observe_reconcile(result, 0.2)  # type: ignore[arg-type]
+    m.observe_reconcile(result, 0.3)  # type: ignore[arg-type]
+
+    assert value(m, "slipway_reconcile_total", result=result) == 2
+    assert value(m, "slipway_reconcile_duration_seconds_count") == 2
+    assert value(m, "slipway_reconcile_duration_seconds_sum") == pytest.approx(0.5)
+
+
+def test_reconcile_duration_lands_in_the_right_bucket(m: SlipwayMetrics) -> None:
+    m.observe_reconcile("ok", 0.07)
+
+    assert value(m, "slipway_reconcile_duration_seconds_bucket", le="0.05") == 0
+    assert value(m, "slipway_reconcile_duration_seconds_bucket", le="0.1") == 1
+
+
+@pytest.mark.parametrize(
+    "reason", ["conflict", "invalid_spec", "api_error", "analysis_error", "unexpected"]
+)
+def test_reconcile_errors_count_by_reason(m: SlipwayMetrics, reason: str) -> None:
+    m.record_reconcile_error(reason)  # type: ignore[arg-type]
+
+    assert value(m, "slipway_reconcile_errors_total", reason=reason) == 1
+
+
+@pytest.mark.parametrize(
+    ("record", "args", "message"),
+    [
+        ("observe_reconcile", ("failed", 1.0), "result must be one of"),
+        ("record_reconcile_error", ("Conflict: 409 on deployments/fraud-5d8f",), "reason must be"),
+        ("record_rollout", ("succeeded", 60.0), "outcome must be one of"),
+        ("set_phase_counts", ({"Running": 1},), "phase must be one of"),
+        ("track_phase", ("ml", "fraud", "ready"), "phase must be one of"),
+        ("record_measurement", ("ml", "fraud", "error-rate", 0.1, "ok"), "verdict must be one of"),
+        ("set_canary_weight", ("ml", "fraud", 120), "between 0 and 100"),
+    ],
+)
+def test_a_label_value_outside_its_closed_set_is_refused(
+    m: SlipwayMetrics, record: str, args: tuple[object, ...], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        getattr(m, record)(*args)
+    assert "Conflict: 409" not in m.exposition()
+
+
+def test_every_phase_is_exported_even_at_zero(m: SlipwayMetrics) -> None:
+    m.set_phase_counts({"Ready": 3, "Progressing": 1})
+
+    assert value(m, "slipway_modeldeployments", phase="Ready") == 3
+    assert value(m, "slipway_modeldeployments", phase="Progressing") == 1
+    assert value(m, "slipway_modeldeployments", phase="RolledBack") == 0
+    assert {s["phase"] for s in series(m, "slipway_modeldeployments")} == {
+        "Pending",
+        "Progressing",
+        "Paused",
+        "Ready",
+        "Degraded",
+        "RolledBack",
+        "Failed",
+    }
+
+
+def test_set_phase_counts_replaces_the_previous_counts(m: SlipwayMetrics) -> None:
+    m.set_phase_counts({"Ready": 3})
+    m.set_phase_counts({"Degraded": 1})
+
+    assert value(m, "slipway_modeldeployments", phase="Ready") == 0
+    assert value(m, "slipway_modeldeployments", phase="Degraded") == 1
+
+
+def test_tracked_phases_move_an_object_between_counts_and_forget_drops_it(
+    m: SlipwayMetrics,
+) -> None:
+    m.track_phase("ml", "fraud", "Progressing")
+    m.track_phase("ml", "churn", "Ready")
+    m.track_phase("ml", "fraud", "Ready")
+    assert value(m, "slipway_modeldeployments", phase="Ready") == 2
+    assert value(m, "slipway_modeldeployments", phase="Progressing") == 0
+
+    m.forget("ml", "fraud")
+
+    assert value(m, "slipway_modeldeployments", phase="Ready") == 1
+
+
+def test_canary_weight_follows_the_rollout_and_vanishes_with_the_object(
+    m: SlipwayMetrics,
+) -> None:
+    m.set_canary_weight("ml", "fraud", 10)
+    m.set_canary_weight("ml", "fraud", 50)
+    m.set_canary_weight("ml", "churn", 0)
+    assert value(m, "slipway_canary_weight", namespace="ml", name="fraud") == 50
+
+    m.forget("ml", "fraud")
+
+    assert series(m, "slipway_canary_weight") == [{"namespace": "ml", "name": "churn"}]
+
+
+def test_forgetting_an_object_that_never_had_series_is_harmless(m: SlipwayMetrics) -> None:
+    m.forget("ml", "never-seen")
+
+    assert series(m, "slipway_canary_weight") == []
+
+
+@pytest.mark.parametrize(
+    ("outcome", "seconds", "bucket_below", "bucket_at"),
+    [
+        ("promoted", 250.0, "120.0", "300.0"),
+        ("rolled_back", 45.0, "30.0", "60.0"),
+        ("aborted", 5000.0, "3600.0", "7200.0"),
+    ],
+)
+def test_a_finished_rollout_counts_by_outcome_with_its_duration(
+    m: SlipwayMetrics, outcome: str, seconds: float, bucket_below: str, bucket_at: str
+) -> None:
+    m.record_rollout(outcome, seconds)  # type: ignore[arg-type]
+
+    assert value(m, "slipway_rollouts_total", outcome=outcome) == 1
+    assert value(m, "slipway_rollout_duration_seconds_sum", outcome=outcome) == seconds
+    duration_bucket = "slipway_rollout_duration_seconds_bucket"
+    assert value(m, duration_bucket, outcome=outcome, le=bucket_below) == 0
+    assert value(m, duration_bucket, outcome=outcome, le=bucket_at) == 1
+
+
+def test_measurements_export_the_last_value_and_count_every_verdict(m: SlipwayMetrics) -> None:
+    m.record_measurement("ml", "fraud", "error-rate", 0.002, "Successful")
+    m.record_measurement("ml", "fraud", "error-rate", 0.05, "Failed")
+    m.record_measurement("ml", "fraud", "p99-latency", 0.3, "Inconclusive")
+
+    measured = "slipway_analysis_measurement_value"
+    assert value(m, measured, namespace="ml", name="fraud", metric="error-rate") == 0.05
+    assert value(m, measured, namespace="ml", name="fraud", metric="p99-latency") == 0.3
+    counted = "slipway_analysis_measurements_total"
+    assert value(m, counted, metric="error-rate", verdict="Successful") == 1
+    assert value(m, counted, metric="error-rate", verdict="Failed") == 1
+    assert value(m, counted, metric="p99-latency", verdict="Inconclusive") == 1
+
+
+def test_a_measurement_without_data_is_counted_but_removes_the_stale_value(
+    m: SlipwayMetrics,
+) -> None:
+    m.record_measurement("ml", "fraud", "error-rate", 0.002, "Successful")
+    m.record_measurement("ml", "fraud", "error-rate", None, "Error")
+
+    assert series(m, "slipway_analysis_measurement_value") == []
+    assert (
+        value(m, "slipway_analysis_measurements_total", metric="error-rate", verdict="Error") == 1
+    )
+
+
+def test_clearing_measurements_keeps_other_objects_and_the_verdict_counts(
+    m: SlipwayMetrics,
+) -> None:
+    m.record_measurement("ml", "fraud", "error-rate", 0.002, "Successful")
+    m.record_measurement("ml", "churn", "error-rate", 0.001, "Successful")
+
+    m.clear_measurements("ml", "fraud")
+
+    assert [s["name"] for s in series(m, "slipway_analysis_measurement_value")] == ["churn"]
+    counted = "slipway_analysis_measurements_total"
+    assert value(m, counted, metric="error-rate", verdict="Successful") == 2
+
+
+def test_build_info_carries_the_version(m: SlipwayMetrics) -> None:
+    assert value(m, "slipway_build_info", version=__version__) == 1
+
+
+def test_no_label_holds_a_revision_hash_or_any_unbounded_value(m: SlipwayMetrics) -> None:
+    m.observe_reconcile("ok", 0.1)
+    m.record_reconcile_error("conflict")
+    m.track_phase("ml", "fraud", "Progressing")
+    m.set_canary_weight("ml", "fraud", 10)
+    m.record_rollout("promoted", 600)
+    m.record_measurement("ml", "fraud", "error-rate", 0.002, "Successful")
+
+    label_names = {
+        label
+        for family in text_string_to_metric_families(m.exposition())
+        if family.name.startswith("slipway_")
+        for sample in family.samples
+        for label in sample.labels
+    }
+
+    allowed = {"result", "reason", "phase", "namespace", "name", "outcome", "metric", "verdict"}
+    assert label_names == allowed | {"le", "version"}
+
+
+def test_the_exposition_names_every_metric_before_anything_happened(m: SlipwayMetrics) -> None:
+    text = m.exposition()
+
+    for name in EVERY_METRIC:
+        assert f"# HELP {name} " in text, name
+    assert "_created" not in text
+
+
+def test_the_default_registry_also_exports_process_metrics() -> None:
+    text = metrics.METRICS.exposition()
+
+    assert "slipway_build_info" in text
+    assert "process_cpu_seconds_total" in text or "python_info" in text
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[SlipwayMetrics, str]]:
+    m = SlipwayMetrics(CollectorRegistry())
+    server = metrics.start_metrics_server(0, addr="127.0.0.1", registry=m.registry)
+    yield m, f"http://127.0.0.1:{server.server_port}/metrics"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_metrics_server_serves_numbers_that_move(
+    served: tuple[SlipwayMetrics, str],
+) -> None:
+    m, url = served
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    before = scrape()
+    m.observe_reconcile("ok", 0.01)
+    m.record_rollout("rolled_back", 90)
+    after = scrape()
+
+    assert 'slipway_reconcile_total{result="ok"} 1.0' not in before
+    assert 'slipway_reconcile_total{result="ok"} 1.0' in after
+    assert 'slipway_rollouts_total{outcome="rolled_back"} 1.0' in after
+    for name in EVERY_METRIC:
+        assert name in after, name

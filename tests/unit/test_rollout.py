@@ -1,0 +1,1102 @@
+"""The rollout state machine, scenario by scenario, driven through a small fake cluster.
+
+`Rollout` plays the imperative shell: it observes the fake Deployments, asks for measurements when
+`analysis_due` says so, calls `decide`, applies the Decision and stores the status. `FakeCluster`
+plays Kubernetes: pods asked for become Ready one reconcile later (unless the revision is broken),
+and a scale-down removes not-Ready pods first, as a ReplicaSet does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from slipway.api import (
+    Measurement,
+    ModelDeployment,
+    Phase,
+    Verdict,
+)
+from slipway.rollout import (
+    Action,
+    Decision,
+    Observed,
+    ObservedRevision,
+    analysis_due,
+    decide,
+)
+
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+# -- building ModelDeployments ---------------------------------------------------------------------
+
+
+def model_deployment(
+    *,
+    version: str = "1.0.0",
+    replicas: int = 4,
+    rollout: dict[str, Any] | None = None,
+    history_limit: int = 3,
+    generation: int = 1,
+    status: dict[str, Any] | None = None,
+) -> ModelDeployment:
+    return ModelDeployment.from_body(
+        {
+            "metadata": {"name": "fraud", "namespace": "ml", "generation": generation},
+            "spec": {
+                "model": {
+                    "version": version,
+                    "uri": f"s3://models/fraud/{version}",
+                    "format": "sklearn",
+                },
+                "replicas": replicas,
+                "rollout": rollout or {},
+                "revisionHistoryLimit": history_limit,
+            },
+            "status": status or {},
+        }
+    )
+
+
+def revision_of(md: ModelDeployment) -> str:
+    """The test's own revision hash (the real one lives in slipway.resources)."""
+    canonical = json.dumps(md.spec.serving().wire(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+def canary_rollout(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"strategy": "Canary", "steps": steps, **extra}
+
+
+GATEWAY = {"trafficRouting": {"gatewayAPI": {"httpRoute": "fraud"}}}
+ANALYSIS = {
+    "interval": "30s",
+    "failureLimit": 1,
+    "prometheus": {"address": "http://prometheus:9090"},
+    "metrics": [{"name": "error-rate", "query": "errors{rev='{{canary.revision}}'}", "max": 0.01}],
+}
+
+
+def measured(verdict: Verdict, value: float | None = 0.001, message: str = "") -> list[Measurement]:
+    return [
+        Measurement(
+            metric="error-rate",
+            value=value,
+            max=0.01,
+            verdict=verdict,
+            message=message,
+            query="errors{rev='abc'}",
+            at="2024-05-01T12:00:00Z",
+        )
+    ]
+
+
+GOOD = measured(Verdict.SUCCESSFUL, 0.001, "0.001 <= max 0.01")
+BAD = measured(Verdict.FAILED, 0.08, "0.08 > max 0.01")
+NO_DATA = measured(Verdict.INCONCLUSIVE, None, "no data")
+
+
+# -- the fake cluster and the fake shell -----------------------------------------------------------
+
+
+@dataclass
+class Pods:
+    replicas: int
+    ready: int = 0
+
+
+@dataclass
+class FakeCluster:
+    """Deployments by revision; broken ones are "not-ready" (never Ready) or "crash"."""
+
+    deployments: dict[str, Pods] = field(default_factory=dict)
+    broken: dict[str, str] = field(default_factory=dict)
+
+    def observe(self) -> Observed:
+        return Observed(
+            revisions={
+                rev: ObservedRevision(
+                    revision=rev,
+                    replicas=pods.replicas,
+                    ready_replicas=pods.ready,
+                    crash_looping=self.broken.get(rev) == "crash" and pods.replicas > 0,
+                    failing_reason=f"pod fraud-{rev}-x: CrashLoopBackOff (restarts 4)"
+                    if self.broken.get(rev) == "crash"
+                    else None,
+                )
+                for rev, pods in self.deployments.items()
+            }
+        )
+
+    def apply(self, decision: Decision) -> None:
+        wanted = {d.revision: d.replicas for d in decision.revisions}
+        for rev in list(self.deployments):
+            if rev not in wanted:
+                del self.deployments[rev]
+        for rev, replicas in wanted.items():
+            pods = self.deployments.setdefault(rev, Pods(replicas=0))
+            pods.replicas = replicas
+            pods.ready = min(pods.ready, replicas)  # not-Ready pods go first
+
+    def settle(self) -> None:
+        """Pods asked for become Ready (a reconcile later), unless their revision is broken."""
+        for rev, pods in self.deployments.items():
+            if rev not in self.broken:
+                pods.ready = pods.replicas
+
+    def ready(self, rev: str) -> int:
+        pods = self.deployments.get(rev)
+        return pods.ready if pods else 0
+
+    def replicas(self, rev: str) -> int:
+        pods = self.deployments.get(rev)
+        return pods.replicas if pods else 0
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        return {rev: (p.replicas, p.ready) for rev, p in self.deployments.items()}
+
+
+Metrics = Callable[[str], list[Measurement]]
+
+
+@dataclass
+class Rollout:
+    """A ModelDeployment, its fake cluster and a clock, reconciled the way the shell does."""
+
+    md: ModelDeployment
+    cluster: FakeCluster = field(default_factory=FakeCluster)
+    now: dt.datetime = T0
+    metrics: Metrics | None = None  # what Prometheus would answer, per canary revision
+    decisions: list[Decision] = field(default_factory=list)
+    measured_at: list[dt.datetime] = field(default_factory=list)
+
+    @classmethod
+    def deployed(cls, md: ModelDeployment, **kwargs: Any) -> Rollout:
+        """The first revision, Ready at full size."""
+        rollout = cls(md=md, **kwargs)
+        rollout.converge()
+        assert rollout.status.phase is Phase.READY
+        return rollout
+
+    @property
+    def status(self) -> Any:
+        return self.md.status
+
+    @property
+    def revision(self) -> str:
+        return revision_of(self.md)
+
+    @property
+    def last(self) -> Decision:
+        return self.decisions[-1]
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(e.type, e.reason) for d in self.decisions for e in d.events]
+
+    def reconcile(
+        self,
+        action: Action | None = None,
+        measurements: Sequence[Measurement] | None = None,
+    ) -> Decision:
+        revision = self.revision
+        due = self.metrics is not None and analysis_due(self.md, revision, self.now)
+        if measurements is None and due and self.metrics is not None:
+            measurements = self.metrics(revision)
+            self.measured_at.append(self.now)
+        decision = decide(self.md, revision, self.cluster.observe(), measurements, action, self.now)
+        self.cluster.apply(decision)
+        self.md = stored(self.md, decision.status.wire())
+        self.decisions.append(decision)
+        return decision
+
+    def converge(self, max_rounds: int = 40) -> Decision:
+        """Reconcile and let pods get Ready until nothing moves, with no time passing."""
+        for _ in range(max_rounds):
+            before = (self.md.status.wire(), self.cluster.snapshot())
+            decision = self.reconcile()
+            self.cluster.settle()
+            if (self.md.status.wire(), self.cluster.snapshot()) == before:
+                return decision
+        raise AssertionError(f"no fixed point after {max_rounds} reconciles: {self.md.status}")
+
+    def wait(self, seconds: float) -> Decision:
+        self.now += dt.timedelta(seconds=seconds)
+        return self.converge()
+
+    def wait_for_requeue(self) -> Decision:
+        requeue = self.last.requeue_after
+        assert requeue is not None, "expected a timer"
+        return self.wait(requeue)
+
+    def change(self, **spec: Any) -> None:
+        """A new spec (as `kubectl apply` or Argo CD would write it)."""
+        current = self.md.spec.wire()
+        version = spec.pop("version", None)
+        if version is not None:
+            current["model"] = {
+                **current["model"],
+                "version": version,
+                "uri": f"s3://models/fraud/{version}",
+            }
+        current.update(spec)
+        body = {
+            "metadata": {**self.md.metadata.wire(), "generation": self.md.metadata.generation + 1},
+            "spec": current,
+            "status": self.md.status.wire(),
+        }
+        self.md = ModelDeployment.from_body(body)
+
+
+def stored(md: ModelDeployment, status: dict[str, Any]) -> ModelDeployment:
+    """`md` with `status`, as the API server returns it: only what survives JSON survives."""
+    body = {"metadata": md.metadata.wire(), "spec": md.spec.wire(), "status": status}
+    return ModelDeployment.from_body(json.loads(json.dumps(body)))
+
+
+def condition(status: Any, kind: str) -> Any:
+    return next(c for c in status.conditions if c.type == kind)
+
+
+def desired(decision: Decision) -> dict[str, tuple[int, str | None]]:
+    return {d.revision: (d.replicas, d.track) for d in decision.revisions}
+
+
+# -- the first revision ----------------------------------------------------------------------------
+
+
+def test_first_revision_becomes_stable_directly_without_a_canary() -> None:
+    md = model_deployment(replicas=3, rollout=canary_rollout([{"setWeight": 50}]))
+    decision = decide(md, revision_of(md), Observed(), None, None, T0)
+
+    status = decision.status
+    assert status.stable is not None and status.canary is None
+    assert (status.stable.revision, status.stable.version) == (revision_of(md), "1.0.0")
+    assert status.stable.template == md.spec.serving().wire()
+    assert status.phase is Phase.PROGRESSING
+    assert desired(decision) == {revision_of(md): (3, "stable")}
+    assert (decision.stable_weight, decision.canary_weight) == (100, 0)
+    assert condition(status, "Ready").status == "False"
+    assert condition(status, "Ready").reason == "Deploying"
+    assert condition(status, "Progressing").status == "True"
+    assert condition(status, "Degraded").status == "False"
+    assert status.history == []
+    assert decision.requeue_after is None  # pods getting Ready wake the reconcile, not a timer
+
+
+def test_first_revision_is_ready_and_enters_history_once_all_pods_are_ready() -> None:
+    rollout = Rollout(model_deployment(replicas=3))
+    rollout.reconcile()
+    rollout.cluster.settle()
+    decision = rollout.reconcile()
+
+    status = decision.status
+    assert status.phase is Phase.READY
+    assert (status.replicas, status.ready_replicas) == (3, 3)
+    assert [h.revision for h in status.history] == [rollout.revision]
+    assert status.history[0].promoted_at == "2024-05-01T12:00:00Z"
+    assert condition(status, "Ready").reason == "Serving"
+    assert condition(status, "Progressing").status == "False"
+    assert ("Normal", "Deployed") in rollout.events()
+
+
+def test_zero_replicas_is_ready_with_zero_pods() -> None:
+    md = model_deployment(replicas=0)
+    decision = decide(md, revision_of(md), Observed(), None, None, T0)
+
+    assert decision.status.phase is Phase.READY
+    assert condition(decision.status, "Ready").reason == "ScaledToZero"
+
+
+def test_a_first_revision_that_never_got_ready_is_replaced_outright_by_a_new_spec() -> None:
+    rollout = Rollout(model_deployment(rollout=canary_rollout([{"setWeight": 50}])))
+    first = rollout.revision
+    rollout.cluster.broken[first] = "not-ready"
+    rollout.converge()
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert decision.status.stable.revision == rollout.revision
+    assert decision.status.canary is None
+    assert first not in rollout.cluster.deployments
+    assert ("Normal", "Replaced") in rollout.events()
+
+
+# -- the steady state ------------------------------------------------------------------------------
+
+
+def test_scaling_up_a_ready_stable_is_progress_until_the_new_pods_are_ready() -> None:
+    rollout = Rollout.deployed(model_deployment(replicas=2))
+    rollout.change(replicas=4)
+    decision = rollout.reconcile()
+
+    assert desired(decision) == {rollout.revision: (4, "stable")}
+    assert decision.status.phase is Phase.PROGRESSING
+    assert decision.status.replicas == 4
+    assert condition(decision.status, "Ready").reason == "ReplicasUnavailable"
+    assert condition(decision.status, "Degraded").status == "False"
+    rollout.cluster.settle()
+    assert rollout.reconcile().status.phase is Phase.READY
+
+
+def test_a_crash_looping_stable_is_degraded_and_says_which_pod() -> None:
+    rollout = Rollout.deployed(model_deployment(replicas=2))
+    rollout.cluster.broken[rollout.revision] = "crash"
+    rollout.cluster.deployments[rollout.revision].ready = 1
+    decision = rollout.reconcile()
+
+    assert decision.status.phase is Phase.DEGRADED
+    degraded = condition(decision.status, "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "StableCrashLooping")
+    assert "CrashLoopBackOff" in degraded.message
+
+
+# -- canary steps and traffic ----------------------------------------------------------------------
+
+PAUSED_STEPS = [
+    {"setWeight": 25},
+    {"pause": {}},
+    {"setWeight": 50},
+    {"pause": {}},
+    {"setWeight": 75},
+    {"pause": {}},
+]
+
+
+@pytest.mark.parametrize(
+    ("routing", "replicas", "expected"),
+    [
+        pytest.param(
+            {},
+            4,
+            # (step, canary replicas, stable replicas, weight in effect)
+            [(1, 1, 3, 25), (3, 2, 2, 50), (5, 3, 1, 75)],
+            id="replica-ratio-4",
+        ),
+        pytest.param(
+            {},
+            10,
+            [(1, 3, 7, 30), (3, 5, 5, 50), (5, 8, 2, 80)],
+            id="replica-ratio-10-is-the-share-of-ready-pods",
+        ),
+        pytest.param(
+            GATEWAY,
+            10,
+            [(1, 3, 8, 25), (3, 5, 5, 50), (5, 8, 3, 75)],
+            id="httproute-10-is-the-step-weight",
+        ),
+    ],
+)
+def test_a_canary_goes_through_every_step_to_promotion_with_the_weight_of_each_step(
+    routing: dict[str, Any], replicas: int, expected: list[tuple[int, int, int, int]]
+) -> None:
+    rollout = Rollout.deployed(
+        model_deployment(replicas=replicas, rollout=canary_rollout(PAUSED_STEPS, **routing))
+    )
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    canary = rollout.revision
+
+    for step, canary_replicas, stable_replicas, weight in expected:
+        decision = rollout.converge()
+        status = decision.status
+        assert status.canary.step == step
+        assert status.phase is Phase.PAUSED
+        assert condition(status, "Progressing").reason == "WaitingForPromotion"
+        assert (status.canary.replicas, status.stable.replicas) == (
+            canary_replicas,
+            stable_replicas,
+        )
+        assert (status.canary.weight, decision.canary_weight) == (weight, weight)
+        assert decision.stable_weight == 100 - weight
+        assert status.ready_replicas >= replicas
+        rollout.reconcile(action=Action.PROMOTE)
+
+    decision = rollout.converge()
+    status = decision.status
+    assert status.phase is Phase.READY
+    assert status.canary is None
+    assert status.stable.revision == canary
+    assert [h.revision for h in status.history] == [canary, stable]
+    assert (decision.stable_weight, decision.canary_weight) == (100, 0)
+    assert desired(decision)[canary] == (replicas, "stable")
+    assert ("Normal", "Promoted") in rollout.events()
+
+
+def test_weights_never_go_to_a_canary_without_ready_pods_and_never_go_backwards_on_the_way() -> (
+    None
+):
+    rollout = Rollout.deployed(
+        model_deployment(replicas=10, rollout=canary_rollout(PAUSED_STEPS, **GATEWAY))
+    )
+    rollout.change(version="2.0.0")
+    for _ in range(3):
+        rollout.converge()
+        rollout.reconcile(action=Action.PROMOTE)
+    rollout.converge()
+
+    weights = [d.canary_weight for d in rollout.decisions if d.status.canary is not None]
+    assert weights == sorted(weights)
+    for decision in rollout.decisions:
+        canary = decision.status.canary
+        if canary is not None and canary.ready_replicas == 0:
+            assert decision.canary_weight == 0
+
+
+def test_a_timed_pause_waits_its_duration_and_asks_to_be_woken_then() -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "2m"}}, {"setWeight": 100}]
+    rollout = Rollout.deployed(model_deployment(replicas=2, rollout=canary_rollout(steps)))
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert decision.status.canary.step == 1
+    assert decision.status.phase is Phase.PROGRESSING
+    assert decision.requeue_after == 120
+    decision = rollout.wait(119)
+    assert decision.status.canary.step == 1
+    assert decision.requeue_after == 1
+    decision = rollout.wait(1)
+    assert decision.status.canary is None
+    assert decision.status.stable.revision == rollout.revision
+
+
+def test_stable_pods_go_only_after_the_canary_pods_that_replace_them_are_ready() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(replicas=4, rollout=canary_rollout([{"setWeight": 50}, {"pause": {}}]))
+    )
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    canary = rollout.revision
+
+    first = rollout.reconcile()
+    assert desired(first) == {stable: (4, "stable"), canary: (1, "canary")}  # a surge of one
+    second = rollout.reconcile()  # the canary pod is not Ready yet: nothing moves
+    assert desired(second) == desired(first)
+    assert second.canary_weight == 0
+    rollout.cluster.settle()
+    third = rollout.reconcile()
+    assert desired(third) == {stable: (3, "stable"), canary: (2, "canary")}
+
+
+def test_max_unavailable_lets_a_model_without_room_to_surge_move_one_pod_at_a_time() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(
+            replicas=2,
+            rollout=canary_rollout(
+                [{"setWeight": 50}, {"pause": {}}], maxSurge=0, maxUnavailable=1
+            ),
+        )
+    )
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    decision = rollout.reconcile()
+
+    assert desired(decision) == {stable: (1, "stable"), rollout.revision: (1, "canary")}
+
+
+def test_rolling_brings_the_new_revision_to_full_size_and_promotes_it_when_ready() -> None:
+    rollout = Rollout.deployed(model_deployment(replicas=4, rollout={"strategy": "Rolling"}))
+    old = rollout.revision
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert decision.status.canary is None
+    assert decision.status.stable.revision == rollout.revision
+    assert desired(decision)[rollout.revision] == (4, "stable")
+    assert desired(rollout.wait(30)) == {rollout.revision: (4, "stable"), old: (0, None)}
+    surges = [sum(r.replicas for r in d.revisions) for d in rollout.decisions]
+    assert max(surges) <= 5  # maxSurge 25% of 4
+
+
+def test_promotion_keeps_the_old_stable_serving_through_the_scale_down_delay() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(
+            replicas=4,
+            rollout=canary_rollout([{"setWeight": 50}], scaleDownDelaySeconds=60, **GATEWAY),
+        )
+    )
+    old = rollout.revision
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert decision.status.stable.revision == rollout.revision
+    kept = desired(decision)[old]
+    assert kept[1] is None and kept[0] > 0
+    assert decision.requeue_after == 60
+    decision = rollout.wait(60)
+    assert desired(decision)[old] == (0, None)
+    assert decision.requeue_after is None
+
+
+# -- analysis --------------------------------------------------------------------------------------
+
+
+def analysed(steps: list[dict[str, Any]], metrics: Metrics, **extra: Any) -> Rollout:
+    md = model_deployment(replicas=4, rollout=canary_rollout(steps, analysis=ANALYSIS, **extra))
+    return Rollout.deployed(md, metrics=metrics)
+
+
+def test_analysis_waits_an_interval_after_the_canary_is_ready_then_measures_every_interval() -> (
+    None
+):
+    rollout = analysed([{"setWeight": 25}, {"pause": {"duration": "5m"}}], lambda rev: GOOD)
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert rollout.measured_at == []
+    assert decision.status.canary.step == 0  # no step passes on no evidence
+    assert decision.requeue_after == 30
+    decision = rollout.wait(30)
+    assert rollout.measured_at == [T0 + dt.timedelta(seconds=30)]
+    assert decision.status.canary.step == 1
+    assert decision.status.analysis.successes == 1
+    assert decision.requeue_after == 30
+    rollout.wait(30)
+    assert len(rollout.measured_at) == 2
+
+
+def test_a_canary_with_analysis_but_no_steps_is_promoted_only_after_a_successful_measurement() -> (
+    None
+):
+    rollout = analysed([], lambda rev: GOOD)
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert decision.status.canary is not None
+    decision = rollout.wait(30)
+    assert decision.status.canary is None
+    assert decision.status.stable.revision == rollout.revision
+
+
+def test_failed_analysis_rolls_back_and_keeps_stable_serving_with_the_measurement_in_status() -> (
+    None
+):
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: BAD)
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    canary = rollout.revision
+    rollout.converge()
+    rollout.wait(30)  # failure 1: tolerated (failureLimit 1)
+    assert rollout.status.canary.aborted is False
+    assert rollout.status.canary.step == 0
+    assert ("Warning", "AnalysisMeasurementFailed") in rollout.events()
+
+    rollout.now += dt.timedelta(seconds=30)
+    decision = rollout.reconcile()  # failure 2: rolled back
+    status = decision.status
+    assert status.phase is Phase.ROLLED_BACK
+    assert status.canary.aborted and status.canary.failure_reason.startswith("AnalysisFailed: ")
+    # by replica ratio its two Ready pods still take their share until the stable is back
+    assert decision.canary_weight == 50
+    degraded = condition(status, "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "AnalysisFailed")
+    for text in ("error-rate", "0.08", "max 0.01", "errors{rev='abc'}"):
+        assert text in degraded.message
+    warning = [e for e in decision.events if e.type == "Warning"]
+    assert [e.reason for e in warning] == ["RolledBack"]
+    assert "error-rate = 0.08" in warning[0].message
+    # stable back to full first; the canary keeps its Ready pods until then
+    assert desired(decision) == {stable: (4, "stable"), canary: (2, "canary")}
+    decision = rollout.converge()
+    assert desired(decision) == {stable: (4, "stable"), canary: (0, "canary")}
+    assert decision.canary_weight == 0
+    assert condition(decision.status, "Ready").status == "True"
+    assert [m.verdict for m in decision.status.analysis.measurements] == [Verdict.FAILED] * 2
+
+
+def test_no_data_pauses_the_canary_and_never_rolls_it_back_and_data_lets_it_go_on() -> None:
+    answers = {"now": NO_DATA}
+    rollout = analysed(
+        [{"setWeight": 50}, {"pause": {"duration": "1m"}}], lambda rev: answers["now"]
+    )
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    decision = rollout.wait(30)
+
+    status = decision.status
+    assert status.phase is Phase.PAUSED
+    assert status.canary.paused
+    progressing = condition(status, "Progressing")
+    assert (progressing.status, progressing.reason) == ("True", "AnalysisInconclusive")
+    assert "error-rate = no data" in progressing.message
+    assert "errors{rev='abc'}" in progressing.message
+    for _ in range(30):  # 15 minutes without data: past the progress deadline, never rolled back
+        decision = rollout.wait(30)
+    assert decision.status.phase is Phase.PAUSED
+    assert not decision.status.canary.aborted
+    assert decision.status.analysis.inconclusive == 31
+    assert rollout.events().count(("Warning", "AnalysisInconclusive")) == 1
+
+    answers["now"] = GOOD
+    decision = rollout.wait(30)
+    assert decision.status.phase is Phase.PROGRESSING
+    assert not decision.status.canary.paused
+    assert decision.status.canary.step == 1
+    assert ("Normal", "AnalysisResumed") in rollout.events()
+    decision = rollout.wait(60)
+    assert decision.status.stable.revision == rollout.revision
+
+
+def test_a_query_error_pauses_like_missing_data() -> None:
+    error = measured(Verdict.ERROR, None, "query failed: cannot query Prometheus")
+    rollout = analysed([{"setWeight": 50}], lambda rev: error)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    decision = rollout.wait(30)
+
+    assert decision.status.phase is Phase.PAUSED
+    assert "cannot query Prometheus" in condition(decision.status, "Progressing").message
+
+
+def test_the_user_pausing_stops_analysis_and_an_inconclusive_pause_does_not_override_it() -> None:
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: GOOD)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    rollout.reconcile(action=Action.PAUSE)
+    rollout.wait(300)
+
+    assert rollout.measured_at == []
+    assert condition(rollout.status, "Progressing").reason == "RolloutPaused"
+
+
+def test_measurements_are_bounded_and_counts_reset_for_a_new_canary() -> None:
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: GOOD)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    for _ in range(15):
+        rollout.wait(30)
+    assert rollout.status.analysis.successes == 15
+    assert len(rollout.status.analysis.measurements) == 10
+
+    rollout.change(version="3.0.0")
+    rollout.converge()
+    assert rollout.status.analysis.revision == rollout.revision
+    assert (rollout.status.analysis.successes, rollout.status.analysis.measurements) == (0, [])
+
+
+def test_a_rolled_back_canary_can_be_retried_with_its_counts_reset() -> None:
+    verdicts = {"now": BAD}
+    rollout = analysed(
+        [{"setWeight": 50}, {"pause": {"duration": "1m"}}],
+        lambda rev: verdicts["now"],
+    )
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    rollout.wait(30)
+    rollout.wait(30)
+    assert rollout.status.phase is Phase.ROLLED_BACK
+    rollout.wait(3600)  # rolled back stays rolled back while spec stays
+    assert rollout.status.phase is Phase.ROLLED_BACK
+    assert rollout.cluster.replicas(rollout.revision) == 0
+
+    verdicts["now"] = GOOD
+    decision = rollout.reconcile(action=Action.RETRY)
+    assert decision.status.canary.step == 0
+    assert decision.status.canary.aborted is False
+    assert decision.status.analysis.failures == 0
+    assert condition(decision.status, "Degraded").status == "False"
+    rollout.converge()
+    rollout.wait(30)
+    rollout.wait(60)
+    assert rollout.status.stable.revision == rollout.revision
+
+
+# -- other failures --------------------------------------------------------------------------------
+
+
+def test_a_canary_that_never_gets_ready_is_rolled_back_at_the_progress_deadline() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(
+            replicas=3,
+            rollout=canary_rollout([{"setWeight": 50}], progressDeadlineSeconds=300),
+        )
+    )
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    rollout.cluster.broken[rollout.revision] = "not-ready"
+    decision = rollout.converge()
+
+    assert decision.requeue_after == 300
+    assert decision.status.ready_replicas == 3  # it took no capacity from the stable
+    decision = rollout.wait(299)
+    assert decision.status.phase is Phase.PROGRESSING
+    decision = rollout.wait(1)
+    assert decision.status.phase is Phase.ROLLED_BACK
+    degraded = condition(decision.status, "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "ProgressDeadlineExceeded")
+    assert "0/2 Ready pods 300s after step 1/1 (setWeight 50)" in degraded.message
+    assert desired(decision) == {stable: (3, "stable"), rollout.revision: (0, "canary")}
+    assert ("Warning", "RolledBack") in rollout.events()
+
+
+def test_a_crash_looping_canary_is_rolled_back_at_once_with_the_pod_that_crashes() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(replicas=3, rollout=canary_rollout([{"setWeight": 50}]))
+    )
+    rollout.change(version="2.0.0")
+    rollout.cluster.broken[rollout.revision] = "crash"
+    rollout.reconcile()
+    decision = rollout.reconcile()
+
+    assert decision.status.phase is Phase.ROLLED_BACK
+    degraded = condition(decision.status, "Degraded")
+    assert degraded.reason == "CanaryCrashLooping"
+    assert "CrashLoopBackOff (restarts 4)" in degraded.message
+
+
+def test_without_auto_rollback_a_failed_canary_is_held_degraded_where_it_is() -> None:
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: BAD, autoRollback=False)
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    canary = rollout.revision
+    rollout.converge()
+    rollout.wait(30)
+    decision = rollout.wait(30)
+
+    status = decision.status
+    assert status.phase is Phase.DEGRADED
+    assert status.canary.aborted is False
+    assert status.canary.failure_reason.startswith("AnalysisFailed")
+    assert condition(status, "Degraded").reason == "AnalysisFailed"
+    assert condition(status, "Progressing").status == "False"
+    assert desired(decision) == {stable: (2, "stable"), canary: (2, "canary")}
+    assert ("Warning", "AnalysisFailed") in rollout.events()
+    rollout.wait(3600)
+    assert rollout.status.canary.step == 0  # held: no more progress, no more analysis
+    assert len(rollout.measured_at) == 2
+
+    decision = rollout.reconcile(action=Action.ABORT)
+    assert decision.status.phase is Phase.ROLLED_BACK
+
+
+# -- actions ---------------------------------------------------------------------------------------
+
+
+def canary_at_first_pause(steps: list[dict[str, Any]] | None = None, **extra: Any) -> Rollout:
+    rollout = Rollout.deployed(
+        model_deployment(replicas=4, rollout=canary_rollout(steps or PAUSED_STEPS, **extra))
+    )
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    return rollout
+
+
+def test_promote_completes_the_current_step() -> None:
+    rollout = canary_at_first_pause()
+    decision = rollout.reconcile(action=Action.PROMOTE)
+
+    assert decision.status.canary.step == 2
+    assert decision.status.last_action == "promote at 2024-05-01T12:00:00Z"
+    assert ("Normal", "Promote") in [(e.type, e.reason) for e in decision.events]
+
+
+def test_promote_also_lifts_an_inconclusive_pause() -> None:
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}, {"setWeight": 75}], lambda rev: NO_DATA)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    assert rollout.wait(30).status.phase is Phase.PAUSED
+    decision = rollout.reconcile(action=Action.PROMOTE)
+
+    assert decision.status.canary.step == 1
+    assert not decision.status.canary.paused
+
+
+def test_promote_overrides_a_failure_held_without_auto_rollback() -> None:
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: BAD, autoRollback=False)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    rollout.wait(30)
+    rollout.wait(30)
+    assert rollout.status.phase is Phase.DEGRADED
+    decision = rollout.reconcile(action=Action.PROMOTE)
+
+    assert decision.status.canary.failure_reason is None
+    assert decision.status.canary.step == 1
+    assert decision.status.phase is Phase.PAUSED
+    assert condition(decision.status, "Degraded").status == "False"
+
+
+def test_promote_full_skips_the_steps_but_gives_weight_only_to_ready_pods() -> None:
+    rollout = canary_at_first_pause()
+    decision = rollout.reconcile(action=Action.PROMOTE_FULL)
+
+    assert decision.status.canary.step == len(PAUSED_STEPS)
+    assert decision.canary_weight == 25  # the one Ready pod of four
+    decision = rollout.converge()
+    assert decision.status.stable.revision == rollout.revision
+
+
+def test_promote_full_on_a_canary_without_ready_pods_waits_for_them() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(replicas=4, rollout=canary_rollout(PAUSED_STEPS, **GATEWAY))
+    )
+    rollout.change(version="2.0.0")
+    rollout.cluster.broken[rollout.revision] = "not-ready"
+    rollout.reconcile()
+    decision = rollout.reconcile(action=Action.PROMOTE_FULL)
+
+    assert decision.canary_weight == 0
+    assert decision.status.canary is not None
+    del rollout.cluster.broken[rollout.revision]
+    assert rollout.converge().status.stable.revision == rollout.revision
+
+
+def test_abort_rolls_back_with_reason_aborted() -> None:
+    rollout = canary_at_first_pause()
+    decision = rollout.reconcile(action=Action.ABORT)
+
+    assert decision.status.phase is Phase.ROLLED_BACK
+    assert condition(decision.status, "Degraded").reason == "Aborted"
+    assert condition(decision.status, "Progressing").reason == "Aborted"
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "Aborted")]
+    decision = rollout.converge()
+    assert decision.status.canary.replicas == 0
+    assert decision.canary_weight == 0
+
+
+def test_with_a_route_a_rolled_back_canary_loses_its_weight_at_once() -> None:
+    rollout = canary_at_first_pause([{"setWeight": 50}, {"pause": {}}], **GATEWAY)
+    assert rollout.last.canary_weight == 50
+    decision = rollout.reconcile(action=Action.ABORT)
+
+    assert (decision.stable_weight, decision.canary_weight) == (100, 0)
+    assert decision.status.canary.weight == 0
+    assert decision.status.canary.replicas == 2  # its pods stay until the stable is back
+
+
+def test_pause_holds_a_timed_pause_and_resume_lets_it_finish() -> None:
+    steps = [{"setWeight": 25}, {"pause": {"duration": "1m"}}, {"setWeight": 50}, {"pause": {}}]
+    rollout = canary_at_first_pause(steps)
+    decision = rollout.reconcile(action=Action.PAUSE)
+    assert decision.status.phase is Phase.PAUSED
+    assert condition(decision.status, "Progressing").reason == "RolloutPaused"
+
+    decision = rollout.wait(600)
+    assert decision.status.canary.step == 1
+    rollout.reconcile(action=Action.RESUME)
+    assert rollout.converge().status.canary.step == 3
+
+
+def test_resume_completes_a_pause_without_duration() -> None:
+    rollout = canary_at_first_pause()
+    assert rollout.reconcile(action=Action.RESUME).status.canary.step == 2
+
+
+@pytest.mark.parametrize(
+    ("action", "why"),
+    [
+        (Action.PROMOTE, "no canary is in progress"),
+        (Action.PROMOTE_FULL, "no canary is in progress"),
+        (Action.ABORT, "no canary is in progress"),
+        (Action.RETRY, "no canary is in progress"),
+        (Action.PAUSE, "no canary is in progress"),
+        (Action.RESUME, "no canary is in progress"),
+    ],
+)
+def test_actions_without_a_canary_are_ignored_with_an_event_saying_why(
+    action: Action, why: str
+) -> None:
+    rollout = Rollout.deployed(model_deployment())
+    before = rollout.status.model_copy(deep=True)
+    decision = rollout.reconcile(action=action)
+
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", "ActionIgnored")]
+    assert why in decision.events[0].message
+    assert decision.status.last_action == f"{action.value} at 2024-05-01T12:00:00Z"
+    assert decision.status.model_copy(update={"last_action": None}) == before
+
+
+@pytest.mark.parametrize(
+    ("action", "why"),
+    [
+        (Action.RETRY, "neither failed nor been aborted"),
+        (Action.RESUME, "not paused"),
+    ],
+)
+def test_actions_that_do_not_fit_the_canary_are_ignored(action: Action, why: str) -> None:
+    rollout = canary_at_first_pause([{"setWeight": 25}, {"pause": {"duration": "1h"}}])
+    decision = rollout.reconcile(action=action)
+
+    assert [e.reason for e in decision.events] == ["ActionIgnored"]
+    assert why in decision.events[0].message
+
+
+def test_a_second_pause_is_ignored() -> None:
+    rollout = canary_at_first_pause()
+    rollout.reconcile(action=Action.PAUSE)
+    decision = rollout.reconcile(action=Action.PAUSE)
+    assert "already paused" in decision.events[0].message
+
+
+# -- GitOps: revert, newer spec, undo --------------------------------------------------------------
+
+
+def test_a_spec_reverted_to_the_stable_aborts_the_canary_and_restores_the_stable_first() -> None:
+    rollout = canary_at_first_pause([{"setWeight": 50}, {"pause": {}}])
+    stable, canary = rollout.status.stable.revision, rollout.status.canary.revision
+    rollout.change(version="1.0.0")
+    assert rollout.revision == stable
+
+    decision = rollout.reconcile()
+    assert decision.status.phase is Phase.PROGRESSING
+    assert condition(decision.status, "Progressing").reason == "RevertedToStable"
+    assert desired(decision) == {stable: (4, "stable"), canary: (2, "canary")}
+    assert ("Normal", "RevertedToStable") in rollout.events()
+    decision = rollout.converge()
+    assert decision.status.canary is None
+    assert decision.status.phase is Phase.READY
+    assert condition(decision.status, "Degraded").status == "False"
+    assert canary not in rollout.cluster.deployments
+
+
+def test_a_newer_spec_during_a_canary_replaces_it_and_starts_from_the_first_step() -> None:
+    rollout = canary_at_first_pause()
+    first_canary = rollout.status.canary.revision
+    rollout.change(version="3.0.0")
+    decision = rollout.converge()
+
+    assert decision.status.canary.revision == rollout.revision
+    assert decision.status.canary.step == 1
+    assert decision.status.canary.version == "3.0.0"
+    assert first_canary not in rollout.cluster.deployments
+    assert ("Normal", "CanarySuperseded") in rollout.events()
+
+
+def test_undo_to_a_revision_from_history_skips_steps_and_analysis() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(
+            replicas=3, rollout=canary_rollout([{"setWeight": 50}], analysis=ANALYSIS)
+        ),
+        metrics=lambda rev: GOOD,
+    )
+    first = rollout.revision
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    rollout.wait(30)
+    rollout.wait(60)
+    assert rollout.status.stable.revision == rollout.revision
+    assert rollout.cluster.replicas(first) == 0  # kept for undo, at zero
+
+    measured_before = len(rollout.measured_at)
+    rollout.change(version="1.0.0")
+    decision = rollout.converge()
+    assert decision.status.stable.revision == first
+    assert len(rollout.measured_at) == measured_before
+    assert ("Normal", "Undo") in rollout.events()
+    assert [h.version for h in decision.status.history] == ["1.0.0", "2.0.0"]
+
+
+def test_without_history_the_previous_stable_still_serves_through_the_scale_down_delay() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(
+            replicas=2, history_limit=0, rollout=canary_rollout([{"setWeight": 50}], **GATEWAY)
+        )
+    )
+    old = rollout.revision
+    rollout.change(version="2.0.0")
+    decision = rollout.converge()
+
+    assert [h.revision for h in decision.status.history] == [rollout.revision, old]
+    assert desired(decision)[old] == (1, None)
+    decision = rollout.wait(30)
+    assert [h.revision for h in decision.status.history] == [rollout.revision]
+    assert desired(decision) == {rollout.revision: (2, "stable")}
+
+
+def test_revision_history_limit_bounds_history_and_the_deployments_kept_for_undo() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(
+            replicas=2,
+            history_limit=2,
+            rollout={"strategy": "Rolling", "scaleDownDelaySeconds": 0},
+        )
+    )
+    for version in ("2.0.0", "3.0.0", "4.0.0", "5.0.0"):
+        rollout.change(version=version)
+        rollout.converge()
+
+    history = rollout.status.history
+    assert [h.version for h in history] == ["5.0.0", "4.0.0", "3.0.0"]
+    assert desired(rollout.last) == {
+        history[0].revision: (2, "stable"),
+        history[1].revision: (0, None),
+        history[2].revision: (0, None),
+    }
+
+
+# -- conditions, idempotence, purity ---------------------------------------------------------------
+
+
+def test_a_condition_keeps_its_transition_time_until_its_status_changes() -> None:
+    rollout = Rollout(model_deployment(replicas=2))
+    rollout.reconcile()
+    rollout.now += dt.timedelta(seconds=10)
+    rollout.reconcile()
+    assert condition(rollout.status, "Ready").last_transition_time == "2024-05-01T12:00:00Z"
+    rollout.cluster.settle()
+    rollout.now += dt.timedelta(seconds=10)
+    rollout.reconcile()
+    assert condition(rollout.status, "Ready").last_transition_time == "2024-05-01T12:00:20Z"
+    assert condition(rollout.status, "Degraded").last_transition_time == "2024-05-01T12:00:00Z"
+
+
+def test_status_records_generation_and_the_scale_subresource_numbers() -> None:
+    rollout = Rollout.deployed(model_deployment(replicas=3, generation=7))
+    status = rollout.status
+    assert status.observed_generation == 7
+    assert {c.observed_generation for c in status.conditions} == {7}
+    assert (status.replicas, status.ready_replicas) == (3, 3)
+
+
+def test_decide_on_its_own_status_changes_nothing() -> None:
+    rollout = canary_at_first_pause()
+    again = decide(rollout.md, rollout.revision, rollout.cluster.observe(), None, None, rollout.now)
+    assert again.status == rollout.status
+    assert again.events == []
+
+
+def test_decide_leaves_its_input_alone() -> None:
+    rollout = canary_at_first_pause()
+    before = rollout.md.model_copy(deep=True)
+    decide(rollout.md, rollout.revision, rollout.cluster.observe(), BAD, Action.ABORT, rollout.now)
+    assert rollout.md == before
+
+
+def test_a_restarted_operator_resumes_at_the_same_step_with_the_same_timers() -> None:
+    steps = [{"setWeight": 25}, {"pause": {"duration": "10m"}}, {"setWeight": 50}]
+    rollout = canary_at_first_pause(steps)
+    rollout.wait(240)
+    # a new operator reads the object from the API server: only what status carries survives
+    reread = ModelDeployment.from_body(
+        json.loads(
+            json.dumps(
+                {
+                    "metadata": rollout.md.metadata.wire(),
+                    "spec": rollout.md.spec.wire(),
+                    "status": rollout.status.wire(),
+                }
+            )
+        )
+    )
+    decision = decide(reread, rollout.revision, rollout.cluster.observe(), None, None, rollout.now)
+    assert decision.status == rollout.status
+    assert decision.requeue_after == 360
+
+
+def test_analysis_due_only_for_a_running_canary_with_ready_pods_after_its_interval() -> None:
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: GOOD)
+    md = rollout.md
+    assert not analysis_due(md, rollout.revision, rollout.now)  # no canary
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    md, rev, now = rollout.md, rollout.revision, rollout.now
+    assert not analysis_due(md, rev, now + dt.timedelta(seconds=29))
+    assert analysis_due(md, rev, now + dt.timedelta(seconds=30))
+    assert not analysis_due(md, "another", now + dt.timedelta(seconds=30))
+    rollout.reconcile(action=Action.PAUSE)
+    assert not analysis_due(rollout.md, rev, now + dt.timedelta(seconds=30))
