@@ -20,7 +20,9 @@ help: ## list the targets
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip>=23'
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,storage,test-storage]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,storage]'
+	# moto (S3 for the fetch tests) needs a python-dateutil the kubernetes client cannot share
+	$(BIN)/python tests/fetch_servers.py install-moto >/dev/null
 	touch $@
 
 install: $(STAMP) ## create .venv and install Slipway with its dev tools (pinned by constraints.txt)

@@ -120,6 +120,7 @@ def run_operator(args: argparse.Namespace) -> int:
             api_client=api_client,
             operator_image=args.operator_image,
             workers=args.workers,
+            namespaces=tuple(args.namespace),
         )
     )
     priority = args.priority

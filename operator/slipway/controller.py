@@ -55,6 +55,8 @@ class Store:
         owner = self._owner_of(kind, meta)
         with self._lock:
             old = self._objects[kind].get((namespace, name))
+            if old is not None and _older(meta, old.get("metadata") or {}):
+                return owner  # a late watch event: our own write already put a newer copy here
             if old is not None:
                 old_owner = self._owner_of(kind, old.get("metadata") or {})
                 if old_owner is not None and old_owner != owner:
@@ -110,6 +112,20 @@ class Store:
         return Key(namespace, self._name_of_label.get((namespace, value), value))
 
 
+def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """Whether `new` is an older version of the same object than `old`.
+
+    resourceVersions are opaque, but etcd's are integers that only grow; when either is not one,
+    nothing is assumed.
+    """
+    if new.get("uid") != old.get("uid"):
+        return False
+    try:
+        return int(new.get("resourceVersion", "")) < int(old.get("resourceVersion", ""))
+    except ValueError:
+        return False
+
+
 Reconcile = Callable[[Key], float | None]
 
 
@@ -160,8 +176,8 @@ class WorkQueue:
 
     def add_after(self, key: Key, seconds: float) -> None:
         """Reconcile `key` after `seconds`, unless something adds it earlier."""
-        if self._loop is None:
-            return
+        if self._loop is None or key in self._queued:
+            return  # a reconcile that has not started yet will see the latest state anyway
         existing = self._timers.get(key)
         when = self._loop.time() + seconds
         if existing is not None:

@@ -23,6 +23,13 @@ from slipway.resources.metadata import MANAGED_BY, MANAGED_BY_LABEL
 log = logging.getLogger(__name__)
 
 MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+CHILD_EVENT_BATCH_SECONDS = 0.3
+SEEDED_KINDS = [
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("v1", "Pod"),
+]
 # children are watched with a server-side label selector: other workloads never reach us
 CHILD_SELECTORS: list[tuple[str, str, str] | tuple[str, str]] = [
     ("apps", "v1", "deployments"),
@@ -39,6 +46,7 @@ class Options:
     api_client: client.ApiClient
     operator_image: str
     workers: int = 4
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
 
 
 @dataclass
@@ -86,8 +94,22 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(_options.api_client)
     reconciler = Reconciler(kube=kube, store=store, operator_image=_options.operator_image)
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
-    queue.start(asyncio.get_running_loop())
     _runtime = Runtime(store=store, queue=queue, reconciler=reconciler)
+    # a reconcile must never act on a half-filled store (a restarted operator would see no
+    # pods and "restore" capacity it already has): list every child once before the first one
+    loop = asyncio.get_running_loop()
+    namespaces = _options.namespaces
+    await loop.run_in_executor(None, seed, store, kube, namespaces)
+    queue.start(loop)
+
+
+def seed(store: Store, kube: Kube, namespaces: tuple[str, ...]) -> None:
+    """Fill the store with every child of every ModelDeployment, as it is now."""
+    for api_version, kind in SEEDED_KINDS:
+        for namespace in namespaces or ("",):
+            for item in kube.list_all(api_version, kind, namespace, MANAGED):
+                store.upsert(kind, item)
+    log.info("store seeded: %s", {kind: store.count(kind) for _, kind in SEEDED_KINDS})
 
 
 @kopf.on.cleanup()
@@ -107,8 +129,13 @@ def _observe(kind: str, event: kopf.RawEvent) -> None:
             return
     else:
         key = rt.store.upsert(kind, body)
-    if key is not None:
+    if key is None:
+        return
+    if kind == "ModelDeployment":
         rt.queue.add(key)
+    else:
+        # a burst of child events (pods becoming Ready one by one) makes one reconcile, not many
+        rt.queue.add_after(key, CHILD_EVENT_BATCH_SECONDS)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

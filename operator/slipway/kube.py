@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 _KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("apps/v1", "Deployment"): ("/apis/apps/v1", "deployments"),
     ("v1", "Service"): ("/api/v1", "services"),
+    ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
+    ("v1", "Pod"): ("/api/v1", "pods"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "/apis/autoscaling/v2",
         "horizontalpodautoscalers",
@@ -137,13 +139,27 @@ class Kube:
             raise
         return result
 
-    def list(
+    def list_all(
         self, api_version: str, kind: str, namespace: str, label_selector: str = ""
     ) -> list[dict[str, Any]]:
-        query = [("labelSelector", label_selector)] if label_selector else []
-        result = self._call("GET", object_path(api_version, kind, namespace), query=query)
-        items: list[dict[str, Any]] = result.get("items", [])
-        return items
+        """Every object of a kind in a namespace ("" for all namespaces), page by page."""
+        prefix, plural = _KINDS[(api_version, kind)]
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = [("limit", "500")]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            page = self._call("GET", path, query=query)
+            for item in page.get("items", []):
+                # list items come without apiVersion and kind
+                items.append({"apiVersion": api_version, "kind": kind, **item})
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with field manager `slipway`, taking over conflicting fields."""
@@ -196,17 +212,27 @@ class Kube:
         meta = obj["metadata"]
         return self.patch(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], patch)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch the ModelDeployment's status subresource."""
+    def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Merge-patch the ModelDeployment's status, if it is still at resource_version.
+
+        The precondition turns a decision made on a stale read into a 409 Conflict, instead of
+        an older status written over a newer one.
+        """
         metrics.record_write("status")
         path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name) + "/status"
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         result: dict[str, Any] = self._call(
-            "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
+            "PATCH", path, body=body, content_type="application/merge-patch+json"
         )
         return result
 
-    def remove_annotation(self, namespace: str, name: str, key: str, resource_version: str) -> bool:
-        """Remove an annotation if the object is still at resource_version; False on a conflict."""
+    def remove_annotation(
+        self, namespace: str, name: str, key: str, resource_version: str
+    ) -> dict[str, Any] | None:
+        """Remove an annotation if the object is still at resource_version: the object after,
+        or None when the object moved on (or the annotation is gone already)."""
         path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
         metrics.record_write("metadata")
         pointer = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
@@ -215,13 +241,15 @@ class Kube:
             {"op": "remove", "path": pointer},
         ]
         try:
-            self._call("PATCH", path, body=ops, content_type="application/json-patch+json")
+            result: dict[str, Any] = self._call(
+                "PATCH", path, body=ops, content_type="application/json-patch+json"
+            )
         except ApiError as exc:
             # 422: the test op failed (the object moved on) or the annotation is already gone
             if exc.status in (409, 422):
-                return False
+                return None
             raise
-        return True
+        return result
 
     def emit_event(
         self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime

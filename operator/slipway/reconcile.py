@@ -61,6 +61,10 @@ _FAILING_WAITING_REASONS = {
 _CRASHING = {"CrashLoopBackOff", "RunContainerError"}
 
 
+class StaleRead(Exception):
+    """The object changed under a reconcile; its decision is dropped and it runs again."""
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -86,6 +90,10 @@ class Reconciler:
         started = time.monotonic()
         try:
             requeue = self._reconcile(key)
+        except StaleRead:
+            metrics.observe_reconcile("requeue", time.monotonic() - started)
+            metrics.record_reconcile_error("conflict")
+            return 0.1
         except ApiError as exc:
             metrics.observe_reconcile("error", time.monotonic() - started)
             metrics.record_reconcile_error("conflict" if exc.conflict else "api_error")
@@ -111,7 +119,7 @@ class Reconciler:
             self._report_invalid(body, exc, now)
             return None
 
-        action = self._take_action(body)
+        action, body = self._take_action(body)
         revision = revision_of(md.spec.serving())
         observed = self._observe(key)
 
@@ -121,9 +129,13 @@ class Reconciler:
 
         measurements = self._measure(md, revision, now) if analysis_due(md, revision, now) else None
         decision = decide(md, revision, observed, measurements, action, now)
-        routing_problem = self._apply_children(md, decision)
+        route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
-            update={"url": url_for(md, md.spec.runtime.port), "selector": pod_selector(md)}
+            update={
+                "url": url_for(md, md.spec.runtime.port),
+                "selector": pod_selector(md),
+                "ready": f"{decision.status.ready_replicas}/{decision.status.replicas}",
+            }
         )
         if routing_problem is not None:
             status.conditions = set_condition(
@@ -135,7 +147,20 @@ class Reconciler:
                 md.metadata.generation,
                 now,
             )
+        # status first: it is the record a restarted operator resumes from, and its precondition
+        # stops a decision made on a stale read before it touches any child
         self._write_status(body, status)
+        self._apply_children(md, decision)
+        if route_rules is not None:
+            route, rules = route_rules
+            # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried
+            self.kube.merge_patch(
+                route,
+                {
+                    "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
+                    "spec": {"rules": rules},
+                },
+            )
         for event in decision.events:
             self.kube.emit_event(body, event.type, event.reason, event.message, now)
         self._export_metrics(md, status, decision, measurements)
@@ -143,19 +168,23 @@ class Reconciler:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _take_action(self, body: Mapping[str, Any]) -> Action | None:
-        """Consume the action annotation. Removed first: a crash may lose it, never repeat it."""
+    def _take_action(self, body: dict[str, Any]) -> tuple[Action | None, dict[str, Any]]:
+        """Consume the action annotation. Removed first: a crash may lose it, never repeat it.
+
+        Returns the action and the object as it is after the removal.
+        """
         meta = body["metadata"]
         value = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
         if value is None:
-            return None
-        removed = self.kube.remove_annotation(
+            return None, body
+        after = self.kube.remove_annotation(
             meta["namespace"], meta["name"], ACTION_ANNOTATION, meta["resourceVersion"]
         )
-        if not removed:
-            return None  # the object moved on; the next event brings the action again
+        if after is None:
+            return None, body  # the object moved on; the next event brings the action again
+        self.store.upsert("ModelDeployment", after)
         try:
-            return Action(value)
+            return Action(value), after
         except ValueError:
             self.kube.emit_event(
                 body,
@@ -165,7 +194,7 @@ class Reconciler:
                 + ", ".join(a.value for a in Action),
                 self.clock(),
             )
-            return None
+            return None, after
 
     def _observe(self, key: Key) -> Observed:
         pods_by_revision: dict[str, list[dict[str, Any]]] = {}
@@ -206,8 +235,8 @@ class Reconciler:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def _apply_children(self, md: ModelDeployment, decision: Decision) -> str | None:
-        """Apply the decided children; return why traffic cannot be routed, if it cannot."""
+    def _apply_children(self, md: ModelDeployment, decision: Decision) -> None:
+        """Apply the decided Deployments, Services and HPA; delete ours that are not decided."""
         key = Key(md.namespace, md.name)
         live_deployments = {
             d["metadata"]["name"]: d for d in self.store.children("Deployment", key)
@@ -251,16 +280,12 @@ class Reconciler:
             if hpa is None or name != hpa["metadata"]["name"]:
                 self.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", md.namespace, name)
 
-        routing = md.spec.rollout.traffic_routing
-        if routing is not None and routing.gateway_api is not None:
-            return self._set_route_weights(md, routing.gateway_api.http_route, decision)
-        return None
-
     def _apply_if_changed(self, manifest: dict[str, Any], live: Mapping[str, Any] | None) -> None:
         extra = _foreign_selector_keys(manifest, live)
         if live is not None and not extra and is_subset(_comparable(manifest), live):
             return
-        self.kube.apply(manifest)
+        # write-through: the next reconcile sees what we applied before its watch event arrives
+        self.store.upsert(manifest["kind"], self.kube.apply(manifest))
         if extra:
             # keys another manager added to a selector we own: apply keeps them, so drop them
             meta = manifest["metadata"]
@@ -272,43 +297,42 @@ class Reconciler:
                 {"spec": {"selector": dict.fromkeys(extra)}},
             )
 
-    def _set_route_weights(
-        self, md: ModelDeployment, route_name: str, decision: Decision
-    ) -> str | None:
-        route = self.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", md.namespace, route_name)
+    def _route_weights(
+        self, md: ModelDeployment, decision: Decision
+    ) -> tuple[tuple[dict[str, Any], list[Any]] | None, str | None]:
+        """The HTTPRoute and its new rules when its weights must change; or why it cannot be."""
+        routing = md.spec.rollout.traffic_routing
+        if routing is None or routing.gateway_api is None:
+            return None, None
+        name = routing.gateway_api.http_route
+        route = self.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", md.namespace, name)
+        field = "spec.rollout.trafficRouting.gatewayAPI.httpRoute"
         if route is None:
-            return (
-                f"spec.rollout.trafficRouting.gatewayAPI.httpRoute: HTTPRoute {route_name!r} does "
-                f"not exist in namespace {md.namespace!r}"
-            )
+            return None, f"{field}: HTTPRoute {name!r} does not exist in namespace {md.namespace!r}"
         try:
             rules = httproute_weights_patch(
                 route, md, decision.stable_weight, decision.canary_weight
             )
         except HTTPRouteNotWired as exc:
-            return f"spec.rollout.trafficRouting.gatewayAPI.httpRoute: {exc}"
-        if rules is None:
-            return None
-        # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried, not lost
-        self.kube.merge_patch(
-            route,
-            {
-                "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
-                "spec": {"rules": rules},
-            },
-        )
-        return None
+            return None, f"{field}: {exc}"
+        return (None if rules is None else (route, rules)), None
 
     def _write_status(self, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
         new = status.wire()
         old = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
         if old == new:
             return
-        patch: dict[str, Any] = dict(new)
-        for gone in set(old) - set(new):
-            patch[gone] = None  # merge patch: null deletes
+        patch = merge_patch(old, new)
         meta = body["metadata"]
-        self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        try:
+            after = self.kube.patch_status(
+                meta["namespace"], meta["name"], patch, meta["resourceVersion"]
+            )
+        except ApiError as exc:
+            if exc.conflict:
+                raise StaleRead(f"{meta['namespace']}/{meta['name']} changed meanwhile") from exc
+            raise
+        self.store.upsert("ModelDeployment", after)
 
     # -- reporting problems -------------------------------------------------------------------
 
@@ -389,6 +413,27 @@ _ROLLOUT_OUTCOMES: dict[str, metrics.RolloutOutcome] = {
 def _comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a manifest that are worth comparing with the live object."""
     return {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: changed keys, nulls for gone.
+
+    Nested objects are diffed too: a merge patch merges them, so a key dropped deep inside
+    (canary.failureReason after a retry) must be deleted explicitly.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before or key not in old:
+            patch[key] = value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
 
 
 def _foreign_selector_keys(

@@ -75,6 +75,15 @@ def ready_floor_held(k: Driver, s: ReadySampler, replicas: int) -> None:
     assert min(s.samples[first:]) >= replicas, s.samples
 
 
+def paused_at(k: Driver, weight: int) -> dict[str, Any]:
+    """Wait until the canary holds `weight` in a pause that waits for promote (its revision)."""
+    result: dict[str, Any] = k.wait(
+        f"a pause at weight {weight}",
+        lambda: (c := canary(k)).get("weight") == weight and status(k)["phase"] == "Paused" and c,
+    )
+    return result
+
+
 def start(k: Driver, md: dict[str, Any]) -> str:
     k.apply(md)
     return str(k.wait_phase(md["metadata"]["name"], "Ready")["status"]["stable"]["revision"])
@@ -241,8 +250,12 @@ def test_plugin_abort_retry_pause_resume_and_promote_full(k: Driver, sampler: Re
 
     k.plugin("retry", "fraud")
     k.wait(
-        "the canary back at 25",
-        lambda: (c := canary(k)).get("weight") == 25 and not c.get("aborted"),
+        "the canary back at 25 and paused",
+        lambda: (
+            (c := canary(k)).get("weight") == 25
+            and not c.get("aborted")
+            and status(k)["phase"] == "Paused"
+        ),
     )
 
     k.plugin("promote", "fraud")
@@ -305,7 +318,7 @@ def test_a_newer_spec_replaces_the_canary_and_restarts_the_steps(
 ) -> None:
     start(k, canary_md(steps=[{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]))
     k.patch("md", "fraud", {"spec": V2})
-    first = k.wait("a canary at 25", lambda: (c := canary(k)).get("weight") == 25 and c["revision"])
+    first = paused_at(k, 25)["revision"]
     k.plugin("promote", "fraud")
     k.wait("weight 50", lambda: canary(k).get("weight") == 50)
     k.patch(
@@ -364,8 +377,10 @@ def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) ->
 
     k.patch("md", "fraud", {"spec": V2})
     k.wait("20/80", lambda: weights() == {"fraud-stable": 80, "fraud-canary": 20})
+    paused_at(k, 20)
     k.plugin("promote", "fraud")
     k.wait("60/40", lambda: weights() == {"fraud-stable": 40, "fraud-canary": 60})
+    paused_at(k, 60)
     k.plugin("promote", "fraud")
     k.wait(
         "all traffic to the new stable",

@@ -228,6 +228,12 @@ def test_deleting_the_modeldeployment_removes_every_child(k: Driver) -> None:
 def test_a_ready_modeldeployment_makes_no_writes_when_idle(k: Driver, operator: Operator) -> None:
     k.apply(sklearn(replicas=2))
     k.wait_phase("iris", "Ready")
+    # namespaces of earlier tests being torn down make the (shared) operator write: let them go
+    k.wait(
+        "earlier test namespaces to be gone",
+        lambda: "Terminating" not in k.cluster.kubectl("get", "namespaces").stdout,
+        timeout=120,
+    )
     time.sleep(2)  # the last watch events of the rollout settle
     before = operator.metric("slipway_api_writes_total")
     rv = k.md("iris")["metadata"]["resourceVersion"]
