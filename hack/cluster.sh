@@ -9,15 +9,21 @@
 #   hack/cluster.sh status  say which processes run
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir="$root/.cluster"
+# SLIPWAY_CLUSTER_DIR (with other ports) runs a second cluster beside the default one
+dir=${SLIPWAY_CLUSTER_DIR:-$root/.cluster}
 state="$dir/state"
 pki="$dir/pki"
 pids="$dir/pids"
 logs="$dir/logs"
 kubeconfig="$dir/kubeconfig"
-# Ports are fixed per checkout so that `up` twice finds the same cluster; override to run two.
-api_port=${SLIPWAY_API_PORT:-16443}
-etcd_port=${SLIPWAY_ETCD_PORT:-12379}
+# Ports are fixed per cluster directory so that `up` twice finds the same cluster; override them
+# (with SLIPWAY_CLUSTER_DIR) to run two. A running cluster keeps the ports it started with.
+if [ -f "$dir/ports.env" ]; then
+  # shellcheck source=/dev/null
+  source "$dir/ports.env"
+fi
+api_port=${api_port:-${SLIPWAY_API_PORT:-16443}}
+etcd_port=${etcd_port:-${SLIPWAY_ETCD_PORT:-12379}}
 etcd_peer_port=$((etcd_port + 1))
 nodes=${SLIPWAY_NODES:-2}
 
@@ -139,6 +145,7 @@ up() {
   local bin
   bin=$(bash "$root/hack/build-tools.sh")
   mkdir -p "$dir/bin" "$state" "$pids" "$logs"
+  printf 'api_port=%s\netcd_port=%s\n' "$api_port" "$etcd_port" >"$dir/ports.env"
   for b in kubectl helm kwok glua; do ln -sfn "$bin/$b" "$dir/bin/$b"; done
   make_pki
   write_kubeconfig
@@ -245,7 +252,7 @@ down() {
     done
   fi
   rm -rf "$dir"
-  log "stopped and removed .cluster/"
+  log "stopped and removed $dir"
 }
 
 env_line() {
@@ -264,8 +271,17 @@ case "${1:-}" in
   down) down ;;
   env) env_line ;;
   status) status ;;
+  restart)
+    # stop one component and start it again (the reliability suite restarts etcd and the apiserver)
+    name=${2:?usage: $0 restart etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok}
+    pid=$(cat "$pids/$name.pid")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$pids/$name.pid"
+    up >/dev/null
+    ;;
   *)
-    echo "usage: $0 up|down|env|status" >&2
+    echo "usage: $0 up|down|env|status|restart NAME" >&2
     exit 2
     ;;
 esac

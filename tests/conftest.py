@@ -66,7 +66,9 @@ def cluster() -> Cluster:
         kubeconfig = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
         return Cluster(kubeconfig=Path(kubeconfig), bin_dir=None)
     subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True)
-    return Cluster(kubeconfig=ROOT / ".cluster" / "kubeconfig", bin_dir=ROOT / ".cluster" / "bin")
+    # hack/cluster.sh honours SLIPWAY_CLUSTER_DIR too (a second cluster beside the default one)
+    cluster_dir = Path(os.environ.get("SLIPWAY_CLUSTER_DIR", ROOT / ".cluster"))
+    return Cluster(kubeconfig=cluster_dir / "kubeconfig", bin_dir=cluster_dir / "bin")
 
 
 @pytest.fixture(scope="session")
