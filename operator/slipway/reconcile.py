@@ -58,7 +58,14 @@ _FAILING_WAITING_REASONS = {
     "InvalidImageName",
     "RunContainerError",
 }
-_CRASHING = {"CrashLoopBackOff", "RunContainerError"}
+# reasons that fail a canary at once: it crash-loops, or can never start (a missing Secret
+# for the model's credentials, an image name that cannot be parsed)
+_CRASHING = {
+    "CrashLoopBackOff",
+    "RunContainerError",
+    "CreateContainerConfigError",
+    "InvalidImageName",
+}
 
 
 class StaleRead(Exception):
@@ -509,8 +516,8 @@ def ready_pods(pods: Sequence[Mapping[str, Any]], deployment_status: Mapping[str
 def pods_failing(pods: Sequence[Mapping[str, Any]]) -> tuple[bool, str | None]:
     """Whether a revision's pods crash-loop, and a sentence naming a pod that fails and why.
 
-    Pods that cannot start (an image that cannot be pulled, a missing Secret) are named too, but
-    only a crash loop fails the canary at once; the progress deadline covers the rest.
+    A crash loop, a missing Secret or a bad image name fail the canary at once; an image that
+    cannot be pulled (often passing) is named, and the progress deadline covers it.
     """
     named: str | None = None
     for pod in pods:

@@ -92,6 +92,20 @@ def pod(name: str, *containers: dict[str, Any], ready: bool = False) -> dict[str
         ),
         (
             {
+                "name": "storage-initializer",
+                "restartCount": 0,
+                "state": {
+                    "waiting": {
+                        "reason": "CreateContainerConfigError",
+                        "message": 'secret "model-creds" not found',
+                    }
+                },
+            },
+            True,
+            True,
+        ),
+        (
+            {
                 "name": "server",
                 "restartCount": 0,
                 "state": {"waiting": {"reason": "ContainerCreating"}},
