@@ -23,7 +23,9 @@ else
   echo $! >"$pidfile"
 fi
 
-kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns" >/dev/null
+# a demo that ran before leaves its model at 1.1.0: start from the beginning
+kubectl delete md iris -n "$ns" --ignore-not-found --wait=true >/dev/null
 t0=$(date +%s%N)
 say "Applying examples/sklearn-iris.yaml (version 1.0.0, 4 replicas)"
 kubectl apply -n "$ns" -f examples/sklearn-iris.yaml

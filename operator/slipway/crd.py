@@ -249,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in write_crds(args.root):
         print(f"wrote {path}")
+    from slipway.apidocs import api_reference
+
+    docs = args.root / "docs" / "api.md"
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(api_reference(), encoding="utf-8")
+    print(f"wrote {docs}")
     return 0
 
 

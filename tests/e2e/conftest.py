@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,20 @@ def free_port() -> int:
 class Operator:
     """One `slipway run` process; can be killed and restarted mid-test."""
 
-    def __init__(self, cluster: Cluster, log_dir: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        cluster: Cluster,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        kubeconfig: Path | None = None,
+        namespaces: Sequence[str] = (),
+    ):
         self.cluster = cluster
         self.log_dir = log_dir
         self.extra_env = extra_env or {}
+        # another identity than the cluster's admin (tests/e2e/test_rbac.py: the chart's own)
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
+        self.namespaces = tuple(namespaces)  # empty: --all-namespaces
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
         self.starts = 0
@@ -41,16 +51,22 @@ class Operator:
         self.metrics_port = free_port()
         self.starts += 1
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
-        env = {**self.cluster.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **self.cluster.env,
+            **self.extra_env,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+        }
+        scope = [a for ns in self.namespaces for a in ("--namespace", ns)] or ["--all-namespaces"]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "slipway",
                 "run",
-                "--all-namespaces",
+                *scope,
                 "--kubeconfig",
-                str(self.cluster.kubeconfig),
+                str(self.kubeconfig),
                 "--metrics-port",
                 str(self.metrics_port),
                 "--metrics-address",
@@ -115,14 +131,89 @@ class Operator:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+class InClusterOperator(Operator):
+    """The operator the chart installed in the cluster (SLIPWAY_TEST_OPERATOR=external, as
+    hack/e2e-kind.sh runs the suite): stopped and started by scaling its Deployment, scraped
+    through the API server's service proxy."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
+        super().__init__(cluster, Path.cwd())
+        self.namespace = namespace
+        self.name = name
+
+    def start(self) -> None:
+        self.starts += 1
+        self.cluster.kubectl("scale", "deployment", self.name, "-n", self.namespace, "--replicas=1")
+        self.cluster.kubectl(
+            "rollout", "status", "deployment", self.name, "-n", self.namespace, "--timeout=180s"
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.scrape()
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.cluster.kubectl("scale", "deployment", self.name, "-n", self.namespace, "--replicas=0")
+        pods = ["pods", "-n", self.namespace, "-l", f"app.kubernetes.io/instance={self.release}"]
+        if sig == signal.SIGKILL:
+            self.cluster.kubectl("delete", *pods, "--grace-period=0", "--force", check=False)
+        self.cluster.kubectl("wait", "--for=delete", *pods, "--timeout=60s", check=False)
+
+    @property
+    def release(self) -> str:
+        deployment = self.cluster.kubectl(
+            "get", "deployment", self.name, "-n", self.namespace, "-o", "json"
+        ).stdout
+        return str(json.loads(deployment)["metadata"]["labels"]["app.kubernetes.io/instance"])
+
+    def scrape(self) -> str:
+        service = f"/api/v1/namespaces/{self.namespace}/services/{self.name}-metrics:metrics"
+        path = f"{service}/proxy/metrics"
+        return self.cluster.kubectl("get", "--raw", path, timeout=10).stdout
+
+    def log_tail(self, lines: int = 40) -> str:
+        proc = self.cluster.kubectl(
+            "logs", f"deployment/{self.name}", "-n", self.namespace, f"--tail={lines}", check=False
+        )
+        return proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="session")
 def operator(
     cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
+    op: Operator
+    if os.environ.get("SLIPWAY_TEST_OPERATOR") == "external":
+        # the chart's operator serves the suite; no local process competes with it
+        op = InClusterOperator(
+            cluster,
+            os.environ.get("SLIPWAY_TEST_OPERATOR_NAMESPACE", "slipway-system"),
+            os.environ.get("SLIPWAY_TEST_OPERATOR_NAME", "slipway"),
+        )
+        op.start()
+        yield op
+        return
     op = Operator(cluster, tmp_path_factory.mktemp("operator"))
     op.start()
     yield op
     op.stop()
+
+
+@pytest.fixture(scope="session")
+def kwok_faults(cluster: Cluster) -> None:
+    """Skip a test that plays a bad canary with KWOK's fault stages (hack/kwok-fault-stages.yaml:
+    pods labelled slipway.test/fault stay NotReady or crash): only KWOK's simulated nodes have
+    them; on kind such pods would simply run."""
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    if not nodes or not all(
+        (n["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake" for n in nodes
+    ):
+        pytest.skip("needs KWOK nodes: the slipway.test/fault labels are KWOK stages")
 
 
 def load_example(name: str) -> dict[str, Any]:
