@@ -17,7 +17,7 @@ def test_committed_field_reference_matches_the_models() -> None:
 def test_field_reference_lists_every_rollout_field_with_its_default() -> None:
     text = api_reference()
     for row in (
-        "| `spec.rollout.strategy` | `Canary` \\| `Rolling` | `\"Rolling\"` |",
+        '| `spec.rollout.strategy` | `Canary` \\| `Rolling` | `"Rolling"` |',
         "| `spec.rollout.progressDeadlineSeconds` | integer | `600` |",
         "| `spec.rollout.steps[].setWeight` | integer |",
         "| `spec.rollout.analysis.metrics[].query` | string |",
