@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,6 +46,8 @@ from slipway.rollout import Action, Decision, Observed, ObservedRevision, analys
 log = logging.getLogger(__name__)
 
 ACTION_ANNOTATION = f"{GROUP}/action"
+# a missing claim may be created any moment; its creation is no event we watch
+UNSERVABLE_RECHECK_SECONDS = 30.0
 # restarts of a serving container that count as a crash loop even between back-offs
 CRASH_RESTARTS = 3
 # pod waiting reasons that mean the revision cannot start, whatever the deadline says
@@ -88,7 +90,6 @@ class Reconciler:
     store: Store
     operator_image: str = "ghcr.io/slipway-dev/slipway:0.1.0"
     clock: Callable[[], dt.datetime] = utcnow
-    warned: set[Key] = field(default_factory=set)
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -132,7 +133,9 @@ class Reconciler:
 
         problem = self._unservable(md)
         if problem is not None:
-            return self._report_unservable(body, md, revision, problem, now)
+            # keep whatever serves now; say why the new spec cannot be served, look again later
+            self._report_condition(body, "ModelUnavailable", problem, now)
+            return UNSERVABLE_RECHECK_SECONDS
 
         measurements = self._measure(md, revision, now) if analysis_due(md, revision, now) else None
         decision = decide(md, revision, observed, measurements, action, now)
@@ -354,18 +357,6 @@ class Reconciler:
         ) or str(exc)
         metrics.record_reconcile_error("invalid_spec")
         self._report_condition(body, "InvalidSpec", errors, now)
-
-    def _report_unservable(
-        self,
-        body: Mapping[str, Any],
-        md: ModelDeployment,
-        revision: str,
-        problem: str,
-        now: dt.datetime,
-    ) -> float:
-        """Keep whatever serves now; say in status why the new spec cannot be served."""
-        self._report_condition(body, "ModelUnavailable", problem, now)
-        return 30.0  # the claim may appear: look again
 
     def _report_condition(
         self, body: Mapping[str, Any], reason: str, message: str, now: dt.datetime
