@@ -11,7 +11,8 @@ export KUBECONFIG_LOCAL := $(CURDIR)/.cluster/kubeconfig
 PYTEST := $(BIN)/pytest
 N ?= 200
 
-.PHONY: help install lint fmt crds unit integration e2e test demo cluster-up cluster-down cluster-env \
+
+.PHONY: help install tools lint fmt crds unit integration e2e test demo cluster-up cluster-down cluster-env \
 	bench chaos e2e-kind clean
 
 help: ## list the targets
@@ -39,7 +40,10 @@ fmt: install ## format the code
 crds: install ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/python -m slipway.crd
 
-unit: install ## unit tests (no cluster)
+tools: ## build (once, cached in ~/.cache/slipway) the control plane, helm, glua from Go modules
+	bash hack/build-tools.sh >/dev/null
+
+unit: install tools ## unit tests (no cluster; glua runs the Argo CD health check)
 	$(PYTEST) -m unit -q
 
 cluster-up: ## build (once) and start the local control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK
@@ -57,7 +61,7 @@ integration: install cluster-up ## integration tests against the local cluster
 e2e: install cluster-up ## end-to-end tests: the operator process against the local cluster
 	$(PYTEST) -m e2e -q
 
-test: install lint ## everything: lint, unit, integration and e2e tests on the local cluster
+test: install lint tools ## everything: lint, unit, integration and e2e tests on the local cluster
 	$(PYTEST) -m unit -q
 	bash hack/cluster.sh up
 	$(PYTEST) -m 'integration or e2e' -q
