@@ -111,8 +111,8 @@ class Operator:
         ) as r:
             return str(r.read().decode())
 
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
+    def metric(self, name: str, /, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (a label may be "name")."""
         from prometheus_client.parser import text_string_to_metric_families
 
         total = 0.0

@@ -127,7 +127,7 @@ def test_canary_goes_through_every_step_to_promotion(k: Driver, sampler: ReadySa
 
 
 def test_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline(
-    k: Driver, sampler: ReadySampler
+    kwok_faults: None, k: Driver, sampler: ReadySampler
 ) -> None:
     old = start(k, canary_md(progressDeadlineSeconds=5))
     k.patch(
@@ -152,7 +152,9 @@ def test_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline(
     ready_floor_held(k, sampler, 4)
 
 
-def test_crash_looping_canary_is_rolled_back(k: Driver, sampler: ReadySampler) -> None:
+def test_crash_looping_canary_is_rolled_back(
+    kwok_faults: None, k: Driver, sampler: ReadySampler
+) -> None:
     start(k, canary_md())
     k.patch(
         "md", "fraud", {"spec": {**V2, "template": {"labels": {"slipway.test/fault": "crash"}}}}

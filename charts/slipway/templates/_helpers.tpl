@@ -53,39 +53,42 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 The rules the operator needs in every namespace it serves: exact resources and verbs, no "*".
 */}}
 {{- define "slipway.namespacedRules" -}}
-# The ModelDeployments it reconciles; patch/update for kopf's status bookkeeping and the
-# action annotations it consumes (the scale subresource is the HPA controller's, not ours).
+# Exactly the requests slipway/kube.py and kopf's watches make (tests/e2e/test_rbac.py runs the
+# operator with this identity). No `update`: every write is a PATCH (server-side apply included).
+# The ModelDeployments it reconciles: kopf lists and watches them; patch consumes the action
+# annotation (a JSON patch of metadata; RBAC cannot narrow it to metadata).
 - apiGroups: [serving.slipway.dev]
   resources: [modeldeployments]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [serving.slipway.dev]
   resources: [modeldeployments/status]
-  verbs: [get, patch, update]
-# The children it owns: one Deployment per revision, the Services, the autoscaler.
+  verbs: [patch]
+# The children it owns: one Deployment per revision, the Services, the autoscaler. Server-side
+# apply of an object that does not exist yet needs `create` besides `patch`.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, update, delete]
-# Read-only: pods to see crash loops and missing secrets, claims to check a pvc:// model exists.
+  verbs: [list, watch, create, patch, delete]
+# Read-only: pods to see crash loops and missing secrets, a claim to check a pvc:// model exists.
 - apiGroups: [""]
-  resources: [pods, persistentvolumeclaims]
-  verbs: [get, list, watch]
+  resources: [pods]
+  verbs: [list, watch]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 # The weights of a user's HTTPRoute (Gateway API); Slipway never creates or deletes routes.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, watch, patch, update]
-# Events about what it did (kopf posts core/v1 events).
+  verbs: [get, patch]
+# core/v1 Events about what it did (kopf's own event posting is off).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
 {{/* kopf peering: read the peers, patch our own heartbeat into the peering object. */}}

@@ -44,12 +44,22 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
   return hs
 end
 
+local stableVersion = nil
+if status.stable ~= nil and status.stable.version ~= nil and status.stable.version ~= "" then
+  stableVersion = status.stable.version
+end
+
 local phase = status.phase
-if phase == "Ready" then
+local degraded = condition(status, "Degraded")
+if phase == "Ready" and degraded ~= nil and degraded.status == "True" then
+  -- serving, but something the user configured is broken (e.g. TrafficRoutingUnavailable)
+  hs.status = "Degraded"
+  hs.message = explain(status, { "Degraded" }, "Degraded")
+elseif phase == "Ready" then
   hs.status = "Healthy"
   local version = ""
-  if status.stable ~= nil and status.stable.version ~= nil and status.stable.version ~= "" then
-    version = " (version " .. status.stable.version .. ")"
+  if stableVersion ~= nil then
+    version = " (version " .. stableVersion .. ")"
   end
   hs.message = tostring(status.readyReplicas or 0) .. "/" .. tostring(status.replicas or 0)
     .. " replicas ready" .. version
@@ -68,12 +78,20 @@ elseif phase == "Paused" then
   end
   hs.message = explain(status, { "Progressing" }, fallback, true)
 elseif phase == "Degraded" or phase == "RolledBack" or phase == "Failed" then
+  -- RolledBack too: the stable revision serves, but the spec in git is not what runs
   hs.status = "Degraded"
   local fallback = phase
   if status.canary ~= nil and status.canary.failureReason ~= nil then
     fallback = phase .. ": " .. status.canary.failureReason
   end
   hs.message = explain(status, { "Degraded", "Progressing" }, fallback)
+  if phase == "RolledBack" then
+    local to = ""
+    if stableVersion ~= nil then
+      to = " to " .. stableVersion
+    end
+    hs.message = "Rolled back" .. to .. ": " .. hs.message
+  end
 else
   hs.status = "Unknown"
   hs.message = "Unknown phase " .. tostring(phase)
