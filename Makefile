@@ -65,6 +65,8 @@ test: install lint tools ## everything: lint, unit, integration and e2e tests on
 	$(PYTEST) -m unit -q
 	bash hack/cluster.sh up
 	$(PYTEST) -m 'integration or e2e' -q
+	# the reliability suite (short form) on its own: it restarts etcd and the apiserver
+	$(PYTEST) -m chaos -q
 
 demo: install cluster-up ## start the local cluster, run Slipway, apply a sample ModelDeployment and show a rollout
 	bash hack/demo.sh

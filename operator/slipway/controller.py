@@ -80,6 +80,22 @@ class Store:
                         del self._by_owner[kind][owner]
         return owner
 
+    def replace(self, kind: str, items: list[dict[str, Any]]) -> set[Key]:
+        """Make `items` the whole content of `kind`; return the owners whose objects went away.
+
+        Watches do not say what was deleted while they were not running (a peering standby that
+        resumes, a watch that re-lists): a fresh list does.
+        """
+        fresh = {
+            ((i.get("metadata") or {}).get("namespace", ""), i["metadata"]["name"]) for i in items
+        }
+        with self._lock:
+            gone = [body for ref, body in self._objects[kind].items() if ref not in fresh]
+        owners = {owner for body in gone if (owner := self.remove(kind, body)) is not None}
+        for item in items:
+            self.upsert(kind, item)
+        return owners
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
             return self._objects[kind].get((namespace, name))
@@ -144,9 +160,11 @@ class WorkQueue:
         self._failures: dict[Key, int] = defaultdict(int)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop_thread = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._queue = asyncio.Queue()
         self._tasks = [loop.create_task(self._work()) for _ in range(self._workers)]
         for key in list(self._queued):
@@ -160,8 +178,16 @@ class WorkQueue:
             timer.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _elsewhere(self) -> bool:
+        """Called from another thread than the loop's: asyncio objects must not be touched."""
+        return self._loop is not None and threading.get_ident() != self._loop_thread
+
     def add(self, key: Key) -> None:
         """Reconcile `key` soon (once, however often it is added before it runs)."""
+        if self._elsewhere():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.add, key)
+            return
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -176,6 +202,10 @@ class WorkQueue:
 
     def add_after(self, key: Key, seconds: float) -> None:
         """Reconcile `key` after `seconds`, unless something adds it earlier."""
+        if self._elsewhere():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.add_after, key, seconds)
+            return
         if self._loop is None or key in self._queued:
             return  # a reconcile that has not started yet will see the latest state anyway
         existing = self._timers.get(key)
@@ -220,6 +250,10 @@ class WorkQueue:
         if timer is not None:
             timer.cancel()
         self._failures.pop(key, None)
+
+    @property
+    def started(self) -> bool:
+        return self._queue is not None
 
     @property
     def depth(self) -> int:

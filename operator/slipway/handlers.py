@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 
 MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 CHILD_EVENT_BATCH_SECONDS = 0.3
-SEEDED_KINDS = [
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("v1", "Pod"),
+RESYNCED_KINDS = [
+    (f"{GROUP}/{VERSION}", "ModelDeployment", ""),
+    ("apps/v1", "Deployment", MANAGED),
+    ("v1", "Service", MANAGED),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", MANAGED),
+    ("v1", "Pod", MANAGED),
 ]
+RESYNC_SECONDS = 300.0
+RELIST_SETTLE_SECONDS = 2.0
 # children are watched with a server-side label selector: other workloads never reach us
 CHILD_SELECTORS: list[tuple[str, str, str] | tuple[str, str]] = [
     ("apps", "v1", "deployments"),
@@ -58,6 +61,8 @@ class Runtime:
 
 _options: Options | None = None
 _runtime: Runtime | None = None
+_tasks: list[asyncio.Task[None]] = []
+_relisted = asyncio.Event()
 
 
 def setup(options: Options) -> None:
@@ -99,28 +104,62 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # pods and "restore" capacity it already has): list every child once before the first one
     loop = asyncio.get_running_loop()
     namespaces = _options.namespaces
-    await loop.run_in_executor(None, seed, store, kube, namespaces)
+    await loop.run_in_executor(None, resync, store, kube, namespaces)
     queue.start(loop)
+    _tasks.append(loop.create_task(_resync_periodically(kube, namespaces)))
 
 
-def seed(store: Store, kube: Kube, namespaces: tuple[str, ...]) -> None:
-    """Fill the store with every child of every ModelDeployment, as it is now."""
-    for api_version, kind in SEEDED_KINDS:
-        for namespace in namespaces or ("",):
-            for item in kube.list_all(api_version, kind, namespace, MANAGED):
-                store.upsert(kind, item)
-    log.info("store seeded: %s", {kind: store.count(kind) for _, kind in SEEDED_KINDS})
+def resync(store: Store, kube: Kube, namespaces: tuple[str, ...]) -> set[Key]:
+    """Make the store hold every ModelDeployment and child as they are now (a fresh list).
+
+    Returns the ModelDeployments whose children went away unseen, to reconcile them.
+    """
+    owners: set[Key] = set()
+    for api_version, kind, selector in RESYNCED_KINDS:
+        items = [
+            item
+            for namespace in namespaces or ("",)
+            for item in kube.list_all(api_version, kind, namespace, selector)
+        ]
+        owners |= store.replace(kind, items)
+    log.info("store synced: %s", {kind: store.count(kind) for _, kind, _ in RESYNCED_KINDS})
+    return owners
+
+
+async def _resync_periodically(kube: Kube, namespaces: tuple[str, ...]) -> None:
+    """A fresh list now and then, and soon after kopf re-lists (a resumed peering standby)."""
+    rt = runtime()
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await asyncio.wait_for(_relisted.wait(), timeout=RESYNC_SECONDS)
+            await asyncio.sleep(RELIST_SETTLE_SECONDS)  # let the re-list's events arrive first
+        except TimeoutError:
+            pass
+        _relisted.clear()
+        try:
+            owners = await loop.run_in_executor(None, resync, rt.store, kube, namespaces)
+        except Exception:
+            log.exception("store resync failed; the next one retries")
+            continue
+        for key in owners:
+            rt.queue.add(key)
 
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
+    for task in _tasks:
+        task.cancel()
     if _runtime is not None:
         await _runtime.queue.stop()
 
 
 def _observe(kind: str, event: kopf.RawEvent) -> None:
+    """Runs on the event loop (the handlers are async): the queue is not thread-safe."""
     rt = runtime()
     body = event["object"]
+    if event.get("type") is None and rt.queue.started:
+        _relisted.set()  # kopf listed again: objects deleted meanwhile got no DELETED event
     if event.get("type") == "DELETED":
         key = rt.store.remove(kind, body)
         if kind == "ModelDeployment" and key is not None:
@@ -139,29 +178,29 @@ def _observe(kind: str, event: kopf.RawEvent) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
+async def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("ModelDeployment", event)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
-def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
+async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("Deployment", event)
 
 
 @kopf.on.event("v1", "services", labels={MANAGED_BY_LABEL: MANAGED_BY})
-def service_event(event: kopf.RawEvent, **_: Any) -> None:
+async def service_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("Service", event)
 
 
 @kopf.on.event(
     "autoscaling", "v2", "horizontalpodautoscalers", labels={MANAGED_BY_LABEL: MANAGED_BY}
 )
-def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
+async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("HorizontalPodAutoscaler", event)
 
 
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
-def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("Pod", event)
 
 

@@ -36,6 +36,7 @@ class Operator:
         extra_env: dict[str, str] | None = None,
         kubeconfig: Path | None = None,
         namespaces: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
     ):
         self.cluster = cluster
         self.log_dir = log_dir
@@ -43,6 +44,7 @@ class Operator:
         # another identity than the cluster's admin (tests/e2e/test_rbac.py: the chart's own)
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.namespaces = tuple(namespaces)  # empty: --all-namespaces
+        self.extra_args = list(extra_args)  # e.g. --peering NAME --priority N
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
         self.starts = 0
@@ -73,6 +75,7 @@ class Operator:
                 "127.0.0.1",
                 "--log-level",
                 "info",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
