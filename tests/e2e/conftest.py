@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -186,11 +187,25 @@ class InClusterOperator(Operator):
         return proc.stdout + proc.stderr
 
 
+def stop_demo_operator(cluster: Cluster) -> None:
+    """`make demo` leaves an operator running on the local cluster; two would fight over the
+    tests' objects, so the suite stops it (`make demo` starts it again)."""
+    if cluster.bin_dir is None:
+        return
+    pidfile = cluster.kubeconfig.parent / "pids" / "operator.pid"
+    if not pidfile.exists():
+        return
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.killpg(int(pidfile.read_text()), signal.SIGTERM)
+    pidfile.unlink()
+
+
 @pytest.fixture(scope="session")
 def operator(
     cluster: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
     op: Operator
+    stop_demo_operator(cluster)
     if os.environ.get("SLIPWAY_TEST_OPERATOR") == "external":
         # the chart's operator serves the suite; no local process competes with it
         op = InClusterOperator(
