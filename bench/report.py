@@ -39,7 +39,9 @@ class RequestKey(NamedTuple):
 
     def __str__(self) -> str:
         kind = f"{self.resource}.{self.group}" if self.group else self.resource
-        return f"{self.verb} {kind}/{self.subresource}" if self.subresource else f"{self.verb} {kind}"
+        return (
+            f"{self.verb} {kind}/{self.subresource}" if self.subresource else f"{self.verb} {kind}"
+        )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -153,6 +155,21 @@ def cpu_seconds(proc_stat: str, ticks_per_second: int) -> float:
     return (utime + stime) / ticks_per_second
 
 
+def host_cpu_jiffies(proc_stat: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of every CPU since boot, from the first line of /proc/stat."""
+    fields = [int(x) for x in proc_stat.splitlines()[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time that was busy between two /proc/stat readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else 0.0
+
+
 def result_stem(day: dt.date, n: int) -> str:
     """`2026-11-26` for the default size, `2026-11-26-n1000` for any other."""
     return day.isoformat() if n == DEFAULT_N else f"{day.isoformat()}-n{n}"
@@ -223,8 +240,11 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         ),
         (
             "  by verb",
-            ", ".join(f"{verb} {_fmt(count / max(1, result.get('n') or 1))}"
-                      for verb, count in sorted(writes.items())) or "n/a",
+            ", ".join(
+                f"{verb} {_fmt(count / max(1, result.get('n') or 1))}"
+                for verb, count in sorted(writes.items())
+            )
+            or "n/a",
             "",
         ),
         (
@@ -242,8 +262,11 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         ("rollout, 1 ModelDeployment", _fmt(rollout.get("single"), " s"), ""),
         (f"rollout, {_fmt(rollout.get('n'))} at once", _spread(rollout.get("batch")), ""),
         ("failing canary to RolledBack, 1", _fmt(rollback.get("single"), " s"), ""),
-        (f"failing canary to RolledBack, {_fmt(rollback.get('n'))} at once",
-         _spread(rollback.get("batch")), ""),
+        (
+            f"failing canary to RolledBack, {_fmt(rollback.get('n'))} at once",
+            _spread(rollback.get("batch")),
+            "",
+        ),
     ]
     lines = ["| measure | value | target |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {target} |" for name, value, target in rows]

@@ -96,12 +96,12 @@ def _load_api_client(kubeconfig: str | None) -> Any:
 
 
 def run_operator(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # before kopf (and so the kubernetes client) is imported: it reads KUBECONFIG on import
+        os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
     from slipway import handlers, metrics
-
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
     kopf.configure(
         debug=args.log_level == "debug",
         verbose=args.log_level == "debug",

@@ -1,0 +1,541 @@
+"""`make bench`: the operator against the physical floor, on the local control plane.
+
+    python -m bench.run --n 200 [--skip-floor] [--rollout-n 50] [--idle-seconds 60]
+
+1. The floor: a plain client server-side applies exactly the children the operator would create
+   for N ModelDeployments (same builders, same manifests), until every Deployment is available.
+2. Convergence: the operator runs as in production (`python -m slipway run`, its own process);
+   N ModelDeployments are created at once; time until every one is Ready at its generation.
+3. Writes: the operator's own `slipway_api_writes_total` per ModelDeployment, kube-apiserver's
+   `apiserver_request_total` deltas beside it, and the operator's writes while idle.
+4. Rollouts: a version change with a zero-length pause, and a crash-looping canary until
+   RolledBack, for one ModelDeployment and for --rollout-n at once.
+
+Results go to bench/results/<date>.json and .md (`<date>-n<N>` for any N but 200); a second run
+on the same day overwrites them. The cluster is the one hack/cluster.sh runs
+($SLIPWAY_CLUSTER_DIR, default .cluster/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.cluster import (
+    Api,
+    CpuMeter,
+    OperatorProcess,
+    Tracker,
+    add_kwok_nodes,
+    apiserver_requests,
+    cluster_dir,
+    create_namespace,
+    delete_namespaces,
+    install_crd,
+    kubernetes_version,
+    leftover_namespaces,
+    remove_bench_nodes,
+)
+from slipway import GROUP, PLURAL, VERSION, __version__
+from slipway.api import ModelDeployment
+from slipway.cli import DEFAULT_OPERATOR_IMAGE
+from slipway.kube import Kube
+from slipway.resources import desired_deployment, desired_service, revision_of
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+FAULT_LABEL = "slipway.test/fault"
+# the resources a ModelDeployment's reconcile touches, for the apiserver's view of the writes
+MD_RESOURCES = ("modeldeployments", "deployments", "services", "events", "replicasets", "pods")
+NAMESPACE_GONE_SECONDS = 300.0
+
+
+def md_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    return f"{base}/{name}" if name else base
+
+
+def md_names(n: int) -> list[str]:
+    return [f"bench-{i:04d}" for i in range(n)]
+
+
+def model_version(serial: int) -> dict[str, str]:
+    version = f"{serial}.0.0"
+    return {"version": version, "uri": f"s3://models/bench/{version}"}
+
+
+def bench_md(name: str, namespace: str) -> dict[str, Any]:
+    """The ModelDeployment every run creates: sklearn, 2 replicas, a canary with a 0s pause."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {**model_version(1), "format": "sklearn"},
+            "replicas": 2,
+            "rollout": {
+                "strategy": "Canary",
+                "steps": [{"setWeight": 50}, {"pause": {"duration": "0s"}}],
+                "scaleDownDelaySeconds": 0,
+            },
+        },
+    }
+
+
+def floor_children(name: str, namespace: str) -> list[dict[str, Any]]:
+    """The Deployment and the two Services the operator creates for `bench_md(name)`.
+
+    Built by the operator's own builders; without owner references, since no ModelDeployment
+    exists to own them (the garbage collector would delete them).
+    """
+    body = bench_md(name, namespace)
+    body["metadata"]["uid"] = "00000000-0000-0000-0000-000000000000"
+    md = ModelDeployment.from_body(body)
+    serving = md.spec.serving()
+    revision = revision_of(serving)
+    port = md.spec.runtime.port
+    children = [
+        desired_deployment(md, serving, revision, "stable", md.spec.replicas,
+                           DEFAULT_OPERATOR_IMAGE),
+        desired_service(md, None, None, port),
+        desired_service(md, "stable", revision, port),
+    ]  # fmt: skip
+    for child in children:
+        child["metadata"].pop("ownerReferences", None)
+    return children
+
+
+def is_ready_at_generation(obj: Mapping[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return bool(
+        status.get("phase") == "Ready"
+        and status.get("observedGeneration") == obj["metadata"].get("generation")
+    )
+
+
+def is_promoted(version: str) -> Callable[[Mapping[str, Any]], bool]:
+    def check(obj: Mapping[str, Any]) -> bool:
+        stable = (obj.get("status") or {}).get("stable") or {}
+        return stable.get("version") == version and is_ready_at_generation(obj)
+
+    return check
+
+
+def is_rolled_back(obj: Mapping[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return bool(
+        status.get("phase") == "RolledBack"
+        and status.get("observedGeneration") == obj["metadata"].get("generation")
+    )
+
+
+def is_available(obj: Mapping[str, Any]) -> bool:
+    wanted = int((obj.get("spec") or {}).get("replicas", 1))
+    return int((obj.get("status") or {}).get("readyReplicas") or 0) >= wanted
+
+
+def log(message: str) -> None:
+    print(f"[bench {dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Bench:
+    """The bench's own client (a pool of `threads`) and the phases it times."""
+
+    api: Api
+    kube: Kube
+    threads: int
+    timeout: float
+    meter: CpuMeter
+
+    def in_parallel(self, fn: Callable[[str], Any], names: Sequence[str]) -> dict[str, float]:
+        """Run fn(name) for every name on the client pool; when each was sent."""
+        started: dict[str, float] = {}
+
+        def one(name: str) -> None:
+            started[name] = time.monotonic()
+            fn(name)
+
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="client") as pool:
+            for _ in pool.map(one, names):
+                pass
+        return started
+
+    # -- 1. the floor -------------------------------------------------------------------------
+
+    def floor(self, namespace: str, n: int) -> dict[str, Any]:
+        create_namespace(self.api, namespace)
+        children = {name: floor_children(name, namespace) for name in md_names(n)}
+        deployment_of = {name: c[0]["metadata"]["name"] for name, c in children.items()}
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        cpu: dict[str, Any] = {}
+
+        def apply_children(name: str) -> None:
+            for manifest in children[name]:
+                self.kube.apply(manifest)
+
+        with Tracker(self.api, path) as tracker, self.meter.phase(cpu):
+            tracker.expect(deployment_of.values(), is_available)
+            t0 = time.monotonic()
+            started = self.in_parallel(apply_children, list(children))
+            applied = time.monotonic() - t0
+            seen = tracker.wait(self.timeout)
+        done = max(seen.values())
+        per_object = [seen[deployment_of[name]] - started[name] for name in children]
+        return {
+            "floor_seconds": round(done - t0, 3),
+            "floor_apply_seconds": round(applied, 3),
+            "floor_time_to_ready_seconds": report.summarize(per_object),
+            "floor_cpu": cpu,
+        }
+
+    # -- 2. convergence -----------------------------------------------------------------------
+
+    def converge(
+        self, tracker: Tracker, operator: OperatorProcess, namespace: str, names: Sequence[str]
+    ) -> dict[str, Any]:
+        requests_before = apiserver_requests(self.api)
+        writes_before = operator.writes()
+        reconciles_before = operator.reconciles()
+        cpu_before = operator.cpu_seconds()
+        cpu: dict[str, Any] = {}
+        with self.meter.phase(cpu):
+            tracker.expect(names, is_ready_at_generation)
+            t0 = time.monotonic()
+            started = self.in_parallel(
+                lambda name: self.api.request(
+                    "POST", md_path(namespace), body=bench_md(name, namespace)
+                ),
+                names,
+            )
+            created = time.monotonic() - t0
+            seen = tracker.wait(self.timeout)
+        done = max(seen.values())
+        log(f"all {len(names)} Ready after {done - t0:.1f}s; waiting for the operator to settle")
+        settled = self.settle(operator)
+        writes = report.delta(writes_before, operator.writes())
+        requests = report.delta(requests_before, apiserver_requests(self.api))
+        per_object = [seen[name] - started[name] for name in names]
+        total_writes = sum(writes.values())
+        status = operator.proc_status()
+        # the apiserver's count of what only the operator writes: ModelDeployment status,
+        # and Deployments and Services (the bench's own ModelDeployment creates subtracted)
+        operator_only = sum(
+            value
+            for key, value in report.writes_only(requests).items()
+            if (key.resource == "modeldeployments" and key.subresource == "status")
+            or (key.resource in ("deployments", "services") and not key.subresource)
+        )
+        return {
+            "operator_seconds": round(done - t0, 3),
+            "create_seconds": round(created, 3),
+            "time_to_ready_seconds": report.summarize(per_object),
+            "settle_seconds": round(settled, 3),
+            "cpu_seconds": round(operator.cpu_seconds() - cpu_before, 2),
+            "rss_mb_after_convergence": round(report.rss_mb(status), 1),
+            "peak_rss_mb_at_convergence": round(report.peak_rss_mb(status), 1),
+            "operator_writes": total_writes,
+            "operator_writes_by_verb": writes,
+            "writes_per_object": round(total_writes / len(names), 3),
+            "writes_per_object_without_events": round(
+                (total_writes - writes.get("event", 0.0)) / len(names), 3
+            ),
+            "reconciles_by_result": report.delta(reconciles_before, operator.reconciles()),
+            "apiserver_writes_status_deployments_services_per_object": round(
+                operator_only / len(names), 3
+            ),
+            "apiserver_requests_delta": report.for_resources(requests, MD_RESOURCES),
+            "convergence_cpu": cpu,
+        }
+
+    def settle(self, operator: OperatorProcess, quiet: float = 3.0, limit: float = 30.0) -> float:
+        """Wait until the operator's writes stop moving for `quiet` seconds; how long it took."""
+        t0 = time.monotonic()
+        last, since = operator.writes(), time.monotonic()
+        while time.monotonic() - t0 < limit:
+            time.sleep(0.5)
+            now = operator.writes()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return time.monotonic() - t0
+
+    # -- 3. idle ------------------------------------------------------------------------------
+
+    def idle(self, operator: OperatorProcess, seconds: float) -> dict[str, Any]:
+        writes_before = operator.writes()
+        requests_before = apiserver_requests(self.api)
+        time.sleep(seconds)
+        writes = report.delta(writes_before, operator.writes())
+        requests = report.writes_only(report.delta(requests_before, apiserver_requests(self.api)))
+        return {
+            "idle_seconds": seconds,
+            "idle_writes": sum(writes.values()),
+            "idle_writes_by_verb": writes,
+            "idle_apiserver_writes": report.for_resources(requests, MD_RESOURCES),
+        }
+
+    # -- 4. rollouts --------------------------------------------------------------------------
+
+    def change(
+        self,
+        tracker: Tracker,
+        namespace: str,
+        names: Sequence[str],
+        patch: dict[str, Any],
+        done: Callable[[Mapping[str, Any]], bool],
+    ) -> list[float]:
+        """Patch every spec at once; seconds from each patch until `done` holds for it."""
+        tracker.expect(names, done)
+        started = self.in_parallel(
+            lambda name: self.kube.patch(
+                f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name, {"spec": patch}
+            ),
+            names,
+        )
+        seen = tracker.wait(self.timeout)
+        return [seen[name] - started[name] for name in names]
+
+    def rollouts(
+        self, tracker: Tracker, namespace: str, names: Sequence[str], batch: int
+    ) -> dict[str, Any]:
+        """Promotion through a 0s pause, then a crash-looping canary, for 1 and `batch` MDs."""
+        one = list(names[:1])
+        # the batch leaves the single one out when there are enough; each change is a new version
+        many = list(names[1 : 1 + batch]) if len(names) > batch else list(names[:batch])
+
+        def change_version(group: Sequence[str], serial: int, crashing: bool) -> list[float]:
+            version = model_version(serial)
+            patch: dict[str, Any] = {"model": version}
+            if crashing:
+                patch["template"] = {"labels": {FAULT_LABEL: "crash"}}
+            done = is_rolled_back if crashing else is_promoted(version["version"])
+            return self.change(tracker, namespace, group, patch, done)
+
+        figures: dict[str, Any] = {}
+        for key, serial, crashing in (("rollout_seconds", 2, False), ("rollback_seconds", 4, True)):
+            log(f"{key}: 1, then {len(many)} at once")
+            single = change_version(one, serial, crashing)[0]
+            spread = change_version(many, serial + 1, crashing)
+            figures[key] = {
+                "single": round(single, 3),
+                "n": len(many),
+                "batch": report.summarize(spread),
+            }
+        return figures
+
+
+def control_plane_cpu(phase: Mapping[str, Any]) -> float:
+    """CPU seconds kube-apiserver and etcd spent in a phase."""
+    spent = phase.get("process_cpu_seconds") or {}
+    return float(spent.get("kube-apiserver", 0.0)) + float(spent.get("etcd", 0.0))
+
+
+def machine(api: Api) -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+         if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )  # fmt: skip
+    meminfo = Path("/proc/meminfo").read_text()
+    mem_kib = next(
+        int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal")
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_mb": mem_kib // 1024,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "kubernetes": kubernetes_version(api),
+        "slipway": __version__,
+        "kopf": importlib.metadata.version("kopf"),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--n", type=int, default=report.DEFAULT_N, help="ModelDeployments")
+    parser.add_argument("--skip-floor", action="store_true", help="no floor, no ratio")
+    parser.add_argument(
+        "--rollout-n",
+        type=int,
+        default=50,
+        help="ModelDeployments rolled out at once (0: no rollout figures)",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=60.0,
+        help="idleness after convergence during which writes are counted",
+    )
+    parser.add_argument(
+        "--client-threads",
+        type=int,
+        default=16,
+        help="concurrent requests of the bench's own client",
+    )
+    parser.add_argument(
+        "--operator-workers",
+        type=int,
+        default=None,
+        help="passed to `slipway run --workers` (default: its own default)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds a phase may take (default: 120 + N)"
+    )
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+    return args  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    where = cluster_dir()
+    kubeconfig = where / "kubeconfig"
+    if not kubeconfig.exists():
+        raise SystemExit(f"no cluster at {where} (run `make cluster-up` or hack/cluster.sh up)")
+    api = Api(kubeconfig, pool_size=args.client_threads + 8)
+    bench = Bench(
+        api, Kube(api.client), args.client_threads, args.timeout or 120.0 + args.n, CpuMeter(where)
+    )
+    result: dict[str, Any] = {
+        "n": args.n,
+        "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(api),
+        "operator_workers": args.operator_workers,
+        "client_threads": args.client_threads,
+    }
+    old = leftover_namespaces(api)
+    if old:
+        log(f"deleting namespaces an earlier run left: {old}")
+        delete_namespaces(api, old, NAMESPACE_GONE_SECONDS)
+    remove_bench_nodes(api)
+    install_crd(api)
+    run_id = secrets.token_hex(3)
+    # two pods per ModelDeployment, a surge pod or two per rollout, a margin for other pods
+    added = add_kwok_nodes(api, 2 * args.n + 2 * args.rollout_n + 50)
+    if added:
+        log(f"added KWOK nodes for the pods: {added}")
+    try:
+        if args.skip_floor:
+            result["floor_seconds"] = None
+        else:
+            result.update(floor_phase(bench, f"slipway-bench-floor-{run_id}", args.n))
+        operator = OperatorProcess(
+            kubeconfig,
+            log_path=where / "logs" / "bench-operator.log",
+            pid_file=where / "pids" / "bench-operator.pid",
+            workers=args.operator_workers,
+        )
+        result.update(operator_phases(bench, operator, f"slipway-bench-{run_id}", args))
+    finally:
+        if added:
+            remove_bench_nodes(api)
+    return _finish(result)
+
+
+def floor_phase(bench: Bench, namespace: str, n: int) -> dict[str, Any]:
+    """The floor in its own namespace, deleted (and gone) before anything else runs."""
+    log(f"floor: {n} Deployments and {2 * n} Services in {namespace}")
+    try:
+        figures = bench.floor(namespace, n)
+    finally:
+        left = delete_namespaces(bench.api, [namespace], NAMESPACE_GONE_SECONDS)
+    log(f"floor: {figures['floor_seconds']:.1f}s" + (f" ({left} still deleting)" if left else ""))
+    return figures
+
+
+def operator_phases(
+    bench: Bench, operator: OperatorProcess, namespace: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Convergence, idleness and rollouts, with the operator running; then clean up."""
+    names = md_names(args.n)
+    result: dict[str, Any] = {}
+    try:
+        create_namespace(bench.api, namespace)
+        operator.start()
+        bench.meter.add("operator", operator.pid)
+        log(f"operator pid {operator.pid}; creating {args.n} in {namespace}")
+        with Tracker(bench.api, md_path(namespace)) as tracker:
+            result.update(bench.converge(tracker, operator, namespace, names))
+            log(f"operator: {result['operator_seconds']:.1f}s, "
+                f"{result['writes_per_object']} writes per ModelDeployment")  # fmt: skip
+            log(f"idle for {args.idle_seconds:.0f}s")
+            result.update(bench.idle(operator, args.idle_seconds))
+            if args.rollout_n > 0:
+                result.update(bench.rollouts(tracker, namespace, names, args.rollout_n))
+        result["peak_rss_mb"] = round(report.peak_rss_mb(operator.proc_status()), 1)
+        result["operator_alive_at_end"] = operator.alive()
+    finally:
+        operator.stop()
+        log(f"deleting {namespace}")
+        left = delete_namespaces(bench.api, [namespace], NAMESPACE_GONE_SECONDS)
+        if left:
+            log(f"{left} still deleting after {NAMESPACE_GONE_SECONDS:.0f}s")
+    return result
+
+
+def _finish(result: dict[str, Any]) -> dict[str, Any]:
+    floor = result.get("floor_seconds")
+    result["ratio_operator_over_floor"] = (
+        round(result["operator_seconds"] / floor, 3) if floor else None
+    )
+    # CPU the control plane spent, operator over floor: what other work on the machine
+    # does to wall time (both phases are timed, not run side by side) hardly moves it
+    result["control_plane_cpu_ratio"] = (
+        round(
+            control_plane_cpu(result["convergence_cpu"]) / control_plane_cpu(result["floor_cpu"]), 3
+        )
+        if floor
+        else None
+    )
+    result.setdefault("rollout_seconds", None)
+    result.setdefault("rollback_seconds", None)
+    result["targets_met"] = {key: report.target_met(key, result.get(key)) for key in report.TARGETS}
+    result["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return result
+
+
+def write_results(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = report.result_stem(dt.date.today(), int(result["n"]))
+    json_path, md_path_ = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    md_path_.write_text(report.markdown_table(result))
+    return json_path, md_path_
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # `timeout` and CI stop with SIGTERM: exit through the cleanup (operator, namespaces, nodes)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = run(args)
+    json_path, table_path = write_results(result, args.out_dir)
+    print(report.markdown_table(result))
+    log(f"wrote {json_path} and {table_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

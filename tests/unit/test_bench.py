@@ -1,0 +1,283 @@
+"""The pure parts of `make bench`: percentiles, metrics text, /proc parsing, the result table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Any
+
+import pytest
+from bench import report
+from bench.report import RequestKey
+from bench.run import bench_md, floor_children, is_promoted, is_ready_at_generation
+
+from slipway.api import ModelDeployment
+from slipway.api.types import DURATION_PATTERN
+
+
+def request_line(code: str, group: str, resource: str, sub: str, verb: str, value: int) -> str:
+    """One line of kube-apiserver's /metrics, with the labels it really carries."""
+    return (
+        f'apiserver_request_total{{code="{code}",component="apiserver",dry_run="",'
+        f'group="{group}",resource="{resource}",scope="resource",subresource="{sub}",'
+        f'verb="{verb}",version="v1"}} {value}'
+    )
+
+
+APISERVER_METRICS = "\n".join(
+    [
+        "# HELP apiserver_request_total [STABLE] Counter of apiserver requests by verb.",
+        "# TYPE apiserver_request_total counter",
+        request_line("200", "apps", "deployments", "", "APPLY", 150),
+        request_line("201", "apps", "deployments", "", "APPLY", 50),
+        request_line("200", "apps", "deployments", "status", "PUT", 7),
+        request_line("201", "", "events", "", "POST", 400),
+        request_line("200", "", "pods", "", "WATCH", 3),
+        'apiserver_request_total_other{verb="POST"} 99',
+        'apiserver_request_duration_seconds_bucket{verb="POST",le="0.1"} 5',
+    ]
+)
+
+OPERATOR_METRICS = """\
+# HELP slipway_api_writes_total Write requests the operator sent to the API server.
+# TYPE slipway_api_writes_total counter
+slipway_api_writes_total{verb="apply"} 600.0
+slipway_api_writes_total{verb="status"} 400.0
+slipway_api_writes_total{verb="event"} 400.0
+slipway_reconcile_total{result="ok"} 572.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([3.0], 50, 3.0),
+        ([1.0, 2.0, 3.0], 50, 2.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.5),
+        ([4.0, 1.0, 3.0, 2.0], 0, 1.0),
+        ([4.0, 1.0, 3.0, 2.0], 100, 4.0),
+        ([float(i) for i in range(1, 101)], 95, 95.05),
+    ],
+)
+def test_percentile_interpolates_between_the_nearest_ranks(
+    values: list[float], q: float, expected: float
+) -> None:
+    assert math.isclose(report.percentile(values, q), expected)
+
+
+@pytest.mark.parametrize(("values", "q"), [([], 50), ([1.0], -1), ([1.0], 101)])
+def test_percentile_refuses_no_values_or_a_rank_outside_0_to_100(
+    values: list[float], q: float
+) -> None:
+    with pytest.raises(ValueError):
+        report.percentile(values, q)
+
+
+def test_summary_of_durations_has_count_median_p95_and_max() -> None:
+    assert report.summarize([2.0, 1.0, 4.0, 3.0]) == {
+        "count": 4,
+        "p50": 2.5,
+        "p95": 3.85,
+        "max": 4.0,
+    }
+    assert report.summarize([]) == {"count": 0}
+
+
+def test_apiserver_requests_are_summed_over_codes_by_verb_resource_and_subresource() -> None:
+    assert report.request_totals(APISERVER_METRICS) == {
+        RequestKey("APPLY", "apps", "deployments", ""): 200.0,
+        RequestKey("PUT", "apps", "deployments", "status"): 7.0,
+        RequestKey("POST", "", "events", ""): 400.0,
+        RequestKey("WATCH", "", "pods", ""): 3.0,
+    }
+
+
+def test_a_metric_whose_name_only_starts_like_the_wanted_one_is_not_read() -> None:
+    samples = report.metric_samples(APISERVER_METRICS, "apiserver_request_total")
+    assert len(samples) == 5
+    assert all(labels["component"] == "apiserver" for labels, _ in samples)
+
+
+def test_label_values_with_escaped_quotes_and_commas_are_read_whole() -> None:
+    text = 'm{a="x,\\"y\\"",b="z"} 1.5\n'
+    assert report.metric_samples(text, "m") == [({"a": 'x,"y"', "b": "z"}, 1.5)]
+
+
+def test_operator_writes_are_read_by_verb() -> None:
+    assert report.counter_by(OPERATOR_METRICS, "slipway_api_writes_total", "verb") == {
+        "apply": 600.0,
+        "status": 400.0,
+        "event": 400.0,
+    }
+
+
+def test_delta_keeps_what_grew_including_series_that_appeared() -> None:
+    before = {"apply": 10.0, "status": 4.0}
+    after = {"apply": 25.0, "status": 4.0, "event": 2.0}
+    assert report.delta(before, after) == {"apply": 15.0, "event": 2.0}
+
+
+def test_writes_are_told_from_reads_and_keyed_by_resource_largest_first() -> None:
+    totals = report.request_totals(APISERVER_METRICS)
+    writes = report.writes_only(totals)
+    assert RequestKey("WATCH", "", "pods", "") not in writes
+    assert report.for_resources(writes, ["deployments", "events"]) == {
+        "POST events": 400.0,
+        "APPLY deployments.apps": 200.0,
+        "PUT deployments.apps/status": 7.0,
+    }
+
+
+PROC_STATUS = "Name:\tpython3\nVmPeak:\t  900000 kB\nVmHWM:\t  131072 kB\nVmRSS:\t  102400 kB\n"
+
+
+def test_peak_and_current_resident_memory_come_from_proc_status_in_mib() -> None:
+    assert report.peak_rss_mb(PROC_STATUS) == 128.0
+    assert report.rss_mb(PROC_STATUS) == 100.0
+    with pytest.raises(ValueError, match="VmHWM"):
+        report.peak_rss_mb("Name:\tzombie\n")
+
+
+@pytest.mark.parametrize(
+    "comm", ["python3", "kube-apiserver", "my (odd) name", "two words"], ids=str
+)
+def test_cpu_seconds_add_user_and_system_time_whatever_the_command_name(comm: str) -> None:
+    # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+    stat = f"4242 ({comm}) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0\n"
+    assert report.cpu_seconds(stat, ticks_per_second=100) == 3.0
+
+
+def test_host_busy_fraction_counts_everything_but_idle_and_iowait() -> None:
+    before = report.host_cpu_jiffies("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3\n")
+    after = report.host_cpu_jiffies("cpu  250 0 150 750 150 0 0 0 0 0\ncpu0 1 2 3\n")
+    assert before == (200, 1000)
+    assert report.busy_fraction(before, after) == pytest.approx(200 / 300)
+
+
+@pytest.mark.parametrize(
+    ("n", "stem"), [(200, "2026-11-26"), (1000, "2026-11-26-n1000"), (10, "2026-11-26-n10")]
+)
+def test_results_of_the_default_size_carry_the_date_alone(n: int, stem: str) -> None:
+    assert report.result_stem(dt.date(2026, 11, 26), n) == stem
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "met"),
+    [
+        ("ratio_operator_over_floor", 1.47, True),
+        ("ratio_operator_over_floor", 2.01, False),
+        ("ratio_operator_over_floor", None, None),
+        ("idle_writes", 0, True),
+        ("idle_writes", 1, False),
+        ("writes_per_object", 8.0, True),
+        ("peak_rss_mb", 251.0, False),
+        ("operator_seconds", 40.0, None),
+    ],
+)
+def test_targets_of_the_issue_are_judged_and_a_missing_figure_is_not(
+    key: str, value: Any, met: bool | None
+) -> None:
+    assert report.target_met(key, value) is met
+
+
+def sample_result(**overrides: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "n": 200,
+        "operator_seconds": 46.34,
+        "floor_seconds": 31.56,
+        "ratio_operator_over_floor": 1.468,
+        "time_to_ready_seconds": {"count": 200, "p50": 42.85, "p95": 43.3, "max": 43.47},
+        "floor_time_to_ready_seconds": {"count": 200, "p50": 2.27, "p95": 3.73, "max": 5.16},
+        "writes_per_object": 7.0,
+        "operator_writes_by_verb": {"apply": 600.0, "event": 400.0, "status": 400.0},
+        "idle_seconds": 60.0,
+        "idle_writes": 0,
+        "peak_rss_mb": 127.0,
+        "cpu_seconds": 10.98,
+        "rollout_seconds": {"single": 1.01, "n": 50, "batch": {"count": 50, "p50": 35.6,
+                                                               "max": 45.0}},
+        "rollback_seconds": {"single": 4.19, "n": 50, "batch": {"count": 50, "p50": 25.1,
+                                                                "max": 28.4}},
+        "machine": {"nproc": 2, "cpu_model": "AMD EPYC", "memory_mb": 24105,
+                    "python": "3.11.7", "kubernetes": "v1.37.2"},
+        "started_at": "2026-11-26T15:19:35Z",
+    }  # fmt: skip
+    result.update(overrides)
+    return result
+
+
+def table_row(table: str, measure: str) -> list[str]:
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells and cells[0] == measure:
+            return cells
+    raise AssertionError(f"no row {measure!r} in\n{table}")
+
+
+def test_the_table_shows_each_figure_beside_its_target_and_verdict() -> None:
+    table = report.markdown_table(sample_result())
+    assert table.startswith("| measure | value | target |\n|---|---|---|\n")
+    assert table_row(table, "ratio operator / floor") == ["ratio operator / floor", "1.47",
+                                                          "<= 2 ✅"]  # fmt: skip
+    assert table_row(table, "operator writes per ModelDeployment")[1:] == ["7.00", "<= 8 ✅"]
+    assert table_row(table, "by verb")[1] == "apply 3.00, event 2.00, status 2.00"
+    assert table_row(table, "rollout, 50 at once")[1] == "p50 35.60 s, max 45.00 s"
+    assert "target at N=1000" in table_row(table, "operator peak RSS")[2]
+    assert re.search(r"Machine: 2 CPUs \(AMD EPYC\), 24105 MiB RAM", table)
+
+
+def test_a_missed_target_is_marked_and_a_skipped_floor_reads_not_available() -> None:
+    table = report.markdown_table(
+        sample_result(floor_seconds=None, ratio_operator_over_floor=None, idle_writes=3)
+    )
+    assert table_row(table, "floor: same children, plain client")[1] == "n/a"
+    assert table_row(table, "ratio operator / floor")[1:] == ["n/a", "<= 2"]
+    assert table_row(table, "operator writes in 60.00 s idle")[1:] == ["3", "<= 0 ❌"]
+
+
+def test_the_bench_model_deployment_is_valid_and_its_zero_pause_fits_the_duration_pattern() -> None:
+    body = bench_md("bench-0000", "ns")
+    md = ModelDeployment.from_body(body)
+    assert md.spec.replicas == 2
+    assert md.spec.rollout.scale_down_delay_seconds == 0
+    assert re.fullmatch(DURATION_PATTERN, body["spec"]["rollout"]["steps"][1]["pause"]["duration"])
+
+
+def test_the_floor_creates_the_operators_children_without_an_owner() -> None:
+    deployment, service, stable = floor_children("bench-0007", "floor-ns")
+    assert deployment["kind"] == "Deployment"
+    assert deployment["metadata"]["name"].startswith("bench-0007-")
+    assert deployment["spec"]["replicas"] == 2
+    assert [service["metadata"]["name"], stable["metadata"]["name"]] == [
+        "bench-0007",
+        "bench-0007-stable",
+    ]
+    assert all(c["metadata"]["namespace"] == "floor-ns" for c in (deployment, service, stable))
+    assert all("ownerReferences" not in c["metadata"] for c in (deployment, service, stable))
+
+
+def md_with(status: dict[str, Any], generation: int = 2) -> dict[str, Any]:
+    return {"metadata": {"name": "m", "generation": generation}, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("status", "ready"),
+    [
+        ({"phase": "Ready", "observedGeneration": 2}, True),
+        ({"phase": "Ready", "observedGeneration": 1}, False),
+        ({"phase": "Progressing", "observedGeneration": 2}, False),
+        ({}, False),
+    ],
+)
+def test_ready_counts_only_at_the_current_generation(status: dict[str, Any], ready: bool) -> None:
+    assert is_ready_at_generation(md_with(status)) is ready
+
+
+def test_a_rollout_is_done_when_the_new_version_is_stable_and_ready() -> None:
+    done = is_promoted("2.0.0")
+    ready = {"phase": "Ready", "observedGeneration": 2}
+    assert done(md_with({**ready, "stable": {"version": "2.0.0"}}))
+    assert not done(md_with({**ready, "stable": {"version": "1.0.0"}}))
+    assert not done(md_with({"phase": "Progressing", "observedGeneration": 2,
+                             "stable": {"version": "2.0.0"}}))  # fmt: skip
