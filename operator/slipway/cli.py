@@ -102,6 +102,7 @@ def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from slipway import handlers, metrics
+
     kopf.configure(
         debug=args.log_level == "debug",
         verbose=args.log_level == "debug",
