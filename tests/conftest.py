@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = ROOT / "crds" / "serving.slipway.dev_modeldeployments.yaml"
+
+
+def wait_until(
+    what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.25
+) -> Any:
+    """Poll `check` until it returns something truthy, and return that; or fail, saying what."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Cluster
+from tests.conftest import ROOT, Cluster, wait_until
 
 
 def free_port() -> int:
@@ -290,14 +290,7 @@ class Driver:
         return proc
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(0.25)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        return wait_until(what, check, timeout)
 
     def wait_phase(self, name: str, phase: str, timeout: float = 90) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
