@@ -7,3 +7,5 @@ VERSION = "v1alpha1"
 KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 FIELD_MANAGER = "slipway"
+# the image of Slipway itself, run by the model-fetching init containers
+DEFAULT_OPERATOR_IMAGE = f"ghcr.io/slipway-dev/slipway:{__version__}"

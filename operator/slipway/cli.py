@@ -10,9 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from slipway import __version__
-
-DEFAULT_OPERATOR_IMAGE = f"ghcr.io/slipway-dev/slipway:{__version__}"
+from slipway import DEFAULT_OPERATOR_IMAGE, __version__
 
 
 def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

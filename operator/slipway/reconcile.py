@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from slipway import GROUP, metrics
+from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, metrics
 from slipway.analysis.prometheus import measure
 from slipway.api import (
     Condition,
@@ -88,7 +88,7 @@ class Reconciler:
 
     kube: Kube
     store: Store
-    operator_image: str = "ghcr.io/slipway-dev/slipway:0.1.0"
+    operator_image: str = DEFAULT_OPERATOR_IMAGE
     clock: Callable[[], dt.datetime] = utcnow
 
     # -- the reconcile ------------------------------------------------------------------------
