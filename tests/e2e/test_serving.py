@@ -232,7 +232,7 @@ def test_a_ready_modeldeployment_makes_no_writes_when_idle(k: Driver, operator: 
     k.wait(
         "earlier test namespaces to be gone",
         lambda: "Terminating" not in k.cluster.kubectl("get", "namespaces").stdout,
-        timeout=120,
+        timeout=300,
     )
     time.sleep(2)  # the last watch events of the rollout settle
     before = operator.metric("slipway_api_writes_total")
