@@ -31,7 +31,7 @@ install: $(STAMP) ## create .venv and install Slipway with its dev tools (pinned
 lint: install ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
-	$(BIN)/mypy --strict operator/slipway
+	$(BIN)/mypy --strict operator/slipway bench
 
 fmt: install ## format the code
 	$(BIN)/ruff check --fix operator tests bench

@@ -24,6 +24,7 @@ import yaml
 from kubernetes import client, config
 
 from bench import report
+from slipway.kube import ApiError, read_ok, send
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = ROOT / "crds" / "serving.slipway.dev_modeldeployments.yaml"
@@ -35,12 +36,6 @@ Predicate = Callable[[Mapping[str, Any]], bool]
 def cluster_dir() -> Path:
     """Where hack/cluster.sh keeps the cluster: $SLIPWAY_CLUSTER_DIR, or <repo>/.cluster."""
     return Path(os.environ.get("SLIPWAY_CLUSTER_DIR") or ROOT / ".cluster")
-
-
-class RequestFailed(Exception):
-    def __init__(self, status: int, method: str, path: str, body: str) -> None:
-        super().__init__(f"{method} {path}: {status} {body[:300]}")
-        self.status = status
 
 
 class Api:
@@ -55,59 +50,20 @@ class Api:
         configuration.connection_pool_maxsize = pool_size
         self.client = client.ApiClient(configuration)
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        content_type: str = "application/json",
-        accept: str = "application/json",
-        timeout: float | tuple[float, float] = 60.0,
-    ) -> Any:
-        method_, url, headers, payload, post = self.client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": accept},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        try:
-            return self.client.call_api(
-                method_,
-                url,
-                header_params=headers,
-                body=payload,
-                post_params=post,
-                _request_timeout=timeout,
-            )
-        except client.ApiException as exc:
-            raise RequestFailed(exc.status or 0, method, path, str(exc.body or "")) from exc
-
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One request; the decoded JSON answer (RequestFailed on an HTTP error)."""
-        response = self._send(method, path, **kwargs)
-        data = response.read()
-        text = data.decode() if isinstance(data, bytes) else str(data or "")
-        if not 200 <= response.status <= 299:
-            raise RequestFailed(response.status, method, path, text)
+        """One request; the decoded JSON answer (ApiError on an HTTP error)."""
+        text = read_ok(send(self.client, method, path, timeout=60.0, **kwargs))
         return json.loads(text) if text else {}
 
     def text(self, path: str) -> str:
         """A plain-text endpoint, such as the API server's own /metrics."""
-        response = self._send("GET", path, accept="text/plain")
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            raise RequestFailed(response.status, "GET", path, str(data)[:300])
-        return data.decode() if isinstance(data, bytes) else str(data)
+        return read_ok(send(self.client, "GET", path, accept="text/plain", timeout=60.0))
 
     def get(self, path: str) -> Any | None:
         try:
             return self.request("GET", path)
-        except RequestFailed as exc:
-            if exc.status == 404:
+        except ApiError as exc:
+            if exc.not_found:
                 return None
             raise
 
@@ -119,9 +75,9 @@ class Api:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(seconds)),
         ]
-        response = self._send("GET", path, query=query, timeout=(10.0, seconds + 30.0))
+        response = send(self.client, "GET", path, query=query, timeout=(10.0, seconds + 30.0))
         if not 200 <= response.status <= 299:
-            raise RequestFailed(response.status, "GET", path, str(response.read())[:300])
+            read_ok(response)
         raw = response.response
         buffer = b""
         try:
@@ -178,7 +134,7 @@ def delete_namespaces(api: Api, names: Iterable[str], wait_seconds: float) -> li
     """Delete namespaces and wait until they are gone; the names still there at the deadline."""
     names = list(names)
     for name in names:
-        with contextlib.suppress(RequestFailed):
+        with contextlib.suppress(ApiError):
             api.request("DELETE", f"/api/v1/namespaces/{name}")
     deadline = time.monotonic() + wait_seconds
     left = names
@@ -258,7 +214,7 @@ def remove_bench_nodes(api: Api) -> None:
     """Delete the KWOK nodes a bench run added (this run's, or a killed run's)."""
     found = api.request("GET", "/api/v1/nodes", query=[("labelSelector", BENCH_LABEL)])
     for item in found.get("items", []):
-        with contextlib.suppress(RequestFailed):
+        with contextlib.suppress(ApiError):
             api.request("DELETE", f"/api/v1/nodes/{item['metadata']['name']}")
 
 

@@ -50,9 +50,8 @@ from bench.cluster import (
     leftover_namespaces,
     remove_bench_nodes,
 )
-from slipway import GROUP, PLURAL, VERSION, __version__
+from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, PLURAL, VERSION, __version__
 from slipway.api import ModelDeployment
-from slipway.cli import DEFAULT_OPERATOR_IMAGE
 from slipway.kube import Kube
 from slipway.resources import desired_deployment, desired_service, revision_of
 

@@ -84,6 +84,51 @@ def is_subset(desired: Any, live: Any) -> bool:
     return False
 
 
+def send(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: list[tuple[str, str]] | None = None,
+    content_type: str = "application/json",
+    accept: str = "application/json",
+    timeout: float | tuple[float, float] = 30.0,
+) -> Any:
+    """One request through the official client; the raw (unread) urllib3 response.
+
+    Raises ApiError when the client itself raises (connection refused, timeouts, HTTP errors
+    it decodes); the caller checks the status of what comes back (see `read_ok`)."""
+    method_, url, headers, payload, post = api.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=query or [],
+        header_params={"Content-Type": content_type, "Accept": accept},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    try:
+        return api.call_api(
+            method_,
+            url,
+            header_params=headers,
+            body=payload,
+            post_params=post,
+            _request_timeout=timeout,
+        )
+    except client.ApiException as exc:
+        raise ApiError(exc.status or 0, str(exc.reason), str(exc.body or "")) from exc
+
+
+def read_ok(response: Any) -> str:
+    """The body of a response as text; ApiError unless its status is 2xx."""
+    data = response.read()
+    text = data.decode() if isinstance(data, bytes) else str(data or "")
+    if not 200 <= response.status <= 299:
+        raise ApiError(response.status, str(response.reason), text)
+    return text
+
+
 class Kube:
     """Server-side apply and friends on top of the official client's ApiClient."""
 
@@ -101,31 +146,16 @@ class Kube:
         content_type: str = "application/json",
     ) -> Any:
         """One request; the JSON answer, or ApiError with the server's message."""
-        request = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+        response = send(
+            self.api,
+            method,
+            path,
             body=body,
-            auth_settings=["BearerToken"],
+            query=query,
+            content_type=content_type,
+            timeout=self.timeout,
         )
-        method_, url, headers, payload, post = request
-        try:
-            response = self.api.call_api(
-                method_,
-                url,
-                header_params=headers,
-                body=payload,
-                post_params=post,
-                _request_timeout=self.timeout,
-            )
-            data = response.read()  # type: ignore[no-untyped-call]
-        except client.ApiException as exc:
-            raise ApiError(exc.status or 0, str(exc.reason), str(exc.body or "")) from exc
-        text = data.decode() if isinstance(data, bytes) else str(data or "")
-        if not 200 <= response.status <= 299:
-            raise ApiError(response.status, str(response.reason), text)
-        return json.loads(text) if text else {}
+        return json.loads(text) if (text := read_ok(response)) else {}
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
