@@ -27,7 +27,7 @@ import pytest
 
 from slipway.resources.names import deployment_name, service_name
 from tests.conftest import ROOT, Cluster
-from tests.e2e.conftest import Driver, Operator
+from tests.e2e.conftest import Driver, Operator, canary_model_deployment
 
 LONG = os.environ.get("SLIPWAY_CHAOS") == "long"
 SEED = int(os.environ.get("SLIPWAY_CHAOS_SEED", "20240611"))
@@ -106,29 +106,16 @@ def model_deployment(
     steps: list[dict[str, Any]] | None = None,
     **rollout: Any,
 ) -> dict[str, Any]:
-    """A small ModelDeployment with a canary strategy (timed pauses unless `steps` says)."""
-    return {
-        "apiVersion": "serving.slipway.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {
-                "version": version,
-                "uri": f"s3://models/{name}/{version}",
-                "format": "sklearn",
-            },
-            "replicas": replicas,
-            "revisionHistoryLimit": 2,
-            "rollout": {
-                "strategy": "Canary",
-                "steps": steps
-                if steps is not None
-                else [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
-                "scaleDownDelaySeconds": 1,
-                **rollout,
-            },
-        },
-    }
+    """A small canary ModelDeployment (timed pauses unless `steps` says), two old revisions kept."""
+    md = canary_model_deployment(
+        name,
+        steps if steps is not None else [{"setWeight": 50}, {"pause": {"duration": "2s"}}],
+        version=version,
+        replicas=replicas,
+        **rollout,
+    )
+    md["spec"]["revisionHistoryLimit"] = 2
+    return md
 
 
 def version_patch(name: str, version: str) -> dict[str, Any]:

@@ -238,6 +238,37 @@ def load_example(name: str) -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "examples" / name).read_text()))
 
 
+def canary_model_deployment(
+    name: str,
+    steps: list[dict[str, Any]],
+    *,
+    version: str = "1.0.0",
+    replicas: int = 2,
+    model_format: str = "sklearn",
+    **rollout: Any,
+) -> dict[str, Any]:
+    """A small ModelDeployment with a Canary strategy of `steps`; `rollout` adds fields to it."""
+    return {
+        "apiVersion": "serving.slipway.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {
+                "version": version,
+                "uri": f"s3://models/{name}/{version}",
+                "format": model_format,
+            },
+            "replicas": replicas,
+            "rollout": {
+                "strategy": "Canary",
+                "steps": steps,
+                "scaleDownDelaySeconds": 1,
+                **rollout,
+            },
+        },
+    }
+
+
 class Driver:
     """Small verbs over kubectl for one namespace."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Driver, Operator
+from tests.e2e.conftest import Driver, Operator, canary_model_deployment
 from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
 from tests.e2e.test_serving import ReadySampler
 
@@ -26,21 +26,14 @@ def canary_md(
     steps: list[dict[str, Any]] | None = None,
     **rollout: Any,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "serving.slipway.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"version": "1.0.0", "uri": "s3://models/fraud/1.0.0", "format": "xgboost"},
-            "replicas": replicas,
-            "rollout": {
-                "strategy": "Canary",
-                "steps": steps if steps is not None else [{"setWeight": 25}, {"pause": {}}],
-                "scaleDownDelaySeconds": 1,
-                **rollout,
-            },
-        },
-    }
+    """Four replicas of an xgboost model, by default one 25 % step and an indefinite pause."""
+    return canary_model_deployment(
+        name,
+        steps if steps is not None else [{"setWeight": 25}, {"pause": {}}],
+        replicas=replicas,
+        model_format="xgboost",
+        **rollout,
+    )
 
 
 def status(k: Driver, name: str = "fraud") -> dict[str, Any]:
