@@ -73,6 +73,47 @@ def test_deployment_becomes_available_and_garbage_collection_removes_its_pods(
     )
 
 
+def test_a_pod_marked_not_ready_by_the_node_controller_becomes_ready_again(
+    cluster: Cluster, namespace: str
+) -> None:
+    """After a control-plane outage the node lifecycle controller sets Ready=False on every pod
+    of a node it saw go NotReady; a kubelet reports the real readiness again, and so must KWOK
+    (hack/kwok-fault-stages.yaml), or a ReplicaSet counts 0 Ready pods for good."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=deployment("flap", 1))
+
+    def ready_pod() -> dict[str, Any] | None:
+        pods = get_json(cluster, "pods", "-n", namespace, "-l", "app=flap")["items"]
+        return next((p for p in pods if ready_condition(p) == "True"), None)
+
+    pod = wait_until("a Ready pod", ready_pod)
+    conditions = [
+        {**c, "status": "False", "reason": "NodeNotReady"} if c["type"] == "Ready" else c
+        for c in pod["status"]["conditions"]
+    ]
+    # what the node lifecycle controller writes (MarkPodsNotReady): only the Ready condition
+    patch = json.dumps({"status": {"conditions": conditions}})
+    marked = cluster.kubectl(
+        "patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource", "status",
+        "--type", "merge", "-p", patch, "-o", "json",
+    )  # fmt: skip
+    assert ready_condition(json.loads(marked.stdout)) == "False"
+    wait_until("the pod to be Ready again", ready_pod, timeout=30)
+    wait_until(
+        "the ReplicaSet to count it",
+        lambda: (
+            get_json(cluster, "deployment", "flap", "-n", namespace)["status"].get("readyReplicas")
+            == 1
+        ),
+        timeout=30,
+    )
+
+
+def ready_condition(pod: dict[str, Any]) -> str | None:
+    return next(
+        (c["status"] for c in pod["status"].get("conditions") or [] if c["type"] == "Ready"), None
+    )
+
+
 def test_not_ready_fault_keeps_a_pod_running_but_never_ready(
     cluster: Cluster, namespace: str
 ) -> None:
