@@ -195,6 +195,8 @@ up() {
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-ip 10.0.0.1 --cidr 10.0.0.1/16 --node-lease-duration-seconds 40 \
     --server-address 127.0.0.1:0
+  # what a kubelet does and KWOK does not: write a pod's status again when a write failed
+  start pod-status-resync bash "$root/hack/pod-status-resync.sh" "$dir/bin/kubectl" "$kubeconfig" 30
 
   local i
   for i in $(seq 1 "$nodes"); do
@@ -230,7 +232,7 @@ EOF
 down() {
   if [ -d "$pids" ]; then
     local f pid name
-    for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    for name in pod-status-resync kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
       f="$pids/$name.pid"
       [ -f "$f" ] || continue
       pid=$(cat "$f")
@@ -261,7 +263,7 @@ env_line() {
 
 status() {
   local name
-  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok pod-status-resync; do
     if running "$name"; then echo "$name: running (pid $(cat "$pids/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
@@ -273,7 +275,7 @@ case "${1:-}" in
   status) status ;;
   restart)
     # stop one component and start it again (the reliability suite restarts etcd and the apiserver)
-    name=${2:?usage: $0 restart etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok}
+    name=${2:?usage: $0 restart etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok|pod-status-resync}
     pid=$(cat "$pids/$name.pid")
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
     while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done

@@ -167,3 +167,91 @@ def test_crash_fault_shows_crashloopbackoff_with_growing_restarts(
 
     first = wait_until("a CrashLoopBackOff", restarts)
     wait_until("the restart count to grow", lambda: restarts() > first, timeout=30)
+
+
+def test_a_pod_whose_ready_stage_failed_is_played_again(cluster: Cluster, namespace: str) -> None:
+    """hack/pod-status-resync.sh stands in for a kubelet's retries. KWOK gives up on a stage whose
+    patch fails with a non-retryable error (as a 500 from the API server during an etcd restart
+    is); here a ValidatingAdmissionPolicy refuses every pod status write in the namespace for a
+    while, so KWOK's pod-ready stage fails once and for all. After the policy is gone only the
+    resync loop's touch (within its 30 s period) gets the pod Running; a Ready pod is never
+    touched."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=deployment("fine", 1))
+    wait_until("the pod of 'fine' to be Ready", lambda: ready_pods(cluster, namespace, "fine"))
+    policy = f"deny-pod-status-{namespace}"
+    manifests = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["pods/status"],
+                        }
+                    ]
+                },
+                "validations": [{"expression": "false", "message": "status writes paused"}],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    ]
+    try:
+        for manifest in manifests:
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        # the policy is in force once a status write of our own is refused
+        [fine] = ready_pods(cluster, namespace, "fine")
+        refused = {"metadata": {"annotations": {"probe": "1"}}}
+        wait_until(
+            "the policy to refuse pod status writes",
+            lambda: "status writes paused"
+            in cluster.kubectl(
+                "patch", "pod", fine["metadata"]["name"], "-n", namespace,
+                "--subresource", "status", "-p", json.dumps(refused), check=False,
+            ).stderr,
+        )  # fmt: skip
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=deployment("stalled", 1))
+        wait_until(
+            "the pod of 'stalled' to be bound to a node",
+            lambda: [
+                p
+                for p in get_json(cluster, "pods", "-n", namespace, "-l", "app=stalled")["items"]
+                if p["spec"].get("nodeName")
+            ],
+        )
+        time.sleep(3)  # KWOK plays pod-ready at once, and is refused
+        [pod] = get_json(cluster, "pods", "-n", namespace, "-l", "app=stalled")["items"]
+        assert pod["status"].get("phase") == "Pending"
+    finally:
+        for manifest in reversed(manifests):
+            kind = manifest["kind"].lower()
+            cluster.kubectl("delete", kind, policy, "--ignore-not-found", check=False)
+    [pod] = wait_until(
+        "the resync loop to get the pod played again",
+        lambda: ready_pods(cluster, namespace, "stalled"),
+        timeout=90,
+    )
+    assert "slipway.test/status-resync" in (pod["metadata"].get("annotations") or {})
+    [fine] = ready_pods(cluster, namespace, "fine")
+    assert "slipway.test/status-resync" not in (fine["metadata"].get("annotations") or {})
+
+
+def ready_pods(cluster: Cluster, namespace: str, app: str) -> list[dict[str, Any]]:
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", f"app={app}")["items"]
+    return [p for p in pods if ready_condition(p) == "True"]
