@@ -36,6 +36,19 @@ def canary_md(
     )
 
 
+def fraud_route() -> dict[str, Any]:
+    """An HTTPRoute that sends everything to fraud-stable, for trafficRouting.gatewayAPI."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "fraud"},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [{"backendRefs": [{"name": "fraud-stable", "port": 8080, "weight": 100}]}],
+        },
+    }
+
+
 def status(k: Driver, name: str = "fraud") -> dict[str, Any]:
     return dict(k.md(name).get("status") or {})
 
@@ -353,16 +366,7 @@ def test_operator_killed_mid_rollout_resumes_at_the_same_step(
 
 
 def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) -> None:
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "parentRefs": [{"name": "gw"}],
-            "rules": [{"backendRefs": [{"name": "fraud-stable", "port": 8080, "weight": 100}]}],
-        },
-    }
-    k.apply(route)
+    k.apply(fraud_route())
     steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
     start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
 

@@ -22,7 +22,15 @@ import yaml
 
 from tests.conftest import Cluster
 from tests.e2e.conftest import Driver, Operator
-from tests.e2e.test_canary import V2, canary_md, condition, paused_at, revision_replicas, start
+from tests.e2e.test_canary import (
+    V2,
+    canary_md,
+    condition,
+    fraud_route,
+    paused_at,
+    revision_replicas,
+    start,
+)
 from tests.e2e.test_serving import sklearn
 from tests.integration.test_chart import CHART, helm, installed, release_name  # noqa: F401
 
@@ -202,16 +210,7 @@ def events_in(k: Driver) -> str:
 def test_with_the_charts_identity_a_model_is_served_and_a_canary_is_promoted(
     k: Driver, chart_operator: Operator
 ) -> None:
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "fraud"},
-        "spec": {
-            "parentRefs": [{"name": "gw"}],
-            "rules": [{"backendRefs": [{"name": "fraud-stable", "port": 8080, "weight": 100}]}],
-        },
-    }
-    k.apply(route)
+    k.apply(fraud_route())
     routing = {"gatewayAPI": {"httpRoute": "fraud"}}
     old = start(k, canary_md(replicas=2, trafficRouting=routing))
     assert k.ready_pods("fraud") == 2
