@@ -155,11 +155,14 @@ def format_status(md: Mapping[str, Any]) -> str:
         for key in ("pauseReason", "failureReason"):
             if canary.get(key):
                 out.append(f"           {canary[key]}")
-    for cond in status.get("conditions") or []:
-        out.append(
-            f"{cond['type'] + ':':<11}{cond['status']}  {cond.get('reason', '')}"
-            + (f": {cond['message']}" if cond.get("message") else "")
-        )
+    conditions = status.get("conditions") or []
+    if conditions:
+        out.append("Conditions:")
+        for cond in conditions:
+            out.append(
+                f"  {cond['type']:<12} {cond['status']:<6} {cond.get('reason', '')}"
+                + (f": {cond['message']}" if cond.get("message") else "")
+            )
     measurements = ((status.get("analysis") or {}).get("measurements")) or []
     if measurements:
         out.append("Measurements (newest last):")
