@@ -95,10 +95,10 @@ def send(
     accept: str = "application/json",
     timeout: float | tuple[float, float] = 30.0,
 ) -> Any:
-    """One request through the official client; the raw (unread) urllib3 response.
+    """One request through the official client; the raw (unread) response.
 
-    Raises ApiError when the client itself raises (connection refused, timeouts, HTTP errors
-    it decodes); the caller checks the status of what comes back (see `read_ok`)."""
+    The client's ApiException becomes ApiError; connection errors pass through as urllib3
+    raises them. The caller checks the status of what comes back (see `read_ok`)."""
     method_, url, headers, payload, post = api.param_serialize(
         method=method,
         resource_path=path,
