@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane from Go modules into a cache outside git:
-#   ${SLIPWAY_CACHE:-~/.cache/slipway}/bin/<key>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,etcd,kwok,helm,glua}
+#   ${SLIPWAY_CACHE:-~/.cache/slipway}/bin/<key>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,
+#   kubelet,kube-proxy,etcd,kwok,helm,glua}
 # Only what is missing is built, so a machine builds once. Prints the bin directory on stdout.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,7 +23,7 @@ log() { echo "[build-tools] $*" >&2; }
 build_kubernetes() {
   local mod="$work/kubernetes-$KUBERNETES_VERSION"
   local missing=()
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     [ -x "$bin/$b" ] || missing+=("$b")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -56,6 +57,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
     go mod tidy -e >/dev/null 2>&1 || go mod tidy
