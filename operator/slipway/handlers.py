@@ -99,6 +99,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(_options.api_client)
     reconciler = Reconciler(kube=kube, store=store, operator_image=_options.operator_image)
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
+    reconciler.analysis.notify = queue.add  # a finished measurement round wakes its reconcile
     _runtime = Runtime(store=store, queue=queue, reconciler=reconciler)
     # a reconcile must never act on a half-filled store (a restarted operator would see no
     # pods and "restore" capacity it already has): list every child once before the first one
@@ -152,6 +153,7 @@ async def stop(**_: Any) -> None:
         task.cancel()
     if _runtime is not None:
         await _runtime.queue.stop()
+        _runtime.reconciler.analysis.close()
 
 
 def _observe(kind: str, event: kopf.RawEvent) -> None:
