@@ -33,9 +33,15 @@ def rendered(check: Check, spec: ServingSpec) -> tuple[str, str]:
     return render_check(queries.value, SEL, "2m"), render_check(queries.samples, SEL, "2m")
 
 
-MLSERVER_ALL = '{__name__=~"model_infer_request_(success|failure)_total",' + SEL + "}"
+MLSERVER_ALL = (
+    f"((sum(increase(model_infer_request_success_total{{{SEL}}}[2m])) or vector(0))"
+    f" + (sum(increase(model_infer_request_failure_total{{{SEL}}}[2m])) or vector(0)))"
+)
 MLSERVER_HTTP = "{" + SEL + ',path=~".*/infer"}'
-TRITON_ALL = '{__name__=~"nv_inference_request_(success|failure)",' + SEL + "}"
+TRITON_ALL = (
+    f"((sum(increase(nv_inference_request_success{{{SEL}}}[2m])) or vector(0))"
+    f" + (sum(increase(nv_inference_request_failure{{{SEL}}}[2m])) or vector(0)))"
+)
 VLLM_POST = "{" + SEL + ',handler=~"/v1/.+",method="POST"}'
 
 
@@ -46,8 +52,8 @@ VLLM_POST = "{" + SEL + ',handler=~"/v1/.+",method="POST"}'
             "sklearn",
             Check.ERROR_RATE,
             f"(sum(increase(model_infer_request_failure_total{{{SEL}}}[2m])) or vector(0))"
-            f" / sum(increase({MLSERVER_ALL}[2m]))",
-            f"sum(increase({MLSERVER_ALL}[2m]))",
+            f" / {MLSERVER_ALL}",
+            MLSERVER_ALL,
         ),
         (
             "xgboost",
@@ -74,15 +80,15 @@ VLLM_POST = "{" + SEL + ',handler=~"/v1/.+",method="POST"}'
             "onnx",
             Check.ERROR_RATE,
             f"(sum(increase(nv_inference_request_failure{{{SEL}}}[2m])) or vector(0))"
-            f" / sum(increase({TRITON_ALL}[2m]))",
-            f"sum(increase({TRITON_ALL}[2m]))",
+            f" / {TRITON_ALL}",
+            TRITON_ALL,
         ),
         (
             "pytorch",
             Check.LATENCY_MEAN,
             f"sum(rate(nv_inference_request_duration_us{{{SEL}}}[2m]))"
             f" / sum(rate(nv_inference_request_success{{{SEL}}}[2m])) / 1e6",
-            f"sum(increase({TRITON_ALL}[2m]))",
+            TRITON_ALL,
         ),
         (
             "tensorrt",
@@ -96,8 +102,8 @@ VLLM_POST = "{" + SEL + ',handler=~"/v1/.+",method="POST"}'
             "(sum(increase(http_requests_total{"
             + SEL
             + ',handler=~"/v1/.+",method="POST",status=~"5.."}[2m])) or vector(0))'
-            f" / sum(increase(http_requests_total{VLLM_POST}[2m]))",
-            f"sum(increase(http_requests_total{VLLM_POST}[2m]))",
+            f" / (sum(increase(http_requests_total{VLLM_POST}[2m])) or vector(0))",
+            f"(sum(increase(http_requests_total{VLLM_POST}[2m])) or vector(0))",
         ),
         (
             "huggingface",
@@ -137,10 +143,11 @@ def test_a_custom_server_is_measured_with_the_series_it_names() -> None:
             "latency": "predict_seconds",
         },
     )
+    requests = f'(sum(increase(predict_requests_total{{{SEL},route="/predict"}}[2m])) or vector(0))'
     assert rendered(Check.ERROR_RATE, spec) == (
         f'(sum(increase(predict_requests_total{{{SEL},route="/predict",code=~"5.."}}[2m])) '
-        f'or vector(0)) / sum(increase(predict_requests_total{{{SEL},route="/predict"}}[2m]))',
-        f'sum(increase(predict_requests_total{{{SEL},route="/predict"}}[2m]))',
+        f"or vector(0)) / {requests}",
+        requests,
     )
     assert rendered(Check.LATENCY_P99, spec) == (
         f"histogram_quantile(0.99, sum by (le) (rate(predict_seconds_bucket{{{SEL}}}[2m])))",

@@ -9,7 +9,9 @@ Where the series come from:
 - MLServer: read off MLServer 1.7.1's own metrics endpoint (port 8082) while it answered good and
   failing V2 requests. `model_infer_request_success_total` / `_failure_total` count every inference
   (REST and gRPC; a request for an unknown model is a failure too); a series appears at its first
-  increment, so a healthy server has no failure series (hence `or vector(0)`).
+  increment, so a healthy server has no failure series and a server failing everything no success
+  series (hence `or vector(0)` for each). They are two metric names with the same labels, so each
+  is summed on its own before they are added.
   `model_infer_request_duration` is a summary without quantiles, so latency comes from the REST
   server's histogram `rest_server_request_duration_seconds` (starlette_exporter; REST only).
 - Triton: its documented metrics (docs/user_guide/metrics.md of triton-inference-server/server;
@@ -53,11 +55,19 @@ class CheckQueries:
     no_data: str = ""  # what to say when it has no data, beyond "no data"
 
 
-def _error_rate(requests: str, errors: str) -> CheckQueries:
+def _counted(*counters: str) -> str:
+    """The increase of `counters` over the window, added up; a counter with no series yet (a
+    server creates one at its first increment) counts 0."""
+    parts = [f"(sum(increase({counter}[$window])) or vector(0))" for counter in counters]
+    return parts[0] if len(parts) == 1 else "(" + " + ".join(parts) + ")"
+
+
+def _error_rate(errors: str, *requests: str) -> CheckQueries:
+    """Failed requests / all requests; `requests` are counters whose sum is every request (no
+    traffic at all gives 0 / 0: NaN, which is no data)."""
     return CheckQueries(
-        value=f"(sum(increase({errors}[$window])) or vector(0))"
-        f" / sum(increase({requests}[$window]))",
-        samples=f"sum(increase({requests}[$window]))",
+        value=f"{_counted(errors)} / {_counted(*requests)}",
+        samples=_counted(*requests),
     )
 
 
@@ -76,12 +86,12 @@ def _histogram(name: str, matchers: str, check: Check) -> CheckQueries:
 
 
 def _triton_latency(check: Check) -> CheckQueries:
-    served = '{__name__=~"nv_inference_request_(success|failure)",$selector}'
+    served = _counted(*_TRITON_COUNTERS)
     if check is Check.LATENCY_MEAN:
         return CheckQueries(
             value="sum(rate(nv_inference_request_duration_us{$selector}[$window]))"
             " / sum(rate(nv_inference_request_success{$selector}[$window])) / 1e6",
-            samples=f"sum(increase({served}[$window]))",
+            samples=served,
         )
     # a summary's quantiles are each pod's own, over the pod's sliding window: take the worst pod
     return CheckQueries(
@@ -93,29 +103,32 @@ def _triton_latency(check: Check) -> CheckQueries:
     )
 
 
-_MLSERVER_REQUESTS = '{__name__=~"model_infer_request_(success|failure)_total",$selector}'
-_TRITON_REQUESTS = '{__name__=~"nv_inference_request_(success|failure)",$selector}'
+# successes and failures are two counters; their sum is every inference request
+_MLSERVER_COUNTERS = (
+    "model_infer_request_success_total{$selector}",
+    "model_infer_request_failure_total{$selector}",
+)
+_TRITON_COUNTERS = (
+    "nv_inference_request_success{$selector}",
+    "nv_inference_request_failure{$selector}",
+)
 _VLLM_REQUESTS = 'http_requests_total{$selector,handler=~"/v1/.+",method="POST"}'
 _LATENCIES = (Check.LATENCY_P50, Check.LATENCY_P95, Check.LATENCY_P99, Check.LATENCY_MEAN)
 
 # (server, check) → its PromQL. Servers are the presets' (slipway.resources.presets).
 CHECK_TABLE: dict[tuple[str, Check], CheckQueries] = {
-    ("MLServer", Check.ERROR_RATE): _error_rate(
-        _MLSERVER_REQUESTS, "model_infer_request_failure_total{$selector}"
-    ),
+    ("MLServer", Check.ERROR_RATE): _error_rate(_MLSERVER_COUNTERS[1], *_MLSERVER_COUNTERS),
     **{
         ("MLServer", check): _histogram(
             "rest_server_request_duration_seconds", 'path=~".*/infer"', check
         )
         for check in _LATENCIES
     },
-    ("Triton", Check.ERROR_RATE): _error_rate(
-        _TRITON_REQUESTS, "nv_inference_request_failure{$selector}"
-    ),
+    ("Triton", Check.ERROR_RATE): _error_rate(_TRITON_COUNTERS[1], *_TRITON_COUNTERS),
     **{("Triton", check): _triton_latency(check) for check in _LATENCIES},
     ("vLLM", Check.ERROR_RATE): _error_rate(
-        _VLLM_REQUESTS,
         'http_requests_total{$selector,handler=~"/v1/.+",method="POST",status=~"5.."}',
+        _VLLM_REQUESTS,
     ),
     **{
         ("vLLM", check): _histogram("vllm:e2e_request_latency_seconds", "", check)
@@ -148,7 +161,7 @@ def check_queries(check: Check, serving: ServingSpec) -> CheckQueries:
                 "error-rate on a server without a preset needs spec.runtime.metrics.requests "
                 "and .errors (the counters of all and of failed requests)"
             )
-        return _error_rate(_with_selector(named.requests), _with_selector(named.errors))
+        return _error_rate(_with_selector(named.errors), _with_selector(named.requests))
     if named is None or named.latency is None:
         raise CheckUnavailable(
             f"{check.value} on a server without a preset needs spec.runtime.metrics.latency "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import aiohttp
@@ -23,6 +24,8 @@ from slipway.analysis.verdict import Side, TemplateError, render_query, verdict_
 from slipway.api import AnalysisMetric, Measurement, ModelDeployment, ServingSpec, Verdict
 from slipway.resources.names import label_value
 from slipway.rollout.times import rfc3339
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,14 @@ async def _measure_one(
     try:
         canary, stable = await ask.sides(planned)
     except QueryError as exc:
+        if exc.detail:  # Prometheus's own words: for the operator's log, never for status
+            log.info(
+                "Prometheus refused %s of %s/%s: %s",
+                metric.metric_name,
+                md.namespace,
+                md.name,
+                exc.detail,
+            )
         return measured(Verdict.ERROR, f"query failed: {exc}")
     verdict, message = verdict_of(metric, canary.value, canary.samples, spec.min_samples, stable)
     if message == "no data" and planned.canary.no_data:

@@ -43,7 +43,15 @@ _ONE_NUMBER = "it must return one number (a scalar, or an instant vector with on
 
 
 class QueryError(Exception):
-    """A query Prometheus could not answer with one number; the message says why."""
+    """A query Prometheus could not answer with one number; the message says why.
+
+    `detail` is Prometheus's own error text, for the operator's log only: status and Events are
+    read by whoever may write a ModelDeployment, and the address is theirs to choose.
+    """
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def query_timeout(text: str) -> float:
@@ -153,12 +161,14 @@ def value_of_response(
         )
     if answer["status"] == "error" or status != 200:
         kind = answer.get("errorType")
+        detail = str(answer.get("error") or "")[:300]
         if isinstance(kind, str) and kind in _ERROR_TYPES:
             raise QueryError(
                 f"Prometheus refused the query ({answered}, {kind}): {_ERROR_TYPES[kind]}; the "
-                "query as sent is in the measurement, try it in the Prometheus UI"
+                "query as sent is in the measurement, try it in the Prometheus UI",
+                detail,
             )
-        raise QueryError(f"Prometheus refused the query ({answered})")
+        raise QueryError(f"Prometheus refused the query ({answered})", detail)
     data = answer.get("data")
     data = data if isinstance(data, dict) else {}
     kind = data.get("resultType")
