@@ -57,6 +57,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     run.add_argument("--workers", type=int, default=4, help="reconciles running at once")
     run.add_argument(
+        "--pod-monitors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create a prometheus-operator PodMonitor per ModelDeployment when the cluster has "
+        "the PodMonitor CRD (--no-pod-monitors: never touch PodMonitors)",
+    )
+    run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"
     )
 
@@ -120,6 +127,7 @@ def run_operator(args: argparse.Namespace) -> int:
             operator_image=args.operator_image,
             workers=args.workers,
             namespaces=tuple(args.namespace),
+            pod_monitors=args.pod_monitors,
         )
     )
     priority = args.priority

@@ -28,6 +28,7 @@ from slipway.api import (
 )
 from slipway.controller import Key, Store
 from slipway.kube import ApiError, Kube, is_subset
+from slipway.monitoring import PodMonitors
 from slipway.resources import (
     HTTPRouteNotWired,
     desired_deployment,
@@ -91,6 +92,7 @@ class Reconciler:
     clock: Callable[[], dt.datetime] = utcnow
     # measurements run there, never on a reconcile worker (a Prometheus may never answer)
     analysis: AnalysisRunner = field(default_factory=AnalysisRunner)
+    pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -163,6 +165,8 @@ class Reconciler:
         # stops a decision made on a stale read before it touches any child
         self._write_status(body, status)
         self._apply_children(md, decision)
+        if self.pod_monitors is not None:
+            self.pod_monitors.reconcile(md, decision.revisions)
         if route_rules is not None:
             route, rules = route_rules
             # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried

@@ -220,7 +220,10 @@ def test_pods_are_shaped_by_the_serving_spec_given_not_by_the_current_spec() -> 
 
 def test_the_server_container_listens_on_the_runtime_port_and_is_probed_there() -> None:
     server = server_of(deployment({"runtime": {"port": 9000}}))
-    assert server["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert server["ports"] == [
+        {"name": "http", "containerPort": 9000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8082, "protocol": "TCP"},  # MLServer's own
+    ]
     assert server["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 9000}
     assert server["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 9000}
     assert "startupProbe" in server

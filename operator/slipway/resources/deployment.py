@@ -8,6 +8,7 @@ from slipway.api import ModelDeployment, ResourceRequirements, ServingSpec
 from slipway.resources.metadata import child_labels, child_metadata, selector_labels
 from slipway.resources.names import deployment_name
 from slipway.resources.presets import probes_for, runtime_for
+from slipway.resources.scraping import expose_metrics
 from slipway.resources.storage import storage_wiring
 
 SERVER_CONTAINER = "server"
@@ -34,7 +35,7 @@ def desired_deployment(
     model_name = serving.model.name or md.name
     pod_labels = child_labels(md, model_name, serving.model.version, revision)
     object_labels = child_labels(md, model_name, serving.model.version, revision, track)
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": child_metadata(md, deployment_name(md.name, revision), object_labels),
@@ -63,6 +64,8 @@ def desired_deployment(
             },
         },
     }
+    expose_metrics(manifest["spec"]["template"], serving, SERVER_CONTAINER)
+    return manifest
 
 
 def pod_spec(md: ModelDeployment, serving: ServingSpec, operator_image: str) -> dict[str, Any]:
