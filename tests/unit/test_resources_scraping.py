@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from slipway.api import ModelDeployment, ServingSpec
-from slipway.resources import desired_deployment
+from slipway.resources import desired_deployment, pins_for
 from slipway.resources.podmonitor import desired_pod_monitor
 from slipway.resources.scraping import (
     METRICS_PATH_ANNOTATION,
@@ -63,8 +63,12 @@ def md(spec: dict[str, Any] | None = None) -> ModelDeployment:
     )
 
 
-def pod_template(model: ModelDeployment) -> dict[str, Any]:
-    manifest = desired_deployment(model, model.spec.serving(), "9ab1c0de77", "canary", 2, "op:1")
+def pod_template(model: ModelDeployment, pod_shape: int | None = None) -> dict[str, Any]:
+    serving = model.spec.serving()
+    pins = pins_for(serving, model.name, "op:1")
+    if pod_shape is not None:
+        pins = pins.model_copy(update={"pod_shape": pod_shape})
+    manifest = desired_deployment(model, serving, "9ab1c0de77", "canary", 2, pins)
     template: dict[str, Any] = manifest["spec"]["template"]
     return template
 
@@ -75,6 +79,14 @@ def test_a_serving_pod_names_its_metrics_port_and_path() -> None:
     assert {"name": "metrics", "containerPort": 8082, "protocol": "TCP"} in server["ports"]
     assert template["metadata"]["annotations"][METRICS_PORT_ANNOTATION] == "8082"
     assert template["metadata"]["annotations"][METRICS_PATH_ANNOTATION] == "/metrics"
+
+
+@pytest.mark.parametrize("pod_shape", [1, 2])
+def test_revisions_pinned_to_an_older_pod_shape_keep_their_pods_as_they_are(pod_shape: int) -> None:
+    """The metrics port came with pod shape 3: an operator upgrade never rolls older revisions."""
+    template = pod_template(md(), pod_shape)
+    assert [p["name"] for p in template["spec"]["containers"][0]["ports"]] == ["http"]
+    assert METRICS_PORT_ANNOTATION not in template["metadata"]["annotations"]
 
 
 def test_metrics_on_the_serving_port_add_no_second_port() -> None:

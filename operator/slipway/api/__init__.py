@@ -41,6 +41,7 @@ from slipway.api.status import (
     Measurement,
     ModelDeploymentStatus,
     Phase,
+    RevisionPins,
     RevisionStatus,
     Verdict,
 )
@@ -123,6 +124,7 @@ __all__ = [
     "PrometheusProvider",
     "Protocol",
     "ResourceRequirements",
+    "RevisionPins",
     "RevisionStatus",
     "RolloutSpec",
     "RuntimeMetrics",
