@@ -1,4 +1,5 @@
-"""`slipway` (run the operator, print the CRD, fetch a model) and `kubectl-slipway` (the plugin)."""
+"""`slipway` (run the operator, print the CRD, fetch a model, evaluate a canary) and
+`kubectl-slipway` (the plugin)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from slipway.storage import add_fetch_arguments
 
     add_fetch_arguments(fetch)
+    evaluate = sub.add_parser(
+        "evaluate", help="send an evaluation set to the canary and to stable (evaluation Jobs)"
+    )
+    from slipway.evaluation.command import add_evaluate_arguments
+
+    add_evaluate_arguments(evaluate)
     args = parser.parse_args(argv)
     if args.command == "crd":
         from slipway.crd import crd_yaml
@@ -88,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from slipway.storage import run_fetch
 
         return run_fetch(args)
+    if args.command == "evaluate":
+        from slipway.evaluation.command import run_evaluate
+
+        return run_evaluate(args)
     return run_operator(args)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -90,7 +91,8 @@ async def query_scalar(
     except TimeoutError as exc:
         raise QueryError(f"Prometheus at {address} did not answer within {timeout:g}s") from exc
     except aiohttp.ClientError as exc:
-        raise QueryError(f"cannot query Prometheus at {address}: {_describe(exc)}") from exc
+        why = describe_client_error(exc)
+        raise QueryError(f"cannot query Prometheus at {address}: {why}") from exc
     finally:
         if own_session:
             await client.close()
@@ -107,11 +109,11 @@ async def _read_bounded(response: aiohttp.ClientResponse) -> bytes | None:
     return bytes(body)
 
 
-def _describe(exc: aiohttp.ClientError) -> str:
+def describe_client_error(exc: aiohttp.ClientError) -> str:
     """A client error in our own words (exception texts may quote what the server sent)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
-        return f"cannot connect ({reason})"
+        code = exc.os_error.errno
+        return f"cannot connect ({os.strerror(code)})" if code else "cannot connect"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without an answer"
     if isinstance(exc, aiohttp.ClientPayloadError):

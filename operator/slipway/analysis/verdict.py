@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
-from slipway.api import AnalysisMetric, Verdict
+from slipway.api import Verdict
 
 # {{ name }}, with or without spaces inside the braces
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -20,6 +21,21 @@ PLACEHOLDERS = (
     "selector",
     "window",
 )
+
+
+class Thresholds(Protocol):
+    """What a judgement needs of a metric or an evaluation gate."""
+
+    @property
+    def min(self) -> float | None: ...
+    @property
+    def max(self) -> float | None: ...
+    @property
+    def max_ratio_to_stable(self) -> float | None: ...
+    @property
+    def max_increase_over_stable(self) -> float | None: ...
+    @property
+    def relative(self) -> bool: ...
 
 
 class TemplateError(ValueError):
@@ -80,7 +96,7 @@ class Side:
 
 
 def verdict_of(
-    metric: AnalysisMetric,
+    metric: Thresholds,
     value: float | None,
     samples: float | None,
     min_samples: int,
@@ -139,11 +155,11 @@ def _too_few(samples: float | None, min_samples: int) -> str:
     return ""
 
 
-def _bounded(metric: AnalysisMetric) -> bool:
+def _bounded(metric: Thresholds) -> bool:
     return metric.min is not None or metric.max is not None
 
 
-def _within(metric: AnalysisMetric) -> str:
+def _within(metric: Thresholds) -> str:
     if metric.min is not None and metric.max is not None:
         return f"within [{metric.min:g}, {metric.max:g}]"
     if metric.max is not None:

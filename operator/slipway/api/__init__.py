@@ -6,6 +6,15 @@ from typing import Any
 
 from pydantic import Field
 
+from slipway.api.evaluation import (
+    Compare,
+    EvaluateStep,
+    EvaluationData,
+    EvaluationGate,
+    EvaluationResult,
+    Measure,
+    SideResult,
+)
 from slipway.api.spec import (
     PRESET_FORMATS,
     URI_SCHEMES,
@@ -105,10 +114,16 @@ __all__ = [
     "CanaryStatus",
     "CanaryStep",
     "Check",
+    "Compare",
     "Condition",
     "ConditionType",
+    "EvaluateStep",
+    "EvaluationData",
+    "EvaluationGate",
+    "EvaluationResult",
     "GatewayAPIRouting",
     "HistoryEntry",
+    "Measure",
     "Measurement",
     "ModelDeployment",
     "ModelDeploymentSpec",
@@ -130,6 +145,7 @@ __all__ = [
     "RuntimeMetrics",
     "RuntimeSpec",
     "ServingSpec",
+    "SideResult",
     "Strategy",
     "TrafficRouting",
     "Verdict",
