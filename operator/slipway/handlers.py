@@ -32,7 +32,6 @@ RESYNCED_KINDS = [
     ("autoscaling/v2", "HorizontalPodAutoscaler", MANAGED),
     ("v1", "Pod", MANAGED),
 ]
-POD_MONITORS = ("monitoring.coreos.com/v1", "PodMonitor", MANAGED)
 RESYNC_SECONDS = 300.0
 RELIST_SETTLE_SECONDS = 2.0
 # children are watched with a server-side label selector: other workloads never reach us
@@ -73,10 +72,9 @@ def setup(options: Options) -> None:
     global _options
     _options = options
     if options.pod_monitors:
-        # registered only when on: with them off, the chart grants no access to PodMonitors
-        kopf.on.event(
-            "monitoring.coreos.com", "v1", "podmonitors", labels={MANAGED_BY_LABEL: MANAGED_BY}
-        )(podmonitor_event)
+        # PodMonitors themselves are not watched through kopf: a watch on a CRD that is deleted
+        # can end the whole operator (a 404 is fatal to kopf's watcher); the CRD is watched, and
+        # PodMonitors are listed with every resync (slipway.monitoring)
         kopf.on.event(
             "apiextensions.k8s.io",
             "v1",
@@ -113,7 +111,6 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(_options.api_client)
     pod_monitors = None
     if _options.pod_monitors:
-        settings.watching.label_selectors[("monitoring.coreos.com", "v1", "podmonitors")] = MANAGED
         pod_monitors = PodMonitors(kube, store)
     reconciler = Reconciler(
         kube=kube,
@@ -146,17 +143,16 @@ def resync(
     Returns the ModelDeployments whose children went away unseen, to reconcile them.
     """
     owners: set[Key] = set()
-    kinds = list(RESYNCED_KINDS)
-    if pod_monitors is not None and pod_monitors.served():
-        kinds.append(POD_MONITORS)
-    for api_version, kind, selector in kinds:
+    for api_version, kind, selector in RESYNCED_KINDS:
         items = [
             item
             for namespace in namespaces or ("",)
             for item in kube.list_all(api_version, kind, namespace, selector)
         ]
         owners |= store.replace(kind, items)
-    log.info("store synced: %s", {kind: store.count(kind) for _, kind, _ in kinds})
+    if pod_monitors is not None:
+        owners |= pod_monitors.resync(namespaces)
+    log.info("store synced: %s", {kind: store.count(kind) for _, kind, _ in RESYNCED_KINDS})
     return owners
 
 
@@ -239,10 +235,6 @@ async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("Pod", event)
-
-
-async def podmonitor_event(event: kopf.RawEvent, **_: Any) -> None:
-    _observe("PodMonitor", event)
 
 
 async def podmonitor_crd_event(event: kopf.RawEvent, **_: Any) -> None:

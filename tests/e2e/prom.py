@@ -20,6 +20,7 @@ Prometheus's own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,7 +35,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from slipway.resources.scraping import scrape_config
@@ -219,7 +219,9 @@ class PodDiscovery:
     target groups, rewritten whenever they change."""
 
     def __init__(self, cluster: Cluster, path: Path) -> None:
-        self.cluster = cluster
+        from kubernetes import client, config
+
+        self.pods = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
         self.path = path
         self._stop = threading.Event()
         self._written = ""
@@ -228,12 +230,16 @@ class PodDiscovery:
         self._thread.start()
 
     def refresh(self) -> None:
-        proc = self.cluster.kubectl("get", "pods", "-A", "-o", "json", check=False, timeout=30)
-        if proc.returncode != 0:
-            return  # the next round tries again
+        try:
+            response = self.pods.list_pod_for_all_namespaces(
+                _preload_content=False, _request_timeout=30
+            )
+            items = json.loads(response.data)["items"]
+        except Exception:  # the API server may be restarting: the next round tries again
+            return
         groups = [
             {"targets": [t.pop("__address__")], "labels": t}
-            for pod in json.loads(proc.stdout)["items"]
+            for pod in items
             for t in pod_targets(pod)
         ]
         text = json.dumps(groups, sort_keys=True)
@@ -295,14 +301,15 @@ class Prometheus:
             assert r.status == 200
 
 
-@pytest.fixture(scope="session")
-def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+@contextlib.contextmanager
+def running_prometheus(cluster: Cluster, work: Path) -> Iterator[Prometheus]:
+    """Prometheus, its exporter and the pod discovery, for the length of the block (the e2e
+    session's one, through the `prometheus` fixture of tests/e2e/conftest.py)."""
     binary = subprocess.run(
         ["bash", str(ROOT / "hack" / "prometheus.sh")], check=True, capture_output=True, text=True
     ).stdout.strip()
     exporter = Exporter(port=free_port())
     server = _serve(exporter)
-    work: Path = tmp_path_factory.mktemp("prometheus")
     pods_file = work / "pods.json"
     discovery = PodDiscovery(cluster, pods_file)
     pods = scrape_config()

@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import Cluster
 from tests.e2e.conftest import Driver, Operator
-from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
+from tests.e2e.prom import Prometheus
 from tests.e2e.test_canary import CANARY, ERROR_RATE, V2, canary, canary_md, start, status
 
 # the highest spec.rollout.analysis.prometheus.timeout the CRD accepts
@@ -115,7 +115,7 @@ def test_a_blackholing_prometheus_does_not_delay_another_modeldeployment(
     operator: Operator,
     k: Driver,
     blackhole: Blackhole,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
     tmp_path: Path,
 ) -> None:
     """One reconcile worker, two ModelDeployments: `slow` measures against a listener that never

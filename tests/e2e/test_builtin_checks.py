@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Driver
-from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
+from tests.e2e.prom import Prometheus
 from tests.e2e.test_canary import V2, canary, canary_md, condition, start, status
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -46,7 +46,7 @@ def latest(st: dict[str, Any], metric: str) -> dict[str, Any]:
 
 def test_a_canary_that_fails_requests_is_rolled_back_by_the_error_rate_check(
     k: Driver,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     stable = start(k, sklearn_canary(prometheus, {"check": "error-rate", "max": 0.05}))
     prometheus.exporter.set(k.ns, stable, rps=20)
@@ -70,7 +70,7 @@ def test_a_canary_that_fails_requests_is_rolled_back_by_the_error_rate_check(
 
 def test_a_canary_as_good_as_a_busy_stable_is_promoted_by_a_check_relative_to_stable(
     k: Driver,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     """A bad hour for every revision: stable fails 10 % of its requests, the canary 11 %. An
     absolute threshold of 5 % would roll back a canary that is as good as what serves now."""
@@ -95,7 +95,7 @@ def test_a_canary_as_good_as_a_busy_stable_is_promoted_by_a_check_relative_to_st
 
 def test_a_slower_canary_is_rolled_back_by_latency_relative_to_stable(
     k: Driver,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     stable = start(k, sklearn_canary(prometheus, {"check": "latency-p99", "maxRatioToStable": 2}))
     prometheus.exporter.set(k.ns, stable, rps=20, latency=0.02)

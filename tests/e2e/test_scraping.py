@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, Cluster
-from tests.e2e.conftest import Driver, canary_model_deployment
-from tests.e2e.prom import Prometheus, prometheus, to_the_exporter  # noqa: F401  (fixture)
+from tests.e2e.conftest import Driver, Operator, canary_model_deployment
+from tests.e2e.prom import Prometheus, to_the_exporter
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -67,7 +67,7 @@ def status(k: Driver) -> dict[str, Any]:
 
 
 def test_the_podmonitor_follows_the_modeldeployment_once_the_crd_exists(
-    cluster: Cluster, k: Driver
+    cluster: Cluster, k: Driver, operator: Operator
 ) -> None:
     k.apply(iris())
     stable = k.wait_phase("iris", "Ready")["status"]["stable"]["revision"]  # no CRD: it serves
@@ -89,12 +89,25 @@ def test_the_podmonitor_follows_the_modeldeployment_once_the_crd_exists(
         k.wait("promotion", lambda: status(k).get("stable", {}).get("revision") == canary)
         k.wait("the new stable's track", lambda: tracks(monitor(k)) == {"stable": canary})
 
-        # a hand edit is put back
+        # a reconcile with nothing to change writes nothing to it
+        before = monitor(k)
+        assert before is not None
+        reconciles = operator.metric("slipway_reconcile_total")
+        k.patch("md", "iris", {"metadata": {"annotations": {"touched": "yes"}}})
+        k.wait("a reconcile", lambda: operator.metric("slipway_reconcile_total") > reconciles)
+        after = monitor(k)
+        assert after is not None
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+        # a hand edit is put back once a resync sees it: at the latest every 5 minutes, and at
+        # every start of the operator
         k.patch(
             "podmonitors.monitoring.coreos.com",
             "iris",
             {"spec": {"podMetricsEndpoints": [{"port": "http"}]}},
         )
+        operator.stop()
+        operator.start()
         k.wait("the PodMonitor put back", lambda: tracks(monitor(k)) == {"stable": canary})
 
         # the spec's switch
@@ -111,6 +124,13 @@ def test_the_podmonitor_follows_the_modeldeployment_once_the_crd_exists(
         # removed with its ModelDeployment (an owner reference: the garbage collector)
         cluster.kubectl("delete", "md", "iris", "-n", k.ns)
         k.wait("the PodMonitor collected", lambda: monitor(k) is None, timeout=60)
+        k.apply(iris())
+
+    # the CRD is gone (uninstalled prometheus-operator): the operator goes on serving
+    assert operator.proc is None or operator.proc.poll() is None, operator.log_tail()
+    k.wait_phase("iris", "Ready")
+    k.patch("md", "iris", {"spec": V2})
+    k.wait("a canary without a PodMonitor", lambda: (status(k).get("canary") or {}).get("weight"))
 
 
 def as_prometheus_operator_renders(pm: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +182,7 @@ def as_prometheus_operator_renders(pm: dict[str, Any]) -> dict[str, Any]:
 def test_revision_and_track_labels_reach_the_scraped_series(
     cluster: Cluster,
     k: Driver,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     k.apply(iris())
     stable = k.wait_phase("iris", "Ready")["status"]["stable"]["revision"]

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from slipway.api import ModelDeployment, ServingSpec
+from slipway.controller import Key, Store
+from slipway.monitoring import changed_owners
 from slipway.resources import desired_deployment, pins_for
 from slipway.resources.podmonitor import desired_pod_monitor
 from slipway.resources.scraping import (
@@ -192,3 +194,22 @@ def test_the_plain_config_keeps_only_the_named_metrics_port_of_slipways_running_
         "revision",
         "__metrics_path__",
     } <= targets
+
+
+def test_a_resync_names_the_owners_of_podmonitors_someone_else_changed() -> None:
+    def monitor(name: str, version: str) -> dict[str, Any]:
+        owner = {"kind": "ModelDeployment", "name": name, "controller": True}
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "ml",
+                "resourceVersion": version,
+                "ownerReferences": [owner],
+            }
+        }
+
+    store = Store()
+    store.upsert("PodMonitor", monitor("fraud", "10"))  # what Slipway applied
+    store.upsert("PodMonitor", monitor("iris", "20"))
+    listed = [monitor("fraud", "10"), monitor("iris", "27"), monitor("new", "5")]
+    assert changed_owners(store, listed) == {Key("ml", "iris")}
