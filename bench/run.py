@@ -53,7 +53,7 @@ from bench.cluster import (
 from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, PLURAL, VERSION, __version__
 from slipway.api import ModelDeployment
 from slipway.kube import Kube
-from slipway.resources import desired_deployment, desired_service, revision_of
+from slipway.resources import desired_deployment, desired_service, pins_for, revision_of
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FAULT_LABEL = "slipway.test/fault"
@@ -108,7 +108,7 @@ def floor_children(name: str, namespace: str) -> list[dict[str, Any]]:
     port = md.spec.runtime.port
     children = [
         desired_deployment(md, serving, revision, "stable", md.spec.replicas,
-                           DEFAULT_OPERATOR_IMAGE),
+                           pins_for(serving, md.name, DEFAULT_OPERATOR_IMAGE)),
         desired_service(md, None, None, port),
         desired_service(md, "stable", revision, port),
     ]  # fmt: skip

@@ -25,6 +25,7 @@ from slipway.api import (
     ModelDeployment,
     ModelDeploymentStatus,
     Phase,
+    RevisionPins,
     ServingSpec,
 )
 from slipway.controller import Key, Store
@@ -36,11 +37,14 @@ from slipway.resources import (
     desired_service,
     httproute_weights_patch,
     model_source,
+    pins_for,
+    pins_of_deployment,
     pod_selector,
     revision_of,
     url_for,
 )
 from slipway.resources.metadata import REVISION_LABEL
+from slipway.resources.pins import pin_revisions
 from slipway.rollout import Action, Decision, Observed, ObservedRevision, analysis_due, decide
 
 log = logging.getLogger(__name__)
@@ -130,6 +134,7 @@ class Reconciler:
         action, body = self._take_action(body)
         revision = revision_of(md.spec.serving())
         observed = self._observe(key)
+        md, pins = self._pin(md, key, revision)
 
         problem = self._unservable(md)
         if problem is not None:
@@ -138,7 +143,7 @@ class Reconciler:
             return UNSERVABLE_RECHECK_SECONDS
 
         measurements = self._measure(md, revision, now) if analysis_due(md, revision, now) else None
-        decision = decide(md, revision, observed, measurements, action, now)
+        decision = decide(md, revision, observed, measurements, action, now, pins)
         route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
             update={
@@ -229,6 +234,30 @@ class Reconciler:
             )
         return Observed(revisions=revisions)
 
+    def _pin(
+        self, md: ModelDeployment, key: Key, revision: str
+    ) -> tuple[ModelDeployment, RevisionPins]:
+        """`md` with every recorded revision pinned, and the pins of the spec's revision.
+
+        Revisions recorded before pins existed keep what their Deployments run (an operator
+        upgrade rolls no pods); the spec's revision, if new, gets this operator's choices.
+        """
+        live = {
+            labels[REVISION_LABEL]: d
+            for d in self.store.children("Deployment", key)
+            if REVISION_LABEL in (labels := d["metadata"].get("labels") or {})
+        }
+        status = pin_revisions(md.status, md.name, live, self.operator_image)
+        recorded = {
+            e.revision: e.pinned for e in (status.stable, status.canary, *status.history) if e
+        }
+        pins = recorded.get(revision)
+        if pins is None and revision in live:
+            pins = pins_of_deployment(live[revision])
+        if pins is None:
+            pins = pins_for(md.spec.serving(), md.name, self.operator_image)
+        return md.model_copy(update={"status": status}), pins
+
     def _unservable(self, md: ModelDeployment) -> str | None:
         """Why the spec, though valid, cannot be served (checked before any pod is created)."""
         source = model_source(md.spec.model.uri)
@@ -258,7 +287,7 @@ class Reconciler:
         for desired in decision.revisions:
             serving = ServingSpec.model_validate(desired.serving)
             manifest = desired_deployment(
-                md, serving, desired.revision, desired.track, desired.replicas, self.operator_image
+                md, serving, desired.revision, desired.track, desired.replicas, desired.pinned
             )
             wanted.add(manifest["metadata"]["name"])
             self._apply_if_changed(manifest, live_deployments.get(manifest["metadata"]["name"]))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from slipway.api import ModelDeployment
-from slipway.resources import desired_deployment, revision_of
+from slipway.resources import desired_deployment, pins_for, revision_of
 from tests.conftest import Cluster
 
 URIS = [
@@ -42,9 +42,8 @@ def test_each_uri_scheme_gives_a_deployment_the_api_server_accepts(
     storage = {"storage": {"secretName": "model-creds", "sha256": "a" * 64, "sizeLimit": "5Gi"}}
     md = md_for(uri, namespace, **({} if uri.startswith(("pvc", "oci")) else storage))
     serving = md.spec.serving()
-    manifest = desired_deployment(
-        md, serving, revision_of(serving), "stable", 2, "ghcr.io/slipway-dev/slipway:0.1.0"
-    )
+    pins = pins_for(serving, md.name, "ghcr.io/slipway-dev/slipway:0.1.0")
+    manifest = desired_deployment(md, serving, revision_of(serving), "stable", 2, pins)
     manifest["metadata"].pop("ownerReferences")  # the owner does not exist in a dry run
     proc = cluster.kubectl(
         "apply",

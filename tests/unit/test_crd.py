@@ -225,6 +225,8 @@ def test_preserve_unknown_fields_only_where_a_kubernetes_object_or_kopf_lives(
         "spec.runtime.env[]",
         "spec.template.tolerations[]",
         "spec.template.affinity",
+        "spec.template.securityContext",
+        "spec.template.containerSecurityContext",
         "status.stable.template",
         "status.canary.template",
         "status.history[].template",
@@ -337,6 +339,11 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
     placed = {(path, rule["message"].split(" (")[0]) for path, _, rule in cel_rules(schema)}
     assert placed == {
         ("spec", "runtime.image is required when model.format has no preset"),
+        (
+            "spec",
+            "template.terminationGracePeriodSeconds must be greater than "
+            "runtime.shutdownDelaySeconds: the server needs time to stop after the delay",
+        ),
         (
             "spec.model",
             "uri must start with one of pvc://, s3://, gs://, hf://, http://, https://, oci:// "

@@ -18,6 +18,7 @@ from slipway.resources import (
     desired_hpa,
     desired_service,
     httproute_weights_patch,
+    pins_for,
     pod_selector,
     revision_of,
     service_name,
@@ -65,7 +66,8 @@ def deployment(
 ) -> dict[str, Any]:
     md = model_deployment(spec)
     serving = serving or md.spec.serving()
-    return desired_deployment(md, serving, revision_of(serving), track, replicas, OPERATOR_IMAGE)
+    pins = pins_for(serving, md.name, OPERATOR_IMAGE)
+    return desired_deployment(md, serving, revision_of(serving), track, replicas, pins)
 
 
 def server_of(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +212,8 @@ def test_deployment_rolls_hand_edits_back_without_losing_pods() -> None:
 def test_pods_are_shaped_by_the_serving_spec_given_not_by_the_current_spec() -> None:
     stored = model_deployment().spec.serving()
     md = model_deployment({"model": {"version": "3.0.0", "format": "onnx"}})
-    manifest = desired_deployment(md, stored, revision_of(stored), "stable", 2, OPERATOR_IMAGE)
+    pins = pins_for(stored, md.name, OPERATOR_IMAGE)
+    manifest = desired_deployment(md, stored, revision_of(stored), "stable", 2, pins)
     assert server_of(manifest)["image"] == "docker.io/seldonio/mlserver:1.7.1"
     assert manifest["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == (
         "2.1.0"
@@ -545,3 +548,107 @@ def test_services_and_hpa_use_only_fields_kubernetes_knows() -> None:
     assert kubernetes_round_trip(stable, "V1Service") == stable
     assert kubernetes_round_trip(canary, "V1Service") == canary
     assert kubernetes_round_trip(hpa, "V2HorizontalPodAutoscaler") == hpa
+
+
+# --- pod shape 2: graceful shutdown, fast probes, Pod Security restricted ---------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "delay", "grace"),
+    [
+        ({}, 5, 30),  # MLServer: 5 s delay, 25 s to finish in-flight requests
+        ({"model": {"format": "huggingface"}}, 5, 120),  # vLLM: generations take minutes
+        ({"runtime": {"shutdownDelaySeconds": 12}}, 12, 37),
+        (
+            {
+                "runtime": {"shutdownDelaySeconds": 12},
+                "template": {"terminationGracePeriodSeconds": 90},
+            },
+            12,
+            90,
+        ),
+        ({"model": {"format": "custom"}, "runtime": {"image": "example.com/s:1"}}, 5, 30),
+    ],
+)  # fmt: skip
+def test_a_stopping_pod_keeps_serving_for_the_shutdown_delay_before_sigterm(
+    spec: dict[str, Any], delay: int, grace: int
+) -> None:
+    manifest = deployment(spec)
+    pod = manifest["spec"]["template"]["spec"]
+    assert server_of(manifest)["lifecycle"] == {"preStop": {"sleep": {"seconds": delay}}}
+    assert pod["terminationGracePeriodSeconds"] == grace
+
+
+def test_no_shutdown_delay_means_no_prestop_hook() -> None:
+    manifest = deployment({"runtime": {"shutdownDelaySeconds": 0}})
+    assert "lifecycle" not in server_of(manifest)
+    assert manifest["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 25
+
+
+@pytest.mark.parametrize(("model_format", "startup_period"), [("sklearn", 1), ("huggingface", 2)])
+def test_a_pod_is_ready_within_a_probe_period_or_two_of_its_server(
+    model_format: str, startup_period: int
+) -> None:
+    server = server_of(deployment({"model": {"format": model_format}}))
+    assert server["startupProbe"]["periodSeconds"] == startup_period
+    assert server["readinessProbe"]["periodSeconds"] == 2
+    startup = server["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60
+
+
+def test_preset_pods_pass_pod_security_restricted() -> None:
+    manifest = deployment()
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+    }
+    assert server_of(manifest)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"model": {"format": "custom"}, "runtime": {"image": "example.com/s:1"}},
+        {"runtime": {"image": "example.com/my-mlserver:2"}},  # another image, another user
+        {"model": {"format": "huggingface"}},  # vLLM's image runs as root
+    ],
+)
+def test_an_image_whose_user_is_unknown_is_not_forced_to_a_uid(spec: dict[str, Any]) -> None:
+    pod = deployment(spec)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_a_server_on_a_privileged_port_keeps_the_capability_to_bind_it() -> None:
+    server = server_of(deployment({"runtime": {"port": 80}}))
+    assert server["securityContext"]["capabilities"] == {
+        "drop": ["ALL"],
+        "add": ["NET_BIND_SERVICE"],
+    }
+
+
+def test_the_users_security_contexts_replace_the_defaults_key_by_key() -> None:
+    template = {
+        "securityContext": {"runAsUser": 2000, "fsGroup": 2000},
+        "containerSecurityContext": {"readOnlyRootFilesystem": True, "capabilities": {"drop": []}},
+    }
+    manifest = deployment({"template": template})
+    assert manifest["spec"]["template"]["spec"]["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": True,
+        "runAsUser": 2000,
+        "fsGroup": 2000,
+    }
+    assert server_of(manifest)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": []},
+        "readOnlyRootFilesystem": True,
+    }
+
+
+def test_the_deployment_says_which_pod_shape_built_it() -> None:
+    assert deployment()["metadata"]["annotations"] == {"serving.slipway.dev/pod-shape": "2"}

@@ -21,6 +21,7 @@ from slipway.api import (
     Measurement,
     ModelDeployment,
     Phase,
+    RevisionPins,
     Verdict,
 )
 from slipway.rollout import (
@@ -33,6 +34,12 @@ from slipway.rollout import (
 )
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
+# what the shell pins a new revision to (slipway.resources.pins_for)
+PINS = RevisionPins(
+    server_image="docker.io/seldonio/mlserver:1.7.1",
+    fetcher_image="ghcr.io/slipway-dev/slipway:0.1.0",
+    pod_shape=2,
+)
 
 # -- building ModelDeployments ---------------------------------------------------------------------
 
@@ -175,6 +182,9 @@ class Rollout:
     metrics: Metrics | None = None  # what Prometheus would answer, per canary revision
     decisions: list[Decision] = field(default_factory=list)
     measured_at: list[dt.datetime] = field(default_factory=list)
+    pins: RevisionPins = field(
+        default_factory=lambda: PINS
+    )  # what the operator running now pins new revisions to
 
     @classmethod
     def deployed(cls, md: ModelDeployment, **kwargs: Any) -> Rollout:
@@ -209,7 +219,8 @@ class Rollout:
         if measurements is None and due and self.metrics is not None:
             measurements = self.metrics(revision)
             self.measured_at.append(self.now)
-        decision = decide(self.md, revision, self.cluster.observe(), measurements, action, self.now)
+        observed = self.cluster.observe()
+        decision = decide(self.md, revision, observed, measurements, action, self.now, self.pins)
         self.cluster.apply(decision)
         self.md = stored(self.md, decision.status.wire())
         self.decisions.append(decision)
@@ -272,7 +283,7 @@ def desired(decision: Decision) -> dict[str, tuple[int, str | None]]:
 
 def test_first_revision_becomes_stable_directly_without_a_canary() -> None:
     md = model_deployment(replicas=3, rollout=canary_rollout([{"setWeight": 50}]))
-    decision = decide(md, revision_of(md), Observed(), None, None, T0)
+    decision = decide(md, revision_of(md), Observed(), None, None, T0, PINS)
 
     status = decision.status
     assert status.stable is not None and status.canary is None
@@ -307,7 +318,7 @@ def test_first_revision_is_ready_and_enters_history_once_all_pods_are_ready() ->
 
 def test_zero_replicas_is_ready_with_zero_pods() -> None:
     md = model_deployment(replicas=0)
-    decision = decide(md, revision_of(md), Observed(), None, None, T0)
+    decision = decide(md, revision_of(md), Observed(), None, None, T0, PINS)
 
     assert decision.status.phase is Phase.READY
     assert condition(decision.status, "Ready").reason == "ScaledToZero"
@@ -1055,7 +1066,9 @@ def test_status_records_generation_and_the_scale_subresource_numbers() -> None:
 
 def test_decide_on_its_own_status_changes_nothing() -> None:
     rollout = canary_at_first_pause()
-    again = decide(rollout.md, rollout.revision, rollout.cluster.observe(), None, None, rollout.now)
+    again = decide(
+        rollout.md, rollout.revision, rollout.cluster.observe(), None, None, rollout.now, PINS
+    )
     assert again.status == rollout.status
     assert again.events == []
 
@@ -1063,7 +1076,15 @@ def test_decide_on_its_own_status_changes_nothing() -> None:
 def test_decide_leaves_its_input_alone() -> None:
     rollout = canary_at_first_pause()
     before = rollout.md.model_copy(deep=True)
-    decide(rollout.md, rollout.revision, rollout.cluster.observe(), BAD, Action.ABORT, rollout.now)
+    decide(
+        rollout.md,
+        rollout.revision,
+        rollout.cluster.observe(),
+        BAD,
+        Action.ABORT,
+        rollout.now,
+        PINS,
+    )
     assert rollout.md == before
 
 
@@ -1083,7 +1104,9 @@ def test_a_restarted_operator_resumes_at_the_same_step_with_the_same_timers() ->
             )
         )
     )
-    decision = decide(reread, rollout.revision, rollout.cluster.observe(), None, None, rollout.now)
+    decision = decide(
+        reread, rollout.revision, rollout.cluster.observe(), None, None, rollout.now, PINS
+    )
     assert decision.status == rollout.status
     assert decision.requeue_after == 360
 
@@ -1100,3 +1123,40 @@ def test_analysis_due_only_for_a_running_canary_with_ready_pods_after_its_interv
     assert not analysis_due(md, "another", now + dt.timedelta(seconds=30))
     rollout.reconcile(action=Action.PAUSE)
     assert not analysis_due(rollout.md, rev, now + dt.timedelta(seconds=30))
+
+
+# -- pins ----------------------------------------------------------------------------------------
+
+NEWER_PINS = RevisionPins(
+    server_image="docker.io/seldonio/mlserver:1.8.0",
+    fetcher_image="ghcr.io/slipway-dev/slipway:0.2.0",
+    pod_shape=3,
+)
+
+
+def pins_of(decision: Decision) -> dict[str, RevisionPins]:
+    return {d.revision: d.pinned for d in decision.revisions}
+
+
+def test_a_revision_keeps_its_pins_through_operator_upgrades_promotion_and_history() -> None:
+    rollout = Rollout.deployed(
+        model_deployment(rollout=canary_rollout([{"setWeight": 50}, {"pause": {"duration": "1m"}}]))
+    )
+    first = rollout.revision
+    assert rollout.status.stable.pinned == PINS
+    rollout.pins = NEWER_PINS  # the operator was upgraded
+    rollout.converge()
+    assert pins_of(rollout.last) == {first: PINS}
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    second = rollout.revision
+    assert pins_of(rollout.last) == {first: PINS, second: NEWER_PINS}
+    rollout.wait(60)
+    assert rollout.status.stable.revision == second
+    assert rollout.status.stable.pinned == NEWER_PINS
+    assert [(h.revision, h.pinned) for h in rollout.status.history] == [
+        (second, NEWER_PINS),
+        (first, PINS),
+    ]
+    rollout.wait(60)  # after the scale-down delay the old revision is kept at zero, as it was
+    assert pins_of(rollout.last)[first] == PINS

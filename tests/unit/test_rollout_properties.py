@@ -24,6 +24,7 @@ from tests.unit.test_rollout import (
     GATEWAY,
     GOOD,
     NO_DATA,
+    PINS,
     Rollout,
     measured,
     model_deployment,
@@ -78,7 +79,7 @@ def check(rollout: Rollout, decision: Decision, observed_before: Any, now: Any) 
             assert cluster.ready(status.canary.revision) > 0, "route weight to pods just removed"
     assert decision.requeue_after is None or decision.requeue_after > 0
 
-    again = decide(rollout.md, rollout.revision, observed_before, None, None, now)
+    again = decide(rollout.md, rollout.revision, observed_before, None, None, now, PINS)
     assert again.status == status, "decide on its own status changed it"
     assert again.events == []
     assert again.revisions == decision.revisions

@@ -37,6 +37,7 @@ from slipway.api.status import (
     Measurement,
     ModelDeploymentStatus,
     Phase,
+    RevisionPins,
     RevisionStatus,
     Verdict,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "PrometheusProvider",
     "Protocol",
     "ResourceRequirements",
+    "RevisionPins",
     "RevisionStatus",
     "RolloutSpec",
     "RuntimeSpec",

@@ -137,6 +137,14 @@ class RuntimeSpec(ApiModel):
         default_factory=list,
         description="Environment variables (Kubernetes EnvVar objects) of the server container.",
     )
+    shutdown_delay_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=300,
+        description="Seconds a pod that is told to stop keeps serving before its server gets "
+        "SIGTERM (a preStop sleep), so that every Service has stopped sending it traffic first. "
+        "Empty: the preset's default (5).",
+    )
 
 
 class ResourceRequirements(ApiModel):
@@ -205,6 +213,23 @@ class PodTemplate(ApiModel):
         default_factory=list, description="Secrets to pull the server image with."
     )
     priority_class_name: str | None = Field(default=None, description="PriorityClass of the pods.")
+    termination_grace_period_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=3600,
+        description="Seconds from a pod's deletion to its kill, the shutdown delay included. "
+        "Empty: the shutdown delay plus the preset's time to finish in-flight requests.",
+    )
+    security_context: KubeObject | None = Field(
+        default=None,
+        description="Pod security context (a Kubernetes PodSecurityContext); its keys replace "
+        "Slipway's defaults (seccomp RuntimeDefault, non-root where the preset's image allows).",
+    )
+    container_security_context: KubeObject | None = Field(
+        default=None,
+        description="Security context of the server container (a Kubernetes SecurityContext); "
+        "its keys replace Slipway's defaults (no privilege escalation, all capabilities dropped).",
+    )
 
 
 class PauseStep(ApiModel):
@@ -418,7 +443,17 @@ class ModelDeploymentSpec(ApiModel):
                     "(presets: " + ", ".join(PRESET_FORMATS) + ")",
                     "fieldPath": ".runtime.image",
                     "reason": "FieldValueRequired",
-                }
+                },
+                {
+                    "rule": "!has(self.template)"
+                    " || !has(self.template.terminationGracePeriodSeconds)"
+                    " || !has(self.runtime) || !has(self.runtime.shutdownDelaySeconds)"
+                    " || self.template.terminationGracePeriodSeconds"
+                    " > self.runtime.shutdownDelaySeconds",
+                    "message": "template.terminationGracePeriodSeconds must be greater than "
+                    "runtime.shutdownDelaySeconds: the server needs time to stop after the delay",
+                    "fieldPath": ".template.terminationGracePeriodSeconds",
+                },
             ]
         }
     )

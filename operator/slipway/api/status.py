@@ -55,6 +55,30 @@ class Condition(ApiModel):
     )
 
 
+class RevisionPins(ApiModel):
+    """What Slipway chose for a revision's pods when the revision was created.
+
+    Kept with the revision so that an operator upgrade (a new preset image, a new fetcher image,
+    new pod defaults) never changes the pods of a revision that exists: only a new revision gets
+    the new choices.
+    """
+
+    server_image: str = Field(
+        description="The server image: runtime.image, or the preset's image of model.format."
+    )
+    fetcher_image: str = Field(
+        default="",
+        description="The image of the init container that downloads the model (Slipway's own "
+        "image); empty when the model is not downloaded.",
+    )
+    pod_shape: int = Field(
+        default=1,
+        ge=1,
+        description="Generation of Slipway's pod defaults (probes, graceful shutdown, security "
+        "context) the pods are built with.",
+    )
+
+
 class RevisionStatus(ApiModel):
     """One revision (one Deployment) as observed."""
 
@@ -70,6 +94,10 @@ class RevisionStatus(ApiModel):
         default=None,
         description="The serving spec (model, runtime, resources, template) of this revision, "
         "so its Deployment can be rebuilt while spec moves on.",
+    )
+    pinned: RevisionPins | None = Field(
+        default=None,
+        description="Images and pod defaults chosen when this revision was created.",
     )
 
 
@@ -145,6 +173,10 @@ class HistoryEntry(ApiModel):
     ] = Field(
         default=None,
         description="The serving spec of that revision, for `kubectl slipway undo`.",
+    )
+    pinned: RevisionPins | None = Field(
+        default=None,
+        description="Images and pod defaults chosen when that revision was created.",
     )
 
 

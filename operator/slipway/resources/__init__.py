@@ -22,6 +22,7 @@ from slipway.resources.metadata import (
     selector_labels,
 )
 from slipway.resources.names import CANARY, STABLE, deployment_name, service_name
+from slipway.resources.pins import POD_SHAPE, pins_for, pins_of_deployment
 from slipway.resources.presets import PRESETS, RuntimePreset, probes_for, runtime_for
 from slipway.resources.revision import revision_of
 from slipway.resources.service import desired_service, url_for
@@ -35,6 +36,7 @@ __all__ = [
     "MODEL_DEPLOYMENT_LABEL",
     "MODEL_DIR",
     "NAME_LABEL",
+    "POD_SHAPE",
     "PRESETS",
     "REVISION_LABEL",
     "STABLE",
@@ -51,6 +53,8 @@ __all__ = [
     "httproute_weights_patch",
     "model_source",
     "owner_reference",
+    "pins_for",
+    "pins_of_deployment",
     "pod_selector",
     "probes_for",
     "revision_of",

@@ -1,19 +1,25 @@
-"""The Deployment of one revision: `<name>-<revision>`, serving one ServingSpec."""
+"""The Deployment of one revision: `<name>-<revision>`, serving one ServingSpec.
+
+Its pods are built from the revision's serving spec and its pins (resources/pins.py): the images
+and the generation of pod defaults chosen when the revision was created. Every generation is
+built here exactly as it first was, so that an operator upgrade never rolls a revision's pods.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slipway.api import ModelDeployment, ResourceRequirements, ServingSpec
+from slipway.api import ModelDeployment, ResourceRequirements, RevisionPins, ServingSpec
 from slipway.resources.metadata import child_labels, child_metadata, selector_labels
 from slipway.resources.names import deployment_name
-from slipway.resources.presets import probes_for, runtime_for
+from slipway.resources.pins import POD_SHAPE, POD_SHAPE_ANNOTATION, SERVER_CONTAINER
+from slipway.resources.presets import ServerRuntime, probes_for, runtime_for
 from slipway.resources.storage import storage_wiring
 
-SERVER_CONTAINER = "server"
 PORT_NAME = "http"
-# in-flight requests (an LLM generation can run for tens of seconds) finish before the kill
-TERMINATION_GRACE_PERIOD_SECONDS = 60
+# pod shape 1: in-flight requests (an LLM generation can run for tens of seconds) finish before
+# the kill
+LEGACY_TERMINATION_GRACE_PERIOD_SECONDS = 60
 
 
 def desired_deployment(
@@ -22,7 +28,7 @@ def desired_deployment(
     revision: str,
     track: str | None,
     replicas: int,
-    operator_image: str,
+    pins: RevisionPins,
 ) -> dict[str, Any]:
     """The Deployment that serves `serving` as `revision` of `md`, with `replicas` pods.
 
@@ -30,14 +36,17 @@ def desired_deployment(
     spec while md.spec moves on); names and owner come from `md`. `track` (stable, canary, or
     None for a retired revision kept for undo) labels the Deployment object only: the pod
     template never carries it, so promotion relabels the Deployment without restarting pods.
+    `pins` are the revision's images and pod-default generation.
     """
     model_name = serving.model.name or md.name
     pod_labels = child_labels(md, model_name, serving.model.version, revision)
     object_labels = child_labels(md, model_name, serving.model.version, revision, track)
+    metadata = child_metadata(md, deployment_name(md.name, revision), object_labels)
+    metadata["annotations"] = {POD_SHAPE_ANNOTATION: str(_shape(pins))}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": child_metadata(md, deployment_name(md.name, revision), object_labels),
+        "metadata": metadata,
         "spec": {
             "replicas": replicas,
             # one revision is one Deployment: older ReplicaSets have nothing to roll back to
@@ -59,17 +68,18 @@ def desired_deployment(
                         "kubectl.kubernetes.io/default-container": SERVER_CONTAINER,
                     },
                 },
-                "spec": pod_spec(md, serving, operator_image),
+                "spec": pod_spec(md, serving, pins),
             },
         },
     }
 
 
-def pod_spec(md: ModelDeployment, serving: ServingSpec, operator_image: str) -> dict[str, Any]:
+def pod_spec(md: ModelDeployment, serving: ServingSpec, pins: RevisionPins) -> dict[str, Any]:
     """The pod of a revision: the server, the model storage and spec.template's extras."""
+    shape = _shape(pins)
     runtime = runtime_for(serving, serving.model.name or md.name)
-    storage = storage_wiring(serving.model, operator_image)
-    server: dict[str, Any] = {"name": SERVER_CONTAINER, "image": runtime.image}
+    storage = storage_wiring(serving.model, pins.fetcher_image)
+    server: dict[str, Any] = {"name": SERVER_CONTAINER, "image": pins.server_image}
     if runtime.command:
         server["command"] = runtime.command
     if runtime.args:
@@ -79,7 +89,26 @@ def pod_spec(md: ModelDeployment, serving: ServingSpec, operator_image: str) -> 
     server["ports"] = [{"name": PORT_NAME, "containerPort": runtime.port, "protocol": "TCP"}]
     if resources := container_resources(serving.resources):
         server["resources"] = resources
-    server.update(probes_for(runtime.protocol, runtime.port))
+    if shape >= 2:
+        server.update(
+            probes_for(
+                runtime.protocol,
+                runtime.port,
+                startup_period=runtime.startup_period_seconds,
+                readiness_period=2,
+            )
+        )
+        if runtime.shutdown_delay_seconds > 0:
+            # the endpoint goes from every Service before the server hears SIGTERM
+            server["lifecycle"] = {
+                "preStop": {"sleep": {"seconds": runtime.shutdown_delay_seconds}}
+            }
+        server["securityContext"] = {
+            **server_security_context(runtime),
+            **(serving.template.container_security_context or {}),
+        }
+    else:
+        server.update(probes_for(runtime.protocol, runtime.port))
     server["volumeMounts"] = [storage.server_mount]
 
     template = serving.template
@@ -91,7 +120,17 @@ def pod_spec(md: ModelDeployment, serving: ServingSpec, operator_image: str) -> 
     # Service links inject <SVC>_PORT variables: a Service named mlserver or vllm would feed
     # MLSERVER_PORT / VLLM_PORT to the server, which reads them as its own settings.
     spec["enableServiceLinks"] = False
-    spec["terminationGracePeriodSeconds"] = TERMINATION_GRACE_PERIOD_SECONDS
+    if shape >= 2:
+        spec["terminationGracePeriodSeconds"] = (
+            template.termination_grace_period_seconds
+            or runtime.shutdown_delay_seconds + runtime.drain_seconds
+        )
+        spec["securityContext"] = {
+            **pod_security_context(runtime),
+            **(template.security_context or {}),
+        }
+    else:
+        spec["terminationGracePeriodSeconds"] = LEGACY_TERMINATION_GRACE_PERIOD_SECONDS
     if template.service_account_name:
         spec["serviceAccountName"] = template.service_account_name
     if template.node_selector:
@@ -105,6 +144,30 @@ def pod_spec(md: ModelDeployment, serving: ServingSpec, operator_image: str) -> 
     if template.priority_class_name:
         spec["priorityClassName"] = template.priority_class_name
     return spec
+
+
+def pod_security_context(runtime: ServerRuntime) -> dict[str, Any]:
+    """Pod Security `restricted` at the pod level, non-root when the image's uid is known."""
+    context: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if runtime.run_as_user is not None:
+        context["runAsNonRoot"] = True
+        context["runAsUser"] = runtime.run_as_user
+    return context
+
+
+def server_security_context(runtime: ServerRuntime) -> dict[str, Any]:
+    """Pod Security `restricted` for the server container; a port below 1024 keeps the one
+    capability binding it needs."""
+    capabilities: dict[str, Any] = {"drop": ["ALL"]}
+    if runtime.port < 1024:
+        capabilities["add"] = ["NET_BIND_SERVICE"]
+    return {"allowPrivilegeEscalation": False, "capabilities": capabilities}
+
+
+def _shape(pins: RevisionPins) -> int:
+    """The pod shape to build: the pinned one, or the newest this operator knows (a pin from a
+    newer operator, after a downgrade)."""
+    return min(pins.pod_shape, POD_SHAPE)
 
 
 def container_resources(resources: ResourceRequirements) -> dict[str, dict[str, str]]:

@@ -29,6 +29,13 @@ SLIPWAY_MODEL_ENV = (
 )
 
 
+# A pod told to stop keeps serving this long before SIGTERM: kube-proxy drops a deleted pod's
+# endpoint 0.5-1 s after the deletion on a quiet node (measured), later on a busy one.
+DEFAULT_SHUTDOWN_DELAY_SECONDS = 5
+# After SIGTERM, time for in-flight requests of a server without a preset's own figure.
+DEFAULT_DRAIN_SECONDS = 25
+
+
 @dataclass(frozen=True)
 class RuntimePreset:
     """How one model server is run for one format."""
@@ -39,6 +46,12 @@ class RuntimePreset:
     command: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    # seconds after SIGTERM the server needs to finish what it is answering (an LLM: minutes)
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS
+    # the non-root uid the image runs as (None: the image runs as root, or it is not known)
+    run_as_user: int | None = None
+    # how often the startup probe asks whether the server is up (models load in seconds to minutes)
+    startup_period_seconds: int = 1
 
 
 def _mlserver(implementation: str) -> RuntimePreset:
@@ -46,6 +59,7 @@ def _mlserver(implementation: str) -> RuntimePreset:
         server="MLServer",
         image=MLSERVER_IMAGE,
         protocol=Protocol.V2,
+        run_as_user=1000,  # the published image's USER 1000
         # with no model-settings.json in the model directory, MLServer builds one from these
         env=(
             ("MLSERVER_MODEL_URI", "{model_dir}"),
@@ -64,6 +78,7 @@ _TRITON = RuntimePreset(
     protocol=Protocol.V2,
     command=("tritonserver",),
     args=("--model-repository={model_dir}", "--http-port={port}"),
+    run_as_user=1000,  # triton-server, the non-root user of NGC's images
 )
 
 _VLLM = RuntimePreset(
@@ -71,6 +86,10 @@ _VLLM = RuntimePreset(
     image=VLLM_IMAGE,
     protocol=Protocol.OPENAI,
     args=("--model", "{model_dir}", "--served-model-name", "{model_name}", "--port", "{port}"),
+    # a generation in flight finishes; weights load for minutes
+    drain_seconds=115,
+    startup_period_seconds=2,
+    # the image runs as root: set spec.template security contexts for a restricted namespace
 )
 
 PRESETS: dict[str, RuntimePreset] = {
@@ -95,6 +114,10 @@ class ServerRuntime:
     command: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     env: list[dict[str, Any]] = field(default_factory=list)
+    shutdown_delay_seconds: int = DEFAULT_SHUTDOWN_DELAY_SECONDS
+    drain_seconds: int = DEFAULT_DRAIN_SECONDS
+    run_as_user: int | None = None
+    startup_period_seconds: int = 1
 
 
 def runtime_for(serving: ServingSpec, model_name: str) -> ServerRuntime:
@@ -107,6 +130,9 @@ def runtime_for(serving: ServingSpec, model_name: str) -> ServerRuntime:
     - env: the user's variables win by name over the preset's and Slipway's; theirs come last,
       so they can refer to ours with $(NAME).
     - protocol: runtime.protocol, else the preset's, else custom.
+    - shutdown delay: runtime.shutdownDelaySeconds, else the default; the time to drain and the
+      startup probe's period come from the preset; the non-root uid only with the preset's own
+      image (another image may run as another user).
     """
     runtime = serving.runtime
     preset = PRESETS.get(serving.model.format)
@@ -137,25 +163,40 @@ def runtime_for(serving: ServingSpec, model_name: str) -> ServerRuntime:
         args=list(runtime.args)
         or [part.format(**values) for part in (preset.args if preset else ())],
         env=env,
+        shutdown_delay_seconds=(
+            DEFAULT_SHUTDOWN_DELAY_SECONDS
+            if runtime.shutdown_delay_seconds is None
+            else runtime.shutdown_delay_seconds
+        ),
+        drain_seconds=preset.drain_seconds if preset else DEFAULT_DRAIN_SECONDS,
+        run_as_user=preset.run_as_user if preset and runtime.image in ("", preset.image) else None,
+        startup_period_seconds=preset.startup_period_seconds if preset else 1,
     )
 
 
-def probes_for(protocol: Protocol, port: int) -> dict[str, dict[str, Any]]:
+# Startup probes give a model this long to load (LLM weights are slow) before liveness may kill it.
+MODEL_LOAD_SECONDS = 30 * 60
+
+
+def probes_for(
+    protocol: Protocol, port: int, *, startup_period: int = 10, readiness_period: int = 5
+) -> dict[str, dict[str, Any]]:
     """startupProbe, readinessProbe and livenessProbe of a server speaking `protocol`.
 
-    The startup probe gives a model up to 30 minutes to load (LLM weights are slow) before the
-    liveness probe may restart it; readiness then decides whether it gets traffic.
+    The startup probe gives a model up to 30 minutes to load before the liveness probe may
+    restart it; readiness then decides whether it gets traffic. Short periods make a pod Ready
+    within a second or two of its server (the defaults are the pods of pod shape 1).
     """
     return {
         "startupProbe": {
             **_health_check(protocol, port, "live"),
-            "periodSeconds": 10,
+            "periodSeconds": startup_period,
             "timeoutSeconds": 5,
-            "failureThreshold": 180,
+            "failureThreshold": -(-MODEL_LOAD_SECONDS // startup_period),
         },
         "readinessProbe": {
             **_health_check(protocol, port, "ready"),
-            "periodSeconds": 5,
+            "periodSeconds": readiness_period,
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         },

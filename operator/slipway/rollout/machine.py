@@ -35,6 +35,7 @@ from slipway.api import (
     ModelDeployment,
     ModelDeploymentStatus,
     Phase,
+    RevisionPins,
     RevisionStatus,
     RolloutSpec,
     Strategy,
@@ -106,14 +107,16 @@ def decide(
     measurements: Sequence[Measurement] | None,
     action: Action | None,
     now: dt.datetime,
+    pins: RevisionPins,
 ) -> Decision:
     """The next status, the Deployments that should exist, the traffic split, Events and timer.
 
-    `md.status` is the state carried between reconciles; `revision` is the hash of
-    `md.spec.serving()`; `measurements` are fresh analysis results (when `analysis_due` said so);
-    `action` is a consumed action annotation.
+    `md.status` is the state carried between reconciles, every revision in it pinned;
+    `revision` is the hash of `md.spec.serving()` and `pins` what a new revision of it is pinned
+    to; `measurements` are fresh analysis results (when `analysis_due` said so); `action` is a
+    consumed action annotation.
     """
-    facts = _Facts.of(md, revision, observed, now)
+    facts = _Facts.of(md, revision, observed, now, pins)
     draft = _Draft(status=md.status.model_copy(deep=True))
     if action is not None:
         draft.status.last_action = f"{action.value} at {facts.stamp}"
@@ -143,9 +146,17 @@ class _Facts:
     total: int
     budget: Budget
     gateway: bool
+    pins: RevisionPins  # what a new revision of the spec is pinned to
 
     @classmethod
-    def of(cls, md: ModelDeployment, revision: str, observed: Observed, now: dt.datetime) -> _Facts:
+    def of(
+        cls,
+        md: ModelDeployment,
+        revision: str,
+        observed: Observed,
+        now: dt.datetime,
+        pins: RevisionPins,
+    ) -> _Facts:
         routing = md.spec.rollout.traffic_routing
         return cls(
             md=md,
@@ -156,6 +167,7 @@ class _Facts:
             total=md.spec.replicas,
             budget=budget_of(md.spec.rollout, md.spec.replicas),
             gateway=routing is not None and routing.gateway_api is not None,
+            pins=pins,
         )
 
     @property
@@ -253,6 +265,7 @@ def _start_canary(facts: _Facts, draft: _Draft) -> None:
         version=fresh.version,
         uri=fresh.uri,
         template=fresh.template,
+        pinned=fresh.pinned,
         started_at=facts.stamp,
         step_started_at=facts.stamp,
     )
@@ -607,6 +620,7 @@ def _promote(facts: _Facts, draft: _Draft, canary: CanaryStatus) -> None:
         version=canary.version,
         uri=canary.uri,
         template=canary.template,
+        pinned=canary.pinned,
         replicas=canary.replicas,
         ready_replicas=canary.ready_replicas,
     )
@@ -719,18 +733,18 @@ def _desired_revisions(
 ) -> list[DesiredRevision]:
     stable = status.stable
     assert stable is not None
-    wanted: list[tuple[str, dict[str, Any] | None, Track | None]] = [
-        (stable.revision, stable.template, "stable")
-    ]
+    wanted: list[RevisionStatus | HistoryEntry] = [stable]
     if status.canary is not None:
-        wanted.append((status.canary.revision, status.canary.template, "canary"))
-    wanted.extend(
-        (h.revision, h.template, None) for h in status.history if h.revision in plan.targets
-    )
+        wanted.append(status.canary)
+    wanted.extend(h for h in status.history if h.revision in plan.targets)
+    tracks: dict[str, Track] = {stable.revision: "stable"}
+    if status.canary is not None:
+        tracks[status.canary.revision] = "canary"
     result: list[DesiredRevision] = []
     seen: set[str] = set()
-    for revision, template, track in wanted:
-        serving = template if template is not None else _spec_template(facts, revision)
+    for entry in wanted:
+        revision = entry.revision
+        serving = entry.template if entry.template is not None else _spec_template(facts, revision)
         if revision in seen or serving is None:
             continue  # without its serving spec a Deployment cannot be rebuilt: let it go
         seen.add(revision)
@@ -739,7 +753,9 @@ def _desired_revisions(
                 revision=revision,
                 serving=dict(serving),
                 replicas=plan.replicas[revision],
-                track=track,
+                track=tracks.get(revision),
+                # the shell pins every recorded revision before deciding (pin_revisions)
+                pinned=entry.pinned or facts.pins,
             )
         )
     return result
@@ -892,6 +908,7 @@ def _revision_status(facts: _Facts) -> RevisionStatus:
         version=serving.model.version,
         uri=serving.model.uri,
         template=serving.wire(),
+        pinned=facts.pins,
     )
 
 
@@ -906,6 +923,7 @@ def _history_entry(revision: RevisionStatus, stamp: str) -> HistoryEntry:
         uri=revision.uri,
         promoted_at=stamp,
         template=revision.template,
+        pinned=revision.pinned,
     )
 
 

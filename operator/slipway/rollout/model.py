@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from slipway.api import ModelDeploymentStatus
+from slipway.api import ModelDeploymentStatus, RevisionPins
 
 Track = Literal["stable", "canary"]
 EventType = Literal["Normal", "Warning"]
@@ -63,6 +63,7 @@ class DesiredRevision:
     serving: dict[str, Any]  # the ServingSpec wire dict to build its Deployment from
     replicas: int
     track: Track | None  # None: an old revision kept for undo or still scaling down
+    pinned: RevisionPins  # the images and pod defaults its pods are built with
 
 
 @dataclass(frozen=True)
