@@ -15,7 +15,9 @@ version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$root/operator/slipway/__ini
 [ -n "$version" ] || { echo "no __version__ in operator/slipway/__init__.py" >&2; exit 1; }
 helm="$(bash "$root/hack/build-tools.sh")/helm"
 
-find "$out" -mindepth 1 -delete
+# only what an earlier run made goes: the directory may hold other files
+rm -f "$out"/slipway-*.whl "$out"/slipway-*.tar.gz "$out"/slipway-*.tgz "$out"/slipway-dashboard-*.json \
+  "$out/index.yaml" "$out/SHA256SUMS"
 # the build backend comes pinned by constraints.txt into build's isolated environment
 if ! PIP_CONSTRAINT="$root/constraints.txt" "$python" -m build --outdir "$out" "$root" >"$out/build.log" 2>&1; then
   cat "$out/build.log" >&2
