@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from slipway import GROUP, PLURAL, VERSION
+from slipway import GROUP, PLURAL, VERSION, metrics
 from slipway.controller import Key, Store, WorkQueue
 from slipway.kube import Kube
 from slipway.reconcile import Reconciler
@@ -99,6 +99,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     kube = Kube(_options.api_client)
     reconciler = Reconciler(kube=kube, store=store, operator_image=_options.operator_image)
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
+    metrics.watch_work_queue(lambda: queue.depth)
     _runtime = Runtime(store=store, queue=queue, reconciler=reconciler)
     # a reconcile must never act on a half-filled store (a restarted operator would see no
     # pods and "restore" capacity it already has): list every child once before the first one
@@ -180,6 +181,8 @@ def _observe(kind: str, event: kopf.RawEvent) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("ModelDeployment", event)
+    if event.get("type") != "DELETED":  # a deleted one's series go with its last reconcile
+        metrics.export_object(event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -88,19 +89,25 @@ class Prometheus:
     exporter: Exporter
 
 
-@pytest.fixture(scope="session")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def serve_exporter(exporter: Exporter) -> ThreadingHTTPServer:
+    """Serve `exporter` on 127.0.0.1 (its port; 0: a free one, written back)."""
+    server = _serve(exporter)
+    exporter.port = server.server_address[1]
+    return server
+
+
+@contextmanager
+def running_prometheus(work: Path, targets: dict[str, list[str]]) -> Iterator[str]:
+    """A Prometheus scraping each job's targets every second (their labels honoured); its URL."""
     binary = subprocess.run(
         ["bash", str(ROOT / "hack" / "prometheus.sh")], check=True, capture_output=True, text=True
     ).stdout.strip()
-    exporter = Exporter(port=free_port())
-    server = _serve(exporter)
-    work: Path = tmp_path_factory.mktemp("prometheus")
+    jobs = "".join(
+        f"- job_name: {job}\n  static_configs: [{{targets: {addresses!r}}}]\n  honor_labels: true\n"
+        for job, addresses in targets.items()
+    )
     (work / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"- job_name: models\n  static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
-        "  honor_labels: true\n"
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n" + jobs
     )
     port = free_port()
     log = open(work / "prometheus.log", "wb")  # noqa: SIM115
@@ -129,8 +136,19 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             raise AssertionError((work / "prometheus.log").read_text()[-2000:])
         time.sleep(0.3)
     try:
-        yield Prometheus(address=address, exporter=exporter)
+        yield address
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    exporter = Exporter(port=free_port())
+    server = serve_exporter(exporter)
+    work: Path = tmp_path_factory.mktemp("prometheus")
+    try:
+        with running_prometheus(work, {"models": [f"127.0.0.1:{exporter.port}"]}) as address:
+            yield Prometheus(address=address, exporter=exporter)
+    finally:
         server.shutdown()
