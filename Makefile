@@ -13,7 +13,7 @@ N ?= 200
 
 
 .PHONY: help install tools lint fmt crds unit integration e2e test demo cluster-up cluster-down cluster-env \
-	bench chaos e2e-kind clean
+	bench chaos e2e-kind clean dist dashboard-png
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -77,8 +77,15 @@ bench: install cluster-up ## benchmarks against the floor (N=200 by default): be
 chaos: install cluster-up ## the reliability suite, long form
 	SLIPWAY_CHAOS=long $(PYTEST) -m chaos -q
 
+dist: install tools ## wheel, sdist, the packaged chart with its repo index.yaml, the dashboard and SHA256SUMS, in dist/
+	bash hack/dist.sh dist
+
+dashboard-png: install cluster-up ## draw docs/dashboard-canary.png: the dashboard's queries during a real canary
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,storage,dashboard-png]'
+	$(BIN)/python hack/dashboard-png.py
+
 e2e-kind: ## for users with Docker and kind: build the image, install the chart, run the e2e suite
 	bash hack/e2e-kind.sh
 
-clean: cluster-down ## remove .venv and caches (the built binaries in ~/.cache/slipway stay)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: cluster-down ## remove .venv, dist/ and caches (the built binaries in ~/.cache/slipway stay)
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache

@@ -51,7 +51,7 @@ start() { # name cmd...: in its own session, pid recorded (the process itself)
   local name=$1
   shift
   if running "$name"; then return 0; fi
-  setsid "$@" >"$node_dir/logs/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$node_dir/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$node_dir/pids/$name.pid"
   log "started $name (pid $!)"
 }
@@ -136,9 +136,17 @@ net_down() {
 
 # -- configuration files -------------------------------------------------------------------------
 
+# Replace a file only when its content changes: kube-proxy exits when its config file is written.
+put() { # path (content on stdin)
+  local tmp
+  tmp=$(mktemp "$1.XXXXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 write_configs() {
   mkdir -p "$node_dir"/{containerd,cni/net.d,cni/ipam,kubelet/root,kubelet/pki,kubelet/pod-logs,kube-proxy}
-  cat >"$node_dir/containerd/config.toml" <<EOF
+  put "$node_dir/containerd/config.toml" <<EOF
 version = 2
 root = "$node_dir/containerd/root"
 state = "$node_dir/containerd/state"
@@ -169,7 +177,7 @@ state = "$node_dir/containerd/state"
     max_conf_num = 1
 EOF
   # isGateway false and no default route: pods reach the bridge and, through the host, Services
-  cat >"$node_dir/cni/net.d/10-slipway.conflist" <<EOF
+  put "$node_dir/cni/net.d/10-slipway.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "slipway-real-node",
@@ -190,8 +198,8 @@ EOF
   ]
 }
 EOF
-  echo "nameserver $POD_NAMESERVER" >"$node_dir/kubelet/resolv.conf"
-  cat >"$node_dir/kubelet/config.yaml" <<EOF
+  echo "nameserver $POD_NAMESERVER" | put "$node_dir/kubelet/resolv.conf"
+  put "$node_dir/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $BRIDGE_IP
@@ -223,7 +231,7 @@ registerNode: true
 registerWithTaints:
 - {key: $TAINT_KEY, value: real, effect: NoSchedule}
 EOF
-  cat >"$node_dir/kube-proxy/config.yaml" <<EOF
+  put "$node_dir/kube-proxy/config.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $kubeconfig}

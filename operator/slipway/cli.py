@@ -57,6 +57,31 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="image of the model-fetching init containers (Slipway's own image)",
     )
     run.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    notify = run.add_argument_group(
+        "notifications",
+        "rollout notifications, sent to the channels a ModelDeployment names in its "
+        "serving.slipway.dev/notify annotation",
+    )
+    notify.add_argument(
+        "--notify-channel",
+        action="append",
+        default=[],
+        metavar="NAME=KIND",
+        help="a channel (repeatable); KIND: webhook (JSON) or slack; its URL is read from "
+        "the environment variable SLIPWAY_NOTIFY_URL_<NAME> (upper case, '-' as '_')",
+    )
+    notify.add_argument(
+        "--notify-timeout", type=float, default=5.0, help="seconds one POST may take"
+    )
+    notify.add_argument(
+        "--notify-retries", type=int, default=3, help="retries of a failed POST (with backoff)"
+    )
+    notify.add_argument(
+        "--notify-queue-size",
+        type=int,
+        default=100,
+        help="messages waiting to be sent; more are dropped (and counted)",
+    )
     run.add_argument(
         "--pod-monitors",
         action=argparse.BooleanOptionalAction,
@@ -117,7 +142,7 @@ def run_operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
-    from slipway import handlers, metrics
+    from slipway import handlers, metrics, notifier
 
     kopf.configure(
         debug=args.log_level == "debug",
@@ -129,8 +154,25 @@ def run_operator(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         # kopf says "Handler ... succeeded" for every watch event; our own log says what matters
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    try:
+        sender = notifier.from_environment(
+            args.notify_channel,
+            queue_size=args.notify_queue_size,
+            timeout=args.notify_timeout,
+            retries=args.notify_retries,
+        )
+    except notifier.ConfigError as exc:
+        sys.stderr.write(f"slipway run: {exc}\n")
+        return 2
     if args.metrics_port:
         metrics.start_metrics_server(args.metrics_port, args.metrics_address)
+    if sender is not None:
+        sender.start()
+        notifier.configure(sender)
+        logging.getLogger(__name__).info(
+            "notification channels: %s",
+            ", ".join(f"{c.name} ({c.kind})" for c in sender.channels.values()),
+        )
     api_client = _load_api_client(args.kubeconfig)
     handlers.setup(
         handlers.Options(
@@ -154,6 +196,8 @@ def run_operator(args: argparse.Namespace) -> int:
         priority=priority or 0,
         liveness_endpoint=args.liveness,
     )
+    if sender is not None:
+        sender.stop()  # sends what is queued, for a few seconds at most
     return 0
 
 

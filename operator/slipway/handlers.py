@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from slipway import GROUP, PLURAL, VERSION
+from slipway import GROUP, PLURAL, VERSION, metrics
 from slipway.controller import Key, Store, WorkQueue
 from slipway.kube import Kube
 from slipway.monitoring import POD_MONITOR_CRD, RETRY_SECONDS, PodMonitors
@@ -122,6 +122,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     reconciler.analysis.notify = queue.add  # a finished measurement round wakes its reconcile
     if pod_monitors is not None:
         pod_monitors.retry = queue.add_after
+    metrics.watch_work_queue(lambda: queue.depth)
     _runtime = Runtime(store=store, queue=queue, reconciler=reconciler)
     # a reconcile must never act on a half-filled store (a restarted operator would see no
     # pods and "restore" capacity it already has): list every child once before the first one
@@ -213,6 +214,8 @@ def _observe(kind: str, event: kopf.RawEvent) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("ModelDeployment", event)
+    if event.get("type") != "DELETED":  # a deleted one's series go with its last reconcile
+        metrics.export_object(event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, metrics
+from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, metrics, notifier
 from slipway.analysis.runner import AnalysisRunner
 from slipway.api import (
     Condition,
@@ -184,6 +184,7 @@ class Reconciler:
             )
         for event in decision.events:
             self.kube.emit_event(body, event.type, event.reason, event.message, now)
+        notifier.submit(md, decision, now)
         self._export_metrics(md, status, decision, measurements)
         return decision.requeue_after
 

@@ -226,9 +226,9 @@ def operator(
 def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real Prometheus for the session (tests/e2e/prom.py), started by the first test that
     needs it."""
-    from tests.e2e.prom import running_prometheus
+    from tests.e2e.prom import session_prometheus
 
-    with running_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as started:
+    with session_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as started:
         yield started
 
 

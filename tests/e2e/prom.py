@@ -301,40 +301,27 @@ class Prometheus:
             assert r.status == 200
 
 
+def serve_exporter(exporter: Exporter) -> ThreadingHTTPServer:
+    """Serve `exporter` on 127.0.0.1 (its port; 0: a free one, written back)."""
+    server = _serve(exporter)
+    exporter.port = server.server_address[1]
+    return server
+
+
 @contextlib.contextmanager
-def running_prometheus(cluster: Cluster, work: Path) -> Iterator[Prometheus]:
-    """Prometheus, its exporter and the pod discovery, for the length of the block (the e2e
-    session's one, through the `prometheus` fixture of tests/e2e/conftest.py)."""
+def launched(work: Path, config: dict[str, Any]) -> Iterator[str]:
+    """A Prometheus with `config` (at work/prometheus.yml, reloadable), for the length of the
+    block; its URL."""
     binary = subprocess.run(
         ["bash", str(ROOT / "hack" / "prometheus.sh")], check=True, capture_output=True, text=True
     ).stdout.strip()
-    exporter = Exporter(port=free_port())
-    server = _serve(exporter)
-    pods_file = work / "pods.json"
-    discovery = PodDiscovery(cluster, pods_file)
-    pods = scrape_config()
-    del pods["kubernetes_sd_configs"]  # played by PodDiscovery: same targets, same meta labels
-    pods["file_sd_configs"] = [{"files": [str(pods_file)], "refresh_interval": "1s"}]
-    pods["relabel_configs"] = [*pods["relabel_configs"], *to_the_exporter(exporter.port)]
-    base = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {
-                "job_name": "models",
-                "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
-                "honor_labels": True,
-            },
-            pods,
-        ],
-    }
-    config_file = work / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(base, sort_keys=False))
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
     log = open(work / "prometheus.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             binary,
-            f"--config.file={config_file}",
+            f"--config.file={work / 'prometheus.yml'}",
             f"--storage.tsdb.path={work / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=1h",
@@ -357,15 +344,59 @@ def running_prometheus(cluster: Cluster, work: Path) -> Iterator[Prometheus]:
             raise AssertionError((work / "prometheus.log").read_text()[-2000:])
         time.sleep(0.3)
     try:
-        yield Prometheus(
-            address=address,
-            exporter=exporter,
-            config_file=config_file,
-            pods_file=pods_file,
-            base=base,
-        )
+        yield address
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+GLOBAL = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+
+
+@contextlib.contextmanager
+def running_prometheus(work: Path, targets: dict[str, list[str]]) -> Iterator[str]:
+    """A Prometheus scraping each job's targets every second (their labels honoured); its URL."""
+    jobs = [
+        {"job_name": job, "static_configs": [{"targets": addresses}], "honor_labels": True}
+        for job, addresses in targets.items()
+    ]
+    with launched(work, {"global": GLOBAL, "scrape_configs": jobs}) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def session_prometheus(cluster: Cluster, work: Path) -> Iterator[Prometheus]:
+    """Prometheus with the `models` and `slipway-models` jobs, its exporter and the pod discovery,
+    for the length of the block (the e2e session's one: the `prometheus` fixture of
+    tests/e2e/conftest.py)."""
+    exporter = Exporter()
+    server = serve_exporter(exporter)
+    pods_file = work / "pods.json"
+    discovery = PodDiscovery(cluster, pods_file)
+    pods = scrape_config()
+    del pods["kubernetes_sd_configs"]  # played by PodDiscovery: same targets, same meta labels
+    pods["file_sd_configs"] = [{"files": [str(pods_file)], "refresh_interval": "1s"}]
+    pods["relabel_configs"] = [*pods["relabel_configs"], *to_the_exporter(exporter.port)]
+    base = {
+        "global": GLOBAL,
+        "scrape_configs": [
+            {
+                "job_name": "models",
+                "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}],
+                "honor_labels": True,
+            },
+            pods,
+        ],
+    }
+    try:
+        with launched(work, base) as address:
+            yield Prometheus(
+                address=address,
+                exporter=exporter,
+                config_file=work / "prometheus.yml",
+                pods_file=pods_file,
+                base=base,
+            )
+    finally:
         discovery.stop()
         server.shutdown()

@@ -96,8 +96,19 @@ def test_chart_crd_is_the_same_file_as_the_generated_crd() -> None:
 
 @pytest.mark.parametrize(
     "sets",
-    [(), ("watchNamespaces={a,b}",), ("replicas=3", "serviceMonitor.enabled=true")],
-    ids=["defaults", "namespaced", "ha-with-servicemonitor"],
+    [
+        (),
+        ("watchNamespaces={a,b}",),
+        ("replicas=3", "serviceMonitor.enabled=true"),
+        (
+            "prometheusRule.enabled=true",
+            "grafanaDashboard.enabled=true",
+            "notifications.channels[0].name=ml-team",
+            "notifications.channels[0].type=slack",
+            "notifications.channels[0].secretName=slipway-notifications",
+        ),
+    ],
+    ids=["defaults", "namespaced", "ha-with-servicemonitor", "dashboard-alerts-notifications"],
 )
 def test_chart_lints_cleanly_in_strict_mode(cluster: Cluster, sets: tuple[str, ...]) -> None:
     flags = [flag for value in sets for flag in ("--set", value)]

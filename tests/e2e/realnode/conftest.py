@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -151,41 +152,72 @@ class PodPrometheus:
             return list(json.loads(response.read())["data"]["result"])
 
 
+def serving_pod_targets(api: Any) -> list[dict[str, Any]]:
+    """Prometheus file_sd targets: each serving pod on the real node, MLServer's metrics port,
+    labelled with its namespace, ModelDeployment, revision and name (what a PodMonitor or a
+    kubernetes_sd relabelling gives; Debian's Prometheus is built without kubernetes_sd)."""
+    from kubernetes import client
+
+    pods = client.CoreV1Api(api).list_pod_for_all_namespaces(
+        label_selector="serving.slipway.dev/modeldeployment", field_selector=f"spec.nodeName={NODE}"
+    )
+    targets = []
+    for pod in pods.items:
+        if not pod.status.pod_ip or pod.status.phase != "Running":
+            continue
+        labels = pod.metadata.labels or {}
+        targets.append(
+            {
+                "targets": [f"{pod.status.pod_ip}:8082"],
+                "labels": {
+                    "namespace": pod.metadata.namespace,
+                    "modeldeployment": labels.get("serving.slipway.dev/modeldeployment", ""),
+                    "revision": labels.get("serving.slipway.dev/revision", ""),
+                    "pod": pod.metadata.name,
+                },
+            }
+        )
+    return sorted(targets, key=lambda t: t["labels"]["pod"])
+
+
 @pytest.fixture(scope="session")
 def pod_prometheus(
-    real_node: str, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+    real_node: str, cluster: Cluster, api_client: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PodPrometheus]:
-    """Prometheus discovering serving pods through the API server (kubernetes_sd, role pod) and
-    scraping MLServer's metrics port (8082), with namespace, modeldeployment and revision labels
-    taken from the pods. It listens on the bridge address, where pods can reach it too."""
+    """Prometheus scraping the real node's model servers (MLServer's metrics port, 8082) with
+    namespace, modeldeployment and revision labels taken from the pods; the targets file is kept
+    current every second by a thread of the test. It listens on the bridge address, where pods
+    can reach it too."""
     binary = subprocess.run(
         ["bash", str(ROOT / "hack" / "prometheus.sh")], check=True, capture_output=True, text=True
     ).stdout.strip()
     work = tmp_path_factory.mktemp("pod-prometheus")
-    label = "__meta_kubernetes_pod_label_serving_slipway_dev_"
+    targets = work / "targets.json"
+    targets.write_text("[]")
     config = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "scrape_configs": [
             {
                 "job_name": "slipway-models",
-                "kubernetes_sd_configs": [
-                    {"role": "pod", "kubeconfig_file": str(cluster.kubeconfig)}
-                ],
-                "relabel_configs": [
-                    {"source_labels": [f"{label}modeldeployment"], "regex": ".+", "action": "keep"},
-                    {"source_labels": ["__meta_kubernetes_pod_node_name"], "regex": NODE,
-                     "action": "keep"},
-                    {"source_labels": ["__meta_kubernetes_pod_ip"], "target_label": "__address__",
-                     "replacement": "$1:8082"},
-                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                    {"source_labels": [f"{label}modeldeployment"],
-                     "target_label": "modeldeployment"},
-                    {"source_labels": [f"{label}revision"], "target_label": "revision"},
-                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                ],
+                "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "5s"}],
             }
         ],
-    }  # fmt: skip
+    }
+    stop = threading.Event()
+
+    def discover() -> None:
+        last = ""
+        while not stop.wait(1.0):
+            try:
+                text = json.dumps(serving_pod_targets(api_client))
+            except Exception:  # the API server may be restarting: look again
+                continue
+            if text != last:
+                (work / "targets.tmp").write_text(text)
+                (work / "targets.tmp").rename(targets)
+                last = text
+
+    threading.Thread(target=discover, name="pod-discovery", daemon=True).start()
     (work / "prometheus.yml").write_text(json.dumps(config))
     address = f"http://{BRIDGE_IP}:{bridge_port()}"
     log = open(work / "prometheus.log", "wb")  # noqa: SIM115
@@ -213,6 +245,7 @@ def pod_prometheus(
     try:
         yield PodPrometheus(address=address)
     finally:
+        stop.set()
         proc.terminate()
         proc.wait(timeout=20)
         log.close()

@@ -116,6 +116,10 @@ class Load:
                     return
             time.sleep(0.2)
 
+    def elapsed(self) -> float:
+        """Seconds since the load started (the clock of `LoadResult.failures`)."""
+        return time.monotonic() - self._started
+
     @property
     def sent(self) -> int:
         with self._lock:

@@ -50,16 +50,16 @@ ROWS: list[list[float]] = [
     [7.2, 3.6, 6.1, 2.5],
     [5.0, 3.4, 1.5, 0.2],
     [6.1, 2.8, 4.0, 1.3],
-    [-0.4, 3.2, 4.5, 1.5],
+    [-1.5, 3.2, 4.5, 1.5],
 ]
 
-# name -> (version, estimator expression); trained on iris. "iris-bad" is MultinomialNB, which
-# refuses negative inputs ("Negative values in data passed to MultinomialNB"): a model that
-# errors on part of its inputs.
+# version -> estimator, trained on iris. 2.0.0-bad is a CategoricalNB (fitted on whole
+# centimetres), which refuses negative inputs when it predicts ("Negative values in data passed
+# to CategoricalNB"): a model that errors on part of its inputs.
 VERSIONS: dict[str, str] = {
     "1.0.0": "LogisticRegression(max_iter=500)",
     "1.1.0": "LogisticRegression(max_iter=500, C=0.05)",
-    "2.0.0-bad": "MultinomialNB()",
+    "2.0.0-bad": "CategoricalNB()",
 }
 
 _TRAIN = """
@@ -67,12 +67,13 @@ import json, sys, joblib
 from pathlib import Path
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import MultinomialNB
+from sklearn.naive_bayes import CategoricalNB
 X, y = load_iris(return_X_y=True)
 for version, estimator in json.loads(sys.argv[2]).items():
     target = Path(sys.argv[1]) / version / "model.joblib"
     target.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(eval(estimator).fit(X, y), target)
+    model = eval(estimator)
+    joblib.dump(model.fit(X.astype(int) if isinstance(model, CategoricalNB) else X, y), target)
 """
 
 _PREDICT = """
