@@ -153,30 +153,49 @@ class PodPrometheus:
 
 
 def serving_pod_targets(api: Any) -> list[dict[str, Any]]:
-    """Prometheus file_sd targets: each serving pod on the real node, MLServer's metrics port,
-    labelled with its namespace, ModelDeployment, revision and name (what a PodMonitor or a
-    kubernetes_sd relabelling gives; Debian's Prometheus is built without kubernetes_sd)."""
+    """Prometheus file_sd targets on the real node (what a PodMonitor or a kubernetes_sd
+    relabelling gives; Debian's Prometheus is built without kubernetes_sd):
+
+    - each serving pod, MLServer's metrics port, labelled with its namespace, ModelDeployment,
+      revision and name;
+    - each operator pod the chart runs there, its metrics port, job slipway-operator.
+    """
     from kubernetes import client
 
-    pods = client.CoreV1Api(api).list_pod_for_all_namespaces(
-        label_selector="serving.slipway.dev/modeldeployment", field_selector=f"spec.nodeName={NODE}"
-    )
+    core = client.CoreV1Api(api)
+    on_node = f"spec.nodeName={NODE},status.phase=Running"
     targets = []
-    for pod in pods.items:
-        if not pod.status.pod_ip or pod.status.phase != "Running":
-            continue
+    for pod in core.list_pod_for_all_namespaces(
+        label_selector="serving.slipway.dev/modeldeployment", field_selector=on_node
+    ).items:
         labels = pod.metadata.labels or {}
-        targets.append(
-            {
-                "targets": [f"{pod.status.pod_ip}:8082"],
-                "labels": {
-                    "namespace": pod.metadata.namespace,
-                    "modeldeployment": labels.get("serving.slipway.dev/modeldeployment", ""),
-                    "revision": labels.get("serving.slipway.dev/revision", ""),
-                    "pod": pod.metadata.name,
-                },
-            }
-        )
+        if pod.status.pod_ip:
+            targets.append(
+                {
+                    "targets": [f"{pod.status.pod_ip}:8082"],
+                    "labels": {
+                        "namespace": pod.metadata.namespace,
+                        "modeldeployment": labels.get("serving.slipway.dev/modeldeployment", ""),
+                        "revision": labels.get("serving.slipway.dev/revision", ""),
+                        "pod": pod.metadata.name,
+                    },
+                }
+            )
+    for pod in core.list_pod_for_all_namespaces(
+        label_selector="app.kubernetes.io/name=slipway,!serving.slipway.dev/modeldeployment",
+        field_selector=on_node,
+    ).items:
+        if pod.status.pod_ip:
+            targets.append(
+                {
+                    "targets": [f"{pod.status.pod_ip}:8080"],
+                    "labels": {
+                        "job": "slipway-operator",
+                        "namespace": pod.metadata.namespace,
+                        "pod": pod.metadata.name,
+                    },
+                }
+            )
     return sorted(targets, key=lambda t: t["labels"]["pod"])
 
 
