@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 from tests.conftest import ROOT, Cluster
 from tests.e2e.conftest import Driver, Operator
 from tests.e2e.realnode.models import BRIDGE_IP, ROWS, ModelStore, infer, publish
+from tests.fetch_servers import wait_for_http
 
 NODE = "slipway-real-node"
 NODE_LABEL = "slipway.test/node"
@@ -252,15 +252,10 @@ def pod_prometheus(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{address}/-/ready", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((work / "prometheus.log").read_text()[-2000:]) from None
-            time.sleep(0.3)
+    try:
+        wait_for_http(f"{address}/-/ready", proc, timeout=60)
+    except RuntimeError:
+        raise AssertionError((work / "prometheus.log").read_text()[-2000:]) from None
     try:
         yield PodPrometheus(address=address)
     finally:
