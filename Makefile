@@ -46,7 +46,7 @@ tools: ## build (once, cached in ~/.cache/slipway) the control plane, helm, glua
 unit: install tools ## unit tests (no cluster; glua runs the Argo CD health check)
 	$(PYTEST) -m unit -q
 
-cluster-up: ## build (once) and start the local control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK
+cluster-up: ## build (once) and start the local control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK) and a real node
 	bash hack/cluster.sh up
 
 cluster-down: ## stop every process the cluster and the demo started, and remove .cluster/
@@ -61,12 +61,14 @@ integration: install cluster-up ## integration tests against the local cluster
 e2e: install cluster-up ## end-to-end tests: the operator process against the local cluster
 	$(PYTEST) -m e2e -q
 
-test: install lint tools ## everything: lint, unit, integration and e2e tests on the local cluster
+test: install lint tools ## everything: lint, unit, integration and e2e tests on the local cluster and its real node
 	$(PYTEST) -m unit -q
 	bash hack/cluster.sh up
 	$(PYTEST) -m 'integration or e2e' -q
 	# the reliability suite (short form) on its own: it restarts etcd and the apiserver
 	$(PYTEST) -m chaos -q
+	# last: stop the cluster and check that the host is as it was before the real node started
+	SLIPWAY_HOSTCLEAN=1 $(PYTEST) -m hostclean -q
 
 demo: install cluster-up ## start the local cluster, run Slipway, apply a sample ModelDeployment and show a rollout
 	bash hack/demo.sh

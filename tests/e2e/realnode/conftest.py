@@ -10,7 +10,6 @@ import json
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 from tests.conftest import ROOT, Cluster
 from tests.e2e.conftest import Driver, Operator
 from tests.e2e.realnode.models import BRIDGE_IP, ROWS, ModelStore, infer, publish
+from tests.fetch_servers import wait_for_http
 
 NODE = "slipway-real-node"
 NODE_LABEL = "slipway.test/node"
@@ -153,30 +153,49 @@ class PodPrometheus:
 
 
 def serving_pod_targets(api: Any) -> list[dict[str, Any]]:
-    """Prometheus file_sd targets: each serving pod on the real node, MLServer's metrics port,
-    labelled with its namespace, ModelDeployment, revision and name (what a PodMonitor or a
-    kubernetes_sd relabelling gives; Debian's Prometheus is built without kubernetes_sd)."""
+    """Prometheus file_sd targets on the real node (what a PodMonitor or a kubernetes_sd
+    relabelling gives; Debian's Prometheus is built without kubernetes_sd):
+
+    - each serving pod, MLServer's metrics port, labelled with its namespace, ModelDeployment,
+      revision and name;
+    - each operator pod the chart runs there, its metrics port, job slipway-operator.
+    """
     from kubernetes import client
 
-    pods = client.CoreV1Api(api).list_pod_for_all_namespaces(
-        label_selector="serving.slipway.dev/modeldeployment", field_selector=f"spec.nodeName={NODE}"
-    )
+    core = client.CoreV1Api(api)
+    on_node = f"spec.nodeName={NODE},status.phase=Running"
     targets = []
-    for pod in pods.items:
-        if not pod.status.pod_ip or pod.status.phase != "Running":
-            continue
+    for pod in core.list_pod_for_all_namespaces(
+        label_selector="serving.slipway.dev/modeldeployment", field_selector=on_node
+    ).items:
         labels = pod.metadata.labels or {}
-        targets.append(
-            {
-                "targets": [f"{pod.status.pod_ip}:8082"],
-                "labels": {
-                    "namespace": pod.metadata.namespace,
-                    "modeldeployment": labels.get("serving.slipway.dev/modeldeployment", ""),
-                    "revision": labels.get("serving.slipway.dev/revision", ""),
-                    "pod": pod.metadata.name,
-                },
-            }
-        )
+        if pod.status.pod_ip:
+            targets.append(
+                {
+                    "targets": [f"{pod.status.pod_ip}:8082"],
+                    "labels": {
+                        "namespace": pod.metadata.namespace,
+                        "modeldeployment": labels.get("serving.slipway.dev/modeldeployment", ""),
+                        "revision": labels.get("serving.slipway.dev/revision", ""),
+                        "pod": pod.metadata.name,
+                    },
+                }
+            )
+    for pod in core.list_pod_for_all_namespaces(
+        label_selector="app.kubernetes.io/name=slipway,!serving.slipway.dev/modeldeployment",
+        field_selector=on_node,
+    ).items:
+        if pod.status.pod_ip:
+            targets.append(
+                {
+                    "targets": [f"{pod.status.pod_ip}:8080"],
+                    "labels": {
+                        "job": "slipway-operator",
+                        "namespace": pod.metadata.namespace,
+                        "pod": pod.metadata.name,
+                    },
+                }
+            )
     return sorted(targets, key=lambda t: t["labels"]["pod"])
 
 
@@ -233,15 +252,10 @@ def pod_prometheus(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{address}/-/ready", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((work / "prometheus.log").read_text()[-2000:]) from None
-            time.sleep(0.3)
+    try:
+        wait_for_http(f"{address}/-/ready", proc, timeout=60)
+    except RuntimeError:
+        raise AssertionError((work / "prometheus.log").read_text()[-2000:]) from None
     try:
         yield PodPrometheus(address=address)
     finally:

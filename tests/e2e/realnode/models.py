@@ -18,12 +18,9 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,33 +165,9 @@ class ModelStore:
 
     @classmethod
     def start(cls, lifetime: float = STORE_LIFETIME) -> ModelStore:
-        from tests.fetch_servers import moto_python
+        from tests.fetch_servers import start_moto
 
-        with socket.socket() as sock:
-            sock.bind((BRIDGE_IP, 0))
-            port = int(sock.getsockname()[1])
-        endpoint = f"http://{BRIDGE_IP}:{port}"
-        main = (
-            "import os, sys, threading; "
-            f"stop = threading.Timer({lifetime}, os._exit, (0,)); "
-            "stop.daemon = True; stop.start(); "
-            "from moto.server import main; main(sys.argv[1:])"
-        )
-        process = subprocess.Popen(
-            [str(moto_python()), "-c", main, "-H", BRIDGE_IP, "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto did not start on {endpoint}") from None
-                time.sleep(0.2)
+        process, endpoint = start_moto(BRIDGE_IP, lifetime)
         store = cls(endpoint=endpoint, process=process)
         store._boto("s3.create_bucket(Bucket=bucket)")
         return store
@@ -203,12 +176,9 @@ class ModelStore:
         self._boto("s3.upload_file(local, bucket, key)", local=str(local), key=key)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        from tests.fetch_servers import stop_process
+
+        stop_process(self.process)
 
     def secret(self) -> dict[str, str]:
         """What a ModelDeployment's storage Secret holds to read this store."""

@@ -267,3 +267,38 @@ def test_restarting_the_stable_pods_one_by_one_loses_no_request(
     result = finish(generator)
     record("stable pods evicted one by one", result)
     no_failures(result)
+
+
+def test_a_good_canary_passes_its_analysis_on_real_metrics_and_is_promoted(
+    rk: RealDriver, load: Callable[[], Load], pod_prometheus: PodPrometheus
+) -> None:
+    """The same analysis as above, on a canary that answers every input: each measurement of its
+    real error rate is 0, it goes through its steps and is promoted."""
+    selector = 'namespace="{{namespace}}",revision="{{canary.revision}}"'
+    failures = f"sum(rate(model_infer_request_failure_total{{{selector}}}[30s]))"
+    successes = f"sum(rate(model_infer_request_success_total{{{selector}}}[30s]))"
+    answered = f"sum(increase(model_infer_request_success_total{{{selector}}}[30s]))"
+    analysis = {
+        "interval": "10s",
+        "failureLimit": 0,
+        "minSamples": 20,
+        "prometheus": {"address": pod_prometheus.address},
+        "metrics": [
+            {
+                "name": "error-rate",
+                "query": f"{failures} / ({failures} + {successes})",
+                "samplesQuery": answered,
+                "max": 0.05,
+            }
+        ],
+    }
+    steps = [{"setWeight": 25}, {"pause": {"duration": "20s"}}]
+    deployed(rk, {"strategy": "Canary", "steps": steps, "analysis": analysis, **FAST})
+    generator = load()
+    new_version(rk, "1.1.0")
+    rk.wait("1.1.0 to be promoted", stable_is(rk, "1.1.0"), timeout=300)
+    result = finish(generator)
+    record("canary passing its analysis, promoted", result)
+    no_failures(result)
+    # promotion needs a Successful latest measurement at every step with weight
+    assert rk.md("iris")["status"]["stable"]["version"] == "1.1.0"
