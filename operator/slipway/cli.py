@@ -1,4 +1,5 @@
-"""`slipway` (run the operator, print the CRD, fetch a model) and `kubectl-slipway` (the plugin)."""
+"""`slipway` (run the operator, print the CRD, fetch a model, evaluate a canary) and
+`kubectl-slipway` (the plugin)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="messages waiting to be sent; more are dropped (and counted)",
     )
     run.add_argument(
+        "--pod-monitors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create a prometheus-operator PodMonitor per ModelDeployment when the cluster has "
+        "the PodMonitor CRD (--no-pod-monitors: never touch PodMonitors)",
+    )
+    run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"
     )
 
@@ -96,6 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from slipway.storage import add_fetch_arguments
 
     add_fetch_arguments(fetch)
+    evaluate = sub.add_parser(
+        "evaluate", help="send an evaluation set to the canary and to stable (evaluation Jobs)"
+    )
+    from slipway.evaluation.command import add_evaluate_arguments
+
+    add_evaluate_arguments(evaluate)
     args = parser.parse_args(argv)
     if args.command == "crd":
         from slipway.crd import crd_yaml
@@ -106,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from slipway.storage import run_fetch
 
         return run_fetch(args)
+    if args.command == "evaluate":
+        from slipway.evaluation.command import run_evaluate
+
+        return run_evaluate(args)
     return run_operator(args)
 
 
@@ -162,6 +180,7 @@ def run_operator(args: argparse.Namespace) -> int:
             operator_image=args.operator_image,
             workers=args.workers,
             namespaces=tuple(args.namespace),
+            pod_monitors=args.pod_monitors,
         )
     )
     priority = args.priority

@@ -7,18 +7,17 @@ that finds nothing to change makes no write.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, metrics, notifier
-from slipway.analysis.prometheus import measure
+from slipway.analysis.runner import AnalysisRunner
 from slipway.api import (
     Condition,
     Measurement,
@@ -30,6 +29,7 @@ from slipway.api import (
 )
 from slipway.controller import Key, Store
 from slipway.kube import ApiError, Kube, is_subset
+from slipway.monitoring import PodMonitors
 from slipway.resources import (
     HTTPRouteNotWired,
     desired_deployment,
@@ -94,6 +94,9 @@ class Reconciler:
     store: Store
     operator_image: str = DEFAULT_OPERATOR_IMAGE
     clock: Callable[[], dt.datetime] = utcnow
+    # measurements run there, never on a reconcile worker (a Prometheus may never answer)
+    analysis: AnalysisRunner = field(default_factory=AnalysisRunner)
+    pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class Reconciler:
         body = self.store.get("ModelDeployment", key.namespace, key.name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget(key.namespace, key.name)
+            self.analysis.forget(key)
             return None
         now = self.clock()
         try:
@@ -142,7 +146,7 @@ class Reconciler:
             self._report_condition(body, "ModelUnavailable", problem, now)
             return UNSERVABLE_RECHECK_SECONDS
 
-        measurements = self._measure(md, revision, now) if analysis_due(md, revision, now) else None
+        measurements = self._measurements(key, md, revision, now)
         decision = decide(md, revision, observed, measurements, action, now, pins)
         route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
@@ -166,6 +170,8 @@ class Reconciler:
         # stops a decision made on a stale read before it touches any child
         self._write_status(body, status)
         self._apply_children(md, decision)
+        if self.pod_monitors is not None:
+            self.pod_monitors.reconcile(md, decision.revisions)
         if route_rules is not None:
             route, rules = route_rules
             # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried
@@ -269,9 +275,13 @@ class Reconciler:
             )
         return None
 
-    def _measure(self, md: ModelDeployment, revision: str, now: dt.datetime) -> list[Measurement]:
+    def _measurements(
+        self, key: Key, md: ModelDeployment, revision: str, now: dt.datetime
+    ) -> list[Measurement] | None:
+        """A finished round of measurements, if one is ready; starts the next one when due."""
         stable = md.status.stable.revision if md.status.stable else ""
-        return asyncio.run(measure(md, revision, stable, now))
+        due = analysis_due(md, revision, now)
+        return self.analysis.collect(key, md, revision, stable, due, now)
 
     # -- writing ------------------------------------------------------------------------------
 

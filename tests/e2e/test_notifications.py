@@ -21,7 +21,7 @@ from slipway.api import ModelDeployment
 from slipway.resources import revision_of
 from tests.conftest import Cluster
 from tests.e2e.conftest import Driver, InClusterOperator, Operator, free_port
-from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
+from tests.e2e.prom import Prometheus
 from tests.e2e.test_canary import V2, analysis, canary, canary_md, paused_at, start, status
 from tests.receiver import Receiver, receiving
 
@@ -153,7 +153,7 @@ def test_a_rolled_back_rollout_notifies_start_and_rollback_once_with_the_measure
     k: Driver,
     notifying: Operator,
     channels: Channels,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     steps = [{"setWeight": 50}, {"pause": {"duration": "30s"}}]
     md = notified(canary_md(steps=steps, analysis=analysis(prometheus)), "hooks")
