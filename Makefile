@@ -13,7 +13,7 @@ N ?= 200
 
 
 .PHONY: help install tools lint fmt crds unit integration e2e test demo cluster-up cluster-down cluster-env \
-	bench chaos e2e-kind clean
+	bench chaos e2e-kind clean dist dashboard-png
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,7 +46,7 @@ tools: ## build (once, cached in ~/.cache/slipway) the control plane, helm, glua
 unit: install tools ## unit tests (no cluster; glua runs the Argo CD health check)
 	$(PYTEST) -m unit -q
 
-cluster-up: ## build (once) and start the local control plane: etcd, kube-apiserver, controller-manager, scheduler, KWOK
+cluster-up: ## build (once) and start the local control plane (etcd, kube-apiserver, controller-manager, scheduler, KWOK) and a real node
 	bash hack/cluster.sh up
 
 cluster-down: ## stop every process the cluster and the demo started, and remove .cluster/
@@ -61,12 +61,14 @@ integration: install cluster-up ## integration tests against the local cluster
 e2e: install cluster-up ## end-to-end tests: the operator process against the local cluster
 	$(PYTEST) -m e2e -q
 
-test: install lint tools ## everything: lint, unit, integration and e2e tests on the local cluster
+test: install lint tools ## everything: lint, unit, integration and e2e tests on the local cluster and its real node
 	$(PYTEST) -m unit -q
 	bash hack/cluster.sh up
 	$(PYTEST) -m 'integration or e2e' -q
 	# the reliability suite (short form) on its own: it restarts etcd and the apiserver
 	$(PYTEST) -m chaos -q
+	# last: stop the cluster and check that the host is as it was before the real node started
+	SLIPWAY_HOSTCLEAN=1 $(PYTEST) -m hostclean -q
 
 demo: install cluster-up ## start the local cluster, run Slipway, apply a sample ModelDeployment and show a rollout
 	bash hack/demo.sh
@@ -77,8 +79,15 @@ bench: install cluster-up ## benchmarks against the floor (N=200 by default): be
 chaos: install cluster-up ## the reliability suite, long form
 	SLIPWAY_CHAOS=long $(PYTEST) -m chaos -q
 
+dist: install tools ## wheel, sdist, the packaged chart with its repo index.yaml, the dashboard and SHA256SUMS, in dist/
+	bash hack/dist.sh dist
+
+dashboard-png: install cluster-up ## draw docs/dashboard-canary.png: the dashboard's queries during a real canary
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,storage,dashboard-png]'
+	$(BIN)/python hack/dashboard-png.py
+
 e2e-kind: ## for users with Docker and kind: build the image, install the chart, run the e2e suite
 	bash hack/e2e-kind.sh
 
-clean: cluster-down ## remove .venv and caches (the built binaries in ~/.cache/slipway stay)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: cluster-down ## remove .venv, dist/ and caches (the built binaries in ~/.cache/slipway stay)
+	rm -rf $(VENV) dist .pytest_cache .mypy_cache .ruff_cache

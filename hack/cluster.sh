@@ -169,6 +169,8 @@ up() {
     --service-cluster-ip-range 10.96.0.0/16 \
     --authorization-mode RBAC \
     --endpoint-reconciler-type none \
+    --kubelet-preferred-address-types InternalIP \
+    --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
     --allow-privileged=true \
     --profiling=false \
     --v=1
@@ -226,10 +228,15 @@ EOF
   "$dir/bin/kubectl" --kubeconfig "$kubeconfig" apply --server-side -f "$gw/config/crd/standard/" >/dev/null
   wait_for "$nodes Ready nodes" 60 nodes_ready
   wait_for "the default ServiceAccount" 60 "$dir/bin/kubectl" --kubeconfig "$kubeconfig" get serviceaccount default -n default
+  # a real node beside the simulated ones (SLIPWAY_REAL_NODE=0: none)
+  bash "$root/hack/realnode.sh" up
   log "ready in $((SECONDS - t0))s: $(env_line)"
 }
 
 down() {
+  # the real node first: it undoes its host changes while the tools it needs are still linked
+  local node_ok=0
+  bash "$root/hack/realnode.sh" down || node_ok=$?
   if [ -d "$pids" ]; then
     local f pid name
     for name in pod-status-resync kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
@@ -255,6 +262,7 @@ down() {
   fi
   rm -rf "$dir"
   log "stopped and removed $dir"
+  return "$node_ok"
 }
 
 env_line() {
@@ -266,6 +274,7 @@ status() {
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok pod-status-resync; do
     if running "$name"; then echo "$name: running (pid $(cat "$pids/$name.pid"))"; else echo "$name: stopped"; fi
   done
+  bash "$root/hack/realnode.sh" status
 }
 
 case "${1:-}" in

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The host packages the real node needs, from Debian's archive (the machine's own mirror):
 # containerd and runc (the container runtime), the CNI plugins (bridge, host-local), iptables and
-# conntrack (kube-proxy), debootstrap and buildah (images built here with no registry and no
+# nftables, conntrack (kube-proxy), debootstrap and buildah (images built here with no registry and no
 # Docker engine), socat (the API server on the bridge address, for pods). Needs root, as the real
 # node does; does nothing when everything is installed already.
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins iptables conntrack debootstrap buildah socat)
+packages=(containerd runc containernetworking-plugins iptables nftables conntrack debootstrap buildah socat)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

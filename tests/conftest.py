@@ -39,8 +39,10 @@ def wait_until(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
-        if parts and parts[0] in ("unit", "integration", "e2e"):
+        if parts and parts[0] in ("unit", "integration", "e2e", "hostclean"):
             item.add_marker(getattr(pytest.mark, parts[0]))
+        if parts[:2] == ("e2e", "realnode"):
+            item.add_marker(pytest.mark.realnode)
 
 
 @dataclass(frozen=True)

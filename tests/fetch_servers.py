@@ -157,48 +157,64 @@ def moto_python() -> Path:
     return python
 
 
-def _free_port() -> int:
+def wait_for_http(url: str, process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Until `url` answers; an error naming it when `process` exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except (urllib.error.URLError, OSError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing answered at {url}") from None
+            time.sleep(0.1)
+
+
+def start_moto(
+    host: str = "127.0.0.1", lifetime: float = SERVER_LIFETIME
+) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 server on a free port of `host`, in its own process group, exiting by itself
+    after `lifetime` seconds; the process and its endpoint URL."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.bind((host, 0))
+        port = int(sock.getsockname()[1])
+    main = (
+        "import os, sys, threading; "
+        f"stop = threading.Timer({lifetime}, os._exit, (0,)); stop.daemon = True; stop.start(); "
+        "from moto.server import main; main(sys.argv[1:])"
+    )
+    process = subprocess.Popen(
+        [str(moto_python()), "-c", main, "-H", host, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    endpoint = f"http://{host}:{port}"
+    try:
+        wait_for_http(f"{endpoint}/moto-api/data.json", process, timeout=60)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process, endpoint
 
 
-_MOTO_MAIN = (
-    "import os, sys, threading; "
-    f"stop = threading.Timer({SERVER_LIFETIME}, os._exit, (0,)); "
-    "stop.daemon = True; stop.start(); "
-    "from moto.server import main; main(sys.argv[1:])"
-)
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 @contextmanager
 def moto_s3_server() -> Iterator[str]:
     """Start moto's server on a free loopback port; yield its endpoint URL."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(moto_python()), "-c", _MOTO_MAIN, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, endpoint = start_moto()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto did not start on {endpoint}") from None
-                time.sleep(0.1)
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def moto_enforce_auth(endpoint: str, enforce: bool) -> None:

@@ -1,4 +1,5 @@
-"""`slipway` (run the operator, print the CRD, fetch a model) and `kubectl-slipway` (the plugin)."""
+"""`slipway` (run the operator, print the CRD, fetch a model, evaluate a canary) and
+`kubectl-slipway` (the plugin)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,38 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="image of the model-fetching init containers (Slipway's own image)",
     )
     run.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    notify = run.add_argument_group(
+        "notifications",
+        "rollout notifications, sent to the channels a ModelDeployment names in its "
+        "serving.slipway.dev/notify annotation",
+    )
+    notify.add_argument(
+        "--notify-channel",
+        action="append",
+        default=[],
+        metavar="NAME=KIND",
+        help="a channel (repeatable); KIND: webhook (JSON) or slack; its URL is read from "
+        "the environment variable SLIPWAY_NOTIFY_URL_<NAME> (upper case, '-' as '_')",
+    )
+    notify.add_argument(
+        "--notify-timeout", type=float, default=5.0, help="seconds one POST may take"
+    )
+    notify.add_argument(
+        "--notify-retries", type=int, default=3, help="retries of a failed POST (with backoff)"
+    )
+    notify.add_argument(
+        "--notify-queue-size",
+        type=int,
+        default=100,
+        help="messages waiting to be sent; more are dropped (and counted)",
+    )
+    run.add_argument(
+        "--pod-monitors",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="create a prometheus-operator PodMonitor per ModelDeployment when the cluster has "
+        "the PodMonitor CRD (--no-pod-monitors: never touch PodMonitors)",
+    )
     run.add_argument(
         "--resync-seconds",
         type=float,
@@ -77,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from slipway.storage import add_fetch_arguments
 
     add_fetch_arguments(fetch)
+    evaluate = sub.add_parser(
+        "evaluate", help="send an evaluation set to the canary and to stable (evaluation Jobs)"
+    )
+    from slipway.evaluation.command import add_evaluate_arguments
+
+    add_evaluate_arguments(evaluate)
     args = parser.parse_args(argv)
     if args.command == "crd":
         from slipway.crd import crd_yaml
@@ -87,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from slipway.storage import run_fetch
 
         return run_fetch(args)
+    if args.command == "evaluate":
+        from slipway.evaluation.command import run_evaluate
+
+        return run_evaluate(args)
     return run_operator(args)
 
 
@@ -105,7 +148,7 @@ def run_operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
-    from slipway import handlers, metrics
+    from slipway import handlers, metrics, notifier
 
     kopf.configure(
         debug=args.log_level == "debug",
@@ -117,8 +160,25 @@ def run_operator(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         # kopf says "Handler ... succeeded" for every watch event; our own log says what matters
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    try:
+        sender = notifier.from_environment(
+            args.notify_channel,
+            queue_size=args.notify_queue_size,
+            timeout=args.notify_timeout,
+            retries=args.notify_retries,
+        )
+    except notifier.ConfigError as exc:
+        sys.stderr.write(f"slipway run: {exc}\n")
+        return 2
     if args.metrics_port:
         metrics.start_metrics_server(args.metrics_port, args.metrics_address)
+    if sender is not None:
+        sender.start()
+        notifier.configure(sender)
+        logging.getLogger(__name__).info(
+            "notification channels: %s",
+            ", ".join(f"{c.name} ({c.kind})" for c in sender.channels.values()),
+        )
     api_client = _load_api_client(args.kubeconfig)
     from slipway.peering import own_identity, seniority_priority
 
@@ -141,6 +201,7 @@ def run_operator(args: argparse.Namespace) -> int:
             peering=args.peering,
             identity=identity,
             priority=priority or 0,
+            pod_monitors=args.pod_monitors,
         )
     )
     kopf.run(
@@ -152,6 +213,8 @@ def run_operator(args: argparse.Namespace) -> int:
         identity=identity,  # type: ignore[arg-type]
         liveness_endpoint=args.liveness,
     )
+    if sender is not None:
+        sender.stop()  # sends what is queued, for a few seconds at most
     return 0
 
 

@@ -162,9 +162,10 @@ Reconcile = Callable[[Key], float | None]
 class WorkQueue:
     """A de-duplicating queue of keys with delayed re-adds, drained by a fixed pool of workers.
 
-    Used from the event loop only (kopf runs the async watch handlers there). While it stands by
-    (`pause`: a peering standby) it keeps no key and no timer and runs nothing; `resume` starts
-    it again, and the caller re-lists and adds every key.
+    `add` and `add_after` may be called from any thread (the analysis runner's, a reconcile
+    worker's): they hand themselves to the event loop. While it stands by (`pause`: a peering
+    standby) it keeps no key and no timer and runs nothing; `resume` starts it again, and the
+    caller re-lists and adds every key.
     """
 
     def __init__(self, reconcile: Reconcile, workers: int = 4) -> None:
@@ -180,9 +181,11 @@ class WorkQueue:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
         self._active = asyncio.Event()
+        self._loop_thread = 0
 
     def start(self, loop: asyncio.AbstractEventLoop, *, active: bool = True) -> None:
         self._loop = loop
+        self._loop_thread = threading.get_ident()
         self._queue = asyncio.Queue()
         self._tasks = [loop.create_task(self._work()) for _ in range(self._workers)]
         if active:
@@ -219,8 +222,16 @@ class WorkQueue:
     def active(self) -> bool:
         return self._active.is_set()
 
+    def _elsewhere(self) -> bool:
+        """Called from another thread than the loop's: asyncio objects must not be touched."""
+        return self._loop is not None and threading.get_ident() != self._loop_thread
+
     def add(self, key: Key) -> None:
         """Reconcile `key` soon (once, however often it is added before it runs)."""
+        if self._elsewhere():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.add, key)
+            return
         if self._loop is not None and not self.active:
             return  # standing by: `resume` brings every key back
         timer = self._timers.pop(key, None)
@@ -237,6 +248,10 @@ class WorkQueue:
 
     def add_after(self, key: Key, seconds: float) -> None:
         """Reconcile `key` after `seconds`, unless something adds it earlier."""
+        if self._elsewhere():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.add_after, key, seconds)
+            return
         if self._loop is None or not self.active or key in self._queued:
             return  # a reconcile that has not started yet will see the latest state anyway
         existing = self._timers.get(key)

@@ -16,9 +16,10 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from slipway import GROUP, PLURAL, VERSION
+from slipway import GROUP, PLURAL, VERSION, metrics
 from slipway.controller import Key, Store, WorkQueue
 from slipway.kube import Kube
+from slipway.monitoring import POD_MONITOR_CRD, RETRY_SECONDS, PodMonitors
 from slipway.peering import PeeringGate
 from slipway.reconcile import Reconciler
 from slipway.resources.metadata import MANAGED_BY, MANAGED_BY_LABEL
@@ -56,6 +57,7 @@ class Options:
     peering: str | None = None  # the kopf peering object, when peered
     identity: str = ""  # this operator's identity in the peering
     priority: int = 0  # and its priority
+    pod_monitors: bool = True  # manage a PodMonitor per ModelDeployment (when the CRD exists)
 
 
 @dataclass
@@ -76,6 +78,16 @@ def setup(options: Options) -> None:
     """Called by the CLI before kopf starts."""
     global _options
     _options = options
+    if options.pod_monitors:
+        # PodMonitors themselves are not watched through kopf: a watch on a CRD that is deleted
+        # can end the whole operator (a 404 is fatal to kopf's watcher); the CRD is watched, and
+        # PodMonitors are listed with every resync (slipway.monitoring)
+        kopf.on.event(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            when=lambda name, **_: name == POD_MONITOR_CRD,
+        )(podmonitor_crd_event)
 
 
 def runtime() -> Runtime:
@@ -101,8 +113,20 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[selector] = MANAGED
     store = Store()
     kube = Kube(_options.api_client)
-    reconciler = Reconciler(kube=kube, store=store, operator_image=_options.operator_image)
+    pod_monitors = None
+    if _options.pod_monitors:
+        pod_monitors = PodMonitors(kube, store)
+    reconciler = Reconciler(
+        kube=kube,
+        store=store,
+        operator_image=_options.operator_image,
+        pod_monitors=pod_monitors,
+    )
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
+    reconciler.analysis.notify = queue.add  # a finished measurement round wakes its reconcile
+    if pod_monitors is not None:
+        pod_monitors.retry = queue.add_after
+    metrics.watch_work_queue(lambda: queue.depth)
     loop = asyncio.get_running_loop()
     namespaces = _options.namespaces
     gate = None
@@ -118,7 +142,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     _runtime = Runtime(store=store, queue=queue, reconciler=reconciler, gate=gate)
     # a reconcile must never act on a half-filled store (a restarted operator would see no
     # pods and "restore" capacity it already has): list every child once before the first one
-    await loop.run_in_executor(None, resync, store, kube, namespaces)
+    await loop.run_in_executor(None, resync, store, kube, namespaces, pod_monitors)
     # a peered operator stands by until the peering says otherwise (as kopf does)
     queue.start(loop, active=gate is None)
     if gate is not None:
@@ -126,7 +150,12 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     _tasks.append(loop.create_task(_resync_periodically(kube, namespaces)))
 
 
-def resync(store: Store, kube: Kube, namespaces: tuple[str, ...]) -> set[Key]:
+def resync(
+    store: Store,
+    kube: Kube,
+    namespaces: tuple[str, ...],
+    pod_monitors: PodMonitors | None = None,
+) -> set[Key]:
     """Make the store hold every ModelDeployment and child as they are now (a fresh list).
 
     Returns the ModelDeployments whose children went away unseen, to reconcile them.
@@ -139,6 +168,8 @@ def resync(store: Store, kube: Kube, namespaces: tuple[str, ...]) -> set[Key]:
             for item in kube.list_all(api_version, kind, namespace, selector)
         ]
         owners |= store.replace(kind, items)
+    if pod_monitors is not None:
+        owners |= pod_monitors.resync(namespaces)
     log.info("store synced: %s", {kind: store.count(kind) for _, kind, _ in RESYNCED_KINDS})
     return owners
 
@@ -158,7 +189,9 @@ async def _resync_periodically(kube: Kube, namespaces: tuple[str, ...]) -> None:
         if not rt.queue.active:
             continue  # a standby neither lists nor reconciles; resuming lists afresh
         try:
-            owners = await loop.run_in_executor(None, resync, rt.store, kube, namespaces)
+            owners = await loop.run_in_executor(
+                None, resync, rt.store, kube, namespaces, rt.reconciler.pod_monitors
+            )
         except Exception:
             log.exception("store resync failed; the next one retries")
             continue
@@ -179,7 +212,9 @@ def _peering_changed(kube: Kube, namespaces: tuple[str, ...], active: bool) -> N
 
 async def _take_over(kube: Kube, namespaces: tuple[str, ...]) -> None:
     rt = runtime()
-    await asyncio.get_running_loop().run_in_executor(None, resync, rt.store, kube, namespaces)
+    await asyncio.get_running_loop().run_in_executor(
+        None, resync, rt.store, kube, namespaces, rt.reconciler.pod_monitors
+    )
     if rt.gate is not None and not rt.gate.active:
         return  # outranked again meanwhile
     rt.queue.resume()
@@ -195,6 +230,7 @@ async def stop(**_: Any) -> None:
         if _runtime.gate is not None:
             _runtime.gate.stop()
         await _runtime.queue.stop()
+        _runtime.reconciler.analysis.close()
 
 
 def _observe(kind: str, event: kopf.RawEvent) -> None:
@@ -223,6 +259,8 @@ def _observe(kind: str, event: kopf.RawEvent) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def modeldeployment_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("ModelDeployment", event)
+    if event.get("type") != "DELETED":  # a deleted one's series go with its last reconcile
+        metrics.export_object(event["object"])
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={MANAGED_BY_LABEL: MANAGED_BY})
@@ -245,6 +283,26 @@ async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("Pod", event)
+
+
+async def podmonitor_crd_event(event: kopf.RawEvent, **_: Any) -> None:
+    """The PodMonitor CRD came or went: every ModelDeployment looks again, now and once more a
+    moment later (discovery serves a new CRD's resources shortly after its last event)."""
+    rt = runtime()
+    if rt.reconciler.pod_monitors is None or event.get("type") is None:
+        return  # the initial listing says nothing new
+    log.info("the PodMonitor CRD changed (%s): every ModelDeployment looks again", event["type"])
+    rt.reconciler.pod_monitors.rediscover(gone=event["type"] == "DELETED")
+    _every_modeldeployment_again()
+    asyncio.get_running_loop().call_later(RETRY_SECONDS, _every_modeldeployment_again, True)
+
+
+def _every_modeldeployment_again(rediscover: bool = False) -> None:
+    rt = runtime()
+    if rediscover and rt.reconciler.pod_monitors is not None:
+        rt.reconciler.pod_monitors.rediscover()
+    for namespace, name in rt.store.keys("ModelDeployment"):
+        rt.queue.add(Key(namespace, name))
 
 
 @kopf.on.probe(id="queue")

@@ -33,6 +33,7 @@ _KINDS: dict[tuple[str, str], tuple[str, str]] = {
         "/apis/gateway.networking.k8s.io/v1",
         "httproutes",
     ),
+    ("monitoring.coreos.com/v1", "PodMonitor"): ("/apis/monitoring.coreos.com/v1", "podmonitors"),
     (f"{GROUP}/{VERSION}", "ModelDeployment"): (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 
@@ -169,6 +170,17 @@ class Kube:
                 return None
             raise
         return result
+
+    def served(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves `plural` in `api_version` (discovery; a CRD may be
+        installed or removed at any time)."""
+        try:
+            found = self._call("GET", f"/apis/{api_version}")
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return any(r.get("name") == plural for r in found.get("resources") or ())
 
     def list_all(
         self, api_version: str, kind: str, namespace: str, label_selector: str = ""

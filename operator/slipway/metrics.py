@@ -15,9 +15,10 @@ a revision hash.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from threading import Lock
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -40,11 +41,14 @@ ReconcileResult = Literal["ok", "requeue", "error"]
 ErrorReason = Literal["conflict", "invalid_spec", "api_error", "analysis_error", "unexpected"]
 RolloutOutcome = Literal["promoted", "rolled_back", "aborted"]
 WriteVerb = Literal["apply", "patch", "delete", "status", "metadata", "event"]
+NotificationResult = Literal["sent", "failed", "dropped"]
 
 RECONCILE_RESULTS: Final = frozenset(get_args(ReconcileResult))
 ERROR_REASONS: Final = frozenset(get_args(ErrorReason))
 ROLLOUT_OUTCOMES: Final = frozenset(get_args(RolloutOutcome))
 WRITE_VERBS: Final = frozenset(get_args(WriteVerb))
+NOTIFICATION_RESULTS: Final = frozenset(get_args(NotificationResult))
+CONDITION_STATUSES: Final = ("True", "False", "Unknown")
 PHASES: Final = tuple(phase.value for phase in Phase)
 VERDICTS: Final = frozenset(verdict.value for verdict in Verdict)
 
@@ -58,6 +62,48 @@ ROLLOUT_BUCKETS: Final = (
     *(30.0, 60.0, 120.0, 300.0, 600.0, 900.0),
     *(1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0),
 )
+
+
+@dataclass(frozen=True)
+class ObjectSeries:
+    """The per-object state series of one ModelDeployment, read off the object itself."""
+
+    phase: str | None = None
+    conditions: Mapping[str, str] = field(default_factory=dict)  # type -> True|False|Unknown
+    paused: str | None = None  # why its canary is paused (the Progressing condition's reason)
+    thresholds: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (metric, bound)
+
+
+def object_series(body: Mapping[str, Any]) -> ObjectSeries:
+    """What the per-object series of a ModelDeployment say, from its spec and status.
+
+    Pure. Condition types and statuses outside the closed sets are left out; thresholds are those
+    of `spec.rollout.analysis.metrics` while a canary exists (the measurements are exported for
+    as long), so a measurement always has its bound beside it.
+    """
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    conditions: dict[str, str] = {}
+    progressing_reason = None
+    for c in status.get("conditions") or ():
+        if c.get("status") not in CONDITION_STATUSES or not c.get("type"):
+            continue
+        conditions[str(c["type"])] = str(c["status"])
+        if c["type"] == "Progressing":
+            progressing_reason = c.get("reason")
+    thresholds: dict[tuple[str, str], float] = {}
+    if status.get("canary") is not None:
+        analysis = ((body.get("spec") or {}).get("rollout") or {}).get("analysis") or {}
+        for metric in analysis.get("metrics") or ():
+            for bound in ("min", "max"):
+                if metric.get(bound) is not None:
+                    thresholds[(str(metric["name"]), bound)] = float(metric[bound])
+    return ObjectSeries(
+        phase=phase if phase in PHASES else None,
+        conditions=conditions,
+        paused=str(progressing_reason or "Paused") if phase == "Paused" else None,
+        thresholds=thresholds,
+    )
 
 
 def _require(value: str, allowed: Collection[str], what: str) -> str:
@@ -74,6 +120,7 @@ class SlipwayMetrics:
         self._lock = Lock()
         self._phases: dict[tuple[str, str], str] = {}
         self._measured: dict[tuple[str, str], set[str]] = {}
+        self._objects: dict[tuple[str, str], ObjectSeries] = {}
 
         self.reconcile_total = Counter(
             "slipway_reconcile_total",
@@ -136,6 +183,45 @@ class SlipwayMetrics:
             "Write requests the operator sent to the API server, by kind of write "
             "(apply, patch, delete, status, metadata, event). Idle, it stays flat.",
             ["verb"],
+            registry=registry,
+        )
+        self.modeldeployment_phase = Gauge(
+            "slipway_modeldeployment_phase",
+            "1 for the status.phase a ModelDeployment is in, 0 for every other phase.",
+            ["namespace", "name", "phase"],
+            registry=registry,
+        )
+        self.modeldeployment_condition = Gauge(
+            "slipway_modeldeployment_condition",
+            "1 for the status (True, False, Unknown) each condition of a ModelDeployment has, "
+            "0 for the other two.",
+            ["namespace", "name", "type", "status"],
+            registry=registry,
+        )
+        self.rollout_paused = Gauge(
+            "slipway_rollout_paused",
+            "1 while a ModelDeployment is Paused, by why (its Progressing reason: "
+            "WaitingForPromotion, RolloutPaused, AnalysisInconclusive).",
+            ["namespace", "name", "reason"],
+            registry=registry,
+        )
+        self.analysis_threshold = Gauge(
+            "slipway_analysis_threshold",
+            "The bound (min or max) an analysis metric of the canary of a ModelDeployment "
+            "must keep, exported while a canary exists.",
+            ["namespace", "name", "metric", "bound"],
+            registry=registry,
+        )
+        self.work_queue_depth = Gauge(
+            "slipway_work_queue_depth",
+            "ModelDeployments waiting in the work queue for a reconcile.",
+            registry=registry,
+        )
+        self.notifications_total = Counter(
+            "slipway_notifications_total",
+            "Notifications, by channel and result (sent; failed after the retries; dropped "
+            "because the queue was full).",
+            ["channel", "result"],
             registry=registry,
         )
         self.build_info = Info(
@@ -210,6 +296,42 @@ class SlipwayMetrics:
             if self._phases.pop((namespace, name), None) is not None:
                 self._export_phases()
         self.canary_weight.remove(namespace, name)  # a no-op when it never had a canary
+        with self._lock:
+            old = self._objects.pop((namespace, name), None)
+            if old is not None:
+                self._remove_object_series((namespace, name), old, keep=ObjectSeries())
+
+    def export_object(self, body: Mapping[str, Any]) -> None:
+        """Export the per-object series of a ModelDeployment as it is now (a watch event)."""
+        meta = body.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        new = object_series(body)
+        with self._lock:
+            old = self._objects.get(key, ObjectSeries())
+            self._remove_object_series(key, old, keep=new)
+            if new.phase is not None:
+                for phase in PHASES:
+                    self.modeldeployment_phase.labels(*key, phase).set(int(phase == new.phase))
+            for type_, status in new.conditions.items():
+                for each in CONDITION_STATUSES:
+                    self.modeldeployment_condition.labels(*key, type_, each).set(
+                        int(each == status)
+                    )
+            if new.paused is not None:
+                self.rollout_paused.labels(*key, new.paused).set(1)
+            for (metric, bound), threshold in new.thresholds.items():
+                self.analysis_threshold.labels(*key, metric, bound).set(threshold)
+            self._objects[key] = new
+
+    def watch_work_queue(self, depth: Callable[[], int]) -> None:
+        """Export the work queue's depth, read at every scrape."""
+        self.work_queue_depth.set_function(lambda: float(depth()))
+
+    def record_notification(self, channel: str, result: NotificationResult) -> None:
+        """Count one notification by channel (a configured name) and result."""
+        self.notifications_total.labels(
+            channel, _require(result, NOTIFICATION_RESULTS, "result")
+        ).inc()
 
     def exposition(self) -> str:
         """The text a scrape of the metrics endpoint returns."""
@@ -220,6 +342,21 @@ class SlipwayMetrics:
         for phase in self._phases.values():
             counts[phase] = counts.get(phase, 0) + 1
         self.set_phase_counts(counts)
+
+    def _remove_object_series(
+        self, key: tuple[str, str], old: ObjectSeries, keep: ObjectSeries
+    ) -> None:
+        """Remove the series `old` exported that `keep` does not export again."""
+        if old.phase is not None and keep.phase is None:
+            for phase in PHASES:
+                self.modeldeployment_phase.remove(*key, phase)
+        for type_ in set(old.conditions) - set(keep.conditions):
+            for status in CONDITION_STATUSES:
+                self.modeldeployment_condition.remove(*key, type_, status)
+        if old.paused is not None and old.paused != keep.paused:
+            self.rollout_paused.remove(*key, old.paused)
+        for metric, bound in set(old.thresholds) - set(keep.thresholds):
+            self.analysis_threshold.remove(*key, metric, bound)
 
     def _remove_measurement(self, namespace: str, name: str, metric: str) -> None:
         metrics = self._measured.get((namespace, name), set())
@@ -290,6 +427,21 @@ def clear_measurements(namespace: str, name: str) -> None:
 def forget(namespace: str, name: str) -> None:
     """Remove every series of a deleted ModelDeployment."""
     METRICS.forget(namespace, name)
+
+
+def export_object(body: Mapping[str, Any]) -> None:
+    """Export the per-object series of a ModelDeployment as it is now."""
+    METRICS.export_object(body)
+
+
+def watch_work_queue(depth: Callable[[], int]) -> None:
+    """Export the work queue's depth, read at every scrape."""
+    METRICS.watch_work_queue(depth)
+
+
+def record_notification(channel: str, result: NotificationResult) -> None:
+    """Count one notification by channel and result."""
+    METRICS.record_notification(channel, result)
 
 
 def start_metrics_server(

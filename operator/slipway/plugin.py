@@ -165,12 +165,15 @@ def format_status(md: Mapping[str, Any]) -> str:
     if measurements:
         out.append("Measurements (newest last):")
         for m in measurements[-5:]:
-            bounds = " ".join(f"{k} {m[k]}" for k in ("min", "max") if m.get(k) is not None)
+            bounds = " ".join(f"{k} {m[k]}" for k in _THRESHOLDS if m.get(k) is not None)
             out.append(
                 f"  {m.get('at', '')}  {m['metric']:<20} {m.get('value')!s:<12} {bounds:<16} "
                 f"{m['verdict']}  {m.get('message', '')}"
             )
     return "\n".join(out)
+
+
+_THRESHOLDS = ("min", "max", "maxRatioToStable", "maxIncreaseOverStable")
 
 
 def undo_ops(md: Mapping[str, Any], to_revision: int | None) -> tuple[list[dict[str, Any]], str]:

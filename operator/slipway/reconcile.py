@@ -10,7 +10,6 @@ makes no write.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -21,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from slipway import ACTION_ANNOTATION, DEFAULT_OPERATOR_IMAGE, metrics
-from slipway.analysis.prometheus import measure
+from slipway import ACTION_ANNOTATION, DEFAULT_OPERATOR_IMAGE, metrics, notifier
+from slipway.analysis.runner import AnalysisRunner
 from slipway.api import (
     Measurement,
     ModelDeployment,
@@ -32,6 +31,7 @@ from slipway.api import (
 )
 from slipway.controller import Key, Store
 from slipway.kube import ApiError, Kube, is_subset
+from slipway.monitoring import PodMonitors
 from slipway.resources import (
     HTTPRouteNotWired,
     deployment_name,
@@ -115,6 +115,9 @@ class Reconciler:
     store: Store
     operator_image: str = DEFAULT_OPERATOR_IMAGE
     clock: Callable[[], dt.datetime] = utcnow
+    # measurements run there, never on a reconcile worker (a Prometheus may never answer)
+    analysis: AnalysisRunner = field(default_factory=AnalysisRunner)
+    pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
     # writes the API server refused at the last attempt, by ModelDeployment: facts for the core
     _refusals: dict[Key, dict[tuple[str, str], Refusal]] = field(default_factory=dict)
 
@@ -146,6 +149,7 @@ class Reconciler:
         body = self.store.get("ModelDeployment", key.namespace, key.name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget(key.namespace, key.name)
+            self.analysis.forget(key)
             self._refusals.pop(key, None)
             return None
         now = self.clock()
@@ -161,7 +165,7 @@ class Reconciler:
         route, route_body = self._route(md)
         observed = self._observe(key, md, revision, pins, route)
         target = heading_for(md.status, revision, observed)
-        measurements = self._measure(md, target, now) if analysis_due(md, target, now) else None
+        measurements = self._measurements(key, md, target, now)
         decision = decide(md, revision, observed, measurements, action, now, pins)
         status = decision.status.model_copy(
             update={
@@ -177,6 +181,8 @@ class Reconciler:
         self._record(md, body, decision, measurements, now)
         refused_before = set(self._refusals.get(key, {}))
         self._apply_children(key, md, decision)
+        if self.pod_monitors is not None:
+            self.pod_monitors.reconcile(md, decision.revisions)
         self._set_route_weights(key, md, decision, route_body)
         if set(self._refusals.get(key, {})) != refused_before:
             return 0.05  # what the API server refuses (or lets through again) is said at once
@@ -299,9 +305,13 @@ class Reconciler:
             return Route(name=name, exists=True, unwired=str(exc)), None
         return Route(name=name, exists=True), found
 
-    def _measure(self, md: ModelDeployment, revision: str, now: dt.datetime) -> list[Measurement]:
+    def _measurements(
+        self, key: Key, md: ModelDeployment, revision: str, now: dt.datetime
+    ) -> list[Measurement] | None:
+        """A finished round of measurements, if one is ready; starts the next one when due."""
         stable = md.status.stable.revision if md.status.stable else ""
-        return asyncio.run(measure(md, revision, stable, now))
+        due = analysis_due(md, revision, now)
+        return self.analysis.collect(key, md, revision, stable, due, now)
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -329,6 +339,7 @@ class Reconciler:
                 started = md.status.canary.started_at if md.status.canary else None
                 seconds = (now - parse_time(started)).total_seconds() if started else 0.0
                 metrics.record_rollout(outcome, seconds)
+        notifier.submit(md, decision, now)
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -232,6 +232,16 @@ def operator(
 
 
 @pytest.fixture(scope="session")
+def prometheus(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Prometheus for the session (tests/e2e/prom.py), started by the first test that
+    needs it."""
+    from tests.e2e.prom import session_prometheus
+
+    with session_prometheus(cluster, tmp_path_factory.mktemp("prometheus")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
 def kwok_faults(cluster: Cluster) -> None:
     """Skip a test that plays a bad canary with KWOK's fault stages (hack/kwok-fault-stages.yaml:
     pods labelled slipway.test/fault stay NotReady or crash): only KWOK's simulated nodes have

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Driver, Operator, canary_model_deployment
-from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
+from tests.e2e.prom import Prometheus
 from tests.e2e.test_serving import ReadySampler
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -202,7 +202,7 @@ def analysis(prom: Prometheus, **extra: Any) -> dict[str, Any]:
 def test_failing_analysis_rolls_back_with_the_measurement_in_status_and_event(
     k: Driver,
     sampler: ReadySampler,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     steps = [{"setWeight": 50}, {"pause": {"duration": "30s"}}]
     start(k, canary_md(steps=steps, analysis=analysis(prometheus)))
@@ -227,7 +227,7 @@ def test_failing_analysis_rolls_back_with_the_measurement_in_status_and_event(
 def test_no_data_is_inconclusive_and_pauses_then_data_lets_it_continue(
     k: Driver,
     sampler: ReadySampler,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     steps = [{"setWeight": 50}, {"pause": {"duration": "1s"}}]
     start(k, canary_md(steps=steps, analysis=analysis(prometheus)))

@@ -13,7 +13,7 @@ import pytest
 
 from slipway import __version__
 from tests.e2e.conftest import Driver, Operator
-from tests.e2e.prom import Prometheus, prometheus  # noqa: F401  (fixture)
+from tests.e2e.prom import Prometheus
 from tests.e2e.test_canary import V2, analysis, canary, canary_md, paused_at, start, status
 from tests.e2e.test_serving import sklearn
 
@@ -90,7 +90,7 @@ def test_canary_weight_follows_the_steps_and_a_promotion_is_counted(
 def test_a_failed_analysis_counts_its_measurements_and_the_rollback(
     k: Driver,
     operator: Operator,
-    prometheus: Prometheus,  # noqa: F811
+    prometheus: Prometheus,
 ) -> None:
     spec = analysis(prometheus)
     spec["metrics"][0]["name"] = METRIC

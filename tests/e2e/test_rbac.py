@@ -31,6 +31,7 @@ from tests.e2e.test_canary import (
     revision_replicas,
     start,
 )
+from tests.e2e.test_scraping import podmonitor_crd
 from tests.e2e.test_serving import sklearn
 from tests.integration.test_chart import CHART, helm, installed, release_name  # noqa: F401
 
@@ -49,6 +50,7 @@ GRANTED = {
     "httproutes.gateway.networking.k8s.io": {"get", "patch"},
     "events": {"create"},
     "customresourcedefinitions.apiextensions.k8s.io": {"get", "list", "watch"},
+    "podmonitors.monitoring.coreos.com": {"list", "create", "patch", "delete"},
 }
 
 # (verb, resource, cluster-scoped?) that the operator never needs, each refused.
@@ -250,6 +252,20 @@ def test_with_the_charts_identity_a_crash_looping_canary_is_rolled_back(
     assert st["stable"]["revision"] == old
     k.wait("the canary at 0", lambda: revision_replicas(k, "fraud", st["canary"]["revision"]) == 0)
     assert "CanaryCrashLooping" in events_in(k)
+
+
+def test_with_the_charts_identity_the_podmonitor_is_created_and_removed(
+    cluster: Cluster, k: Driver, chart_operator: Operator
+) -> None:
+    with podmonitor_crd(cluster):
+        k.apply(sklearn(replicas=1))
+        k.wait_phase("iris", "Ready")
+        k.wait("the PodMonitor", lambda: k.get("podmonitors.monitoring.coreos.com", "iris"))
+        k.patch("md", "iris", {"spec": {"monitoring": {"podMonitor": {"enabled": False}}}})
+        k.wait(
+            "the PodMonitor to go",
+            lambda: k.get("podmonitors.monitoring.coreos.com", "iris") is None,
+        )
 
 
 def test_with_the_charts_identity_autoscaling_creates_and_removes_the_hpa(

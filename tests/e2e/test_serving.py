@@ -268,7 +268,12 @@ def test_a_missing_claim_is_reported_and_the_stable_revision_keeps_serving(k: Dr
 
 @pytest.mark.parametrize(
     "example, name",
-    [("sklearn-iris.yaml", "iris"), ("llm-vllm-gpu.yaml", "chat"), ("custom-image.yaml", "ranker")],
+    [
+        ("sklearn-iris.yaml", "iris"),
+        ("llm-vllm-gpu.yaml", "chat"),
+        ("custom-image.yaml", "ranker"),
+        ("canary-with-analysis.yaml", "fraud"),
+    ],
 )
 def test_examples_are_accepted_and_become_ready(k: Driver, example: str, name: str) -> None:
     k.apply(copy.deepcopy(load_example(example)))

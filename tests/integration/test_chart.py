@@ -96,8 +96,19 @@ def test_chart_crd_is_the_same_file_as_the_generated_crd() -> None:
 
 @pytest.mark.parametrize(
     "sets",
-    [(), ("watchNamespaces={a,b}",), ("replicas=3", "serviceMonitor.enabled=true")],
-    ids=["defaults", "namespaced", "ha-with-servicemonitor"],
+    [
+        (),
+        ("watchNamespaces={a,b}",),
+        ("replicas=3", "serviceMonitor.enabled=true"),
+        (
+            "prometheusRule.enabled=true",
+            "grafanaDashboard.enabled=true",
+            "notifications.channels[0].name=ml-team",
+            "notifications.channels[0].type=slack",
+            "notifications.channels[0].secretName=slipway-notifications",
+        ),
+    ],
+    ids=["defaults", "namespaced", "ha-with-servicemonitor", "dashboard-alerts-notifications"],
 )
 def test_chart_lints_cleanly_in_strict_mode(cluster: Cluster, sets: tuple[str, ...]) -> None:
     flags = [flag for value in sets for flag in ("--set", value)]
@@ -329,3 +340,28 @@ def test_values_schema_is_valid_json_for_draft_07() -> None:
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(defaults) <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    ("sets", "managed"),
+    [((), True), (("podMonitors.enabled=false",), False)],
+    ids=["pod-monitors", "no-pod-monitors"],
+)
+def test_podmonitors_are_granted_exactly_when_the_operator_manages_them(
+    cluster: Cluster, sets: tuple[str, ...], managed: bool
+) -> None:
+    docs = manifests(render(cluster, "slipway-system", *sets))
+    rules = [rule for kind in RBAC_KINDS for role in of_kind(docs, kind) for rule in role["rules"]]
+    granted = [rule for rule in rules if "podmonitors" in rule["resources"]]
+    if managed:
+        assert granted == [
+            {
+                "apiGroups": ["monitoring.coreos.com"],
+                "resources": ["podmonitors"],
+                "verbs": ["list", "create", "patch", "delete"],
+            }
+        ]
+        assert "--no-pod-monitors" not in operator_args(docs)
+    else:
+        assert granted == []
+        assert "--no-pod-monitors" in operator_args(docs)

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from slipway.analysis.prometheus import QueryError, measure, query_scalar
+from slipway.analysis.measure import measure
+from slipway.analysis.prometheus import QueryError, query_scalar, value_of_response
 from slipway.api import ModelDeployment, Verdict
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -100,12 +101,23 @@ def test_nan_comes_back_as_nan() -> None:
         (vector("1", "2", "3"), "returned 3 series; it must return one number"),
         (success("matrix", [{"metric": {}, "values": [[1, "1"]]}]), "returned a matrix result"),
         (success("string", [1, "x"]), "returned a string result"),
-        (vector("lots"), "'lots', which is not a number"),
-        ((500, "<html>upstream down</html>"), "HTTP 500 with a body that is not JSON"),
+        (success("secret-kind", [1, "x"]), "returned a malformed result"),
+        (vector("lots"), "a sample value that is not a number"),
+        (
+            (500, "<html>upstream down</html>"),
+            "the answer (HTTP 500, application/json) is not the JSON of Prometheus's query API: "
+            "Expecting value at line 1 column 1",
+        ),
         (
             (400, json.dumps({"status": "error", "errorType": "bad_data", "error": "parse error"})),
-            "rejected the query (HTTP 400, bad_data): parse error",
+            "Prometheus refused the query (HTTP 400, application/json, bad_data): the query is "
+            "not valid PromQL",
         ),
+        (
+            (422, json.dumps({"status": "error", "errorType": "made-up", "error": "x"})),
+            "Prometheus refused the query (HTTP 422, application/json)",
+        ),
+        ((200, json.dumps({"hello": "world"})), "is JSON but not Prometheus's query API"),
     ],
 )
 def test_a_query_that_does_not_return_one_number_is_a_query_error(
@@ -114,6 +126,27 @@ def test_a_query_that_does_not_return_one_number_is_a_query_error(
     with pytest.raises(QueryError) as err:
         ask(answer)
     assert message in str(err.value)
+    assert "upstream down" not in str(err.value) and "parse error" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "said", "never"),
+    [
+        (502, b"<h1>secret page</h1>", "text/html; charset=utf-8", "HTTP 502, text/html", "secret"),
+        (200, b"\xff\xfe", "application/json", "is not", "\xff"),
+        (200, b"{}", "text/plain<script>", "an unreadable content type", "script"),
+        (302, b"", "text/html", "redirects are not followed", "Location"),
+        (200, None, "application/json", "larger than 256 KiB", "None"),
+    ],
+)
+def test_an_answer_that_is_not_prometheus_is_described_in_our_words(
+    status: int, body: bytes | None, content_type: str, said: str, never: str
+) -> None:
+    """The address is user input: what answers there may be anything, and is never repeated."""
+    with pytest.raises(QueryError) as err:
+        value_of_response(status, body, content_type)
+    assert said in str(err.value)
+    assert never not in str(err.value)
 
 
 def test_a_prometheus_that_is_not_there_is_a_query_error_naming_its_address() -> None:
@@ -121,7 +154,7 @@ def test_a_prometheus_that_is_not_there_is_a_query_error_naming_its_address() ->
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     address = f"http://127.0.0.1:{port}"
-    with pytest.raises(QueryError, match=f"cannot query Prometheus at {address}"):
+    with pytest.raises(QueryError, match=f"cannot query Prometheus at {address}: cannot connect"):
         asyncio.run(query_scalar(address, "up", 2.0))
 
 
@@ -181,7 +214,9 @@ def test_measure_resolves_templates_and_judges_every_metric() -> None:
     assert errors.query == 'errors{ns="ml",rev="9ab1"}'
     assert (errors.at, errors.revision) == ("2024-05-01T12:00:00Z", "9ab1")
     assert latency.verdict is Verdict.ERROR
-    assert "query failed: Prometheus answered HTTP 500" in latency.message
+    assert (
+        "query failed: the answer (HTTP 500, application/json) is not the JSON" in latency.message
+    )
     assert latency.query == 'p99{rev="9ab1"}'
     assert typo.verdict is Verdict.ERROR
     assert "unknown placeholder {{canary.rev}}" in typo.message

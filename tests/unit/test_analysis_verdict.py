@@ -15,6 +15,9 @@ PLACES = {
     "stable_revision": "5d8f000000",
     "canary_revision": "9ab1000000",
     "interval": "30s",
+    "revision": "9ab1000000",
+    "selector": 'namespace="ml",modeldeployment="fraud",revision="9ab1000000"',
+    "window": "2m",
 }
 
 
@@ -28,6 +31,12 @@ PLACES = {
         ("{{ name }}/{{  stable.revision }}", "fraud/5d8f000000"),
         ("up", "up"),
         ("{{name}}{{name}}", "fraudfraud"),
+        (
+            "sum(rate(x_total{ {{selector}} }[{{window}}]))",
+            'sum(rate(x_total{ namespace="ml",modeldeployment="fraud",revision="9ab1000000" }'
+            "[2m]))",
+        ),
+        ('x{rev="{{revision}}"}', 'x{rev="9ab1000000"}'),
     ],
 )
 def test_render_query_replaces_every_placeholder(template: str, expected: str) -> None:

@@ -371,8 +371,34 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "progress",
         ),
         ("spec.rollout.steps[]", "a step has exactly one of setWeight or pause"),
-        ("spec.rollout.analysis.metrics[]", "a metric needs min, max or both"),
+        (
+            "spec",
+            "a built-in check on a server without a preset reads the series named in "
+            "runtime.metrics: error-rate needs runtime.metrics.requests and "
+            "runtime.metrics.errors, the latency checks runtime.metrics.latency",
+        ),
+        ("spec.rollout.analysis", "metric names must be unique"),
+        (
+            "spec.rollout.analysis.prometheus",
+            "timeout must be at most 60s: a query that takes longer is no measurement of the "
+            "canary",
+        ),
+        ("spec.rollout.analysis.metrics[]", "a metric has exactly one of check"),
+        ("spec.rollout.analysis.metrics[]", "a metric with a query needs a name"),
+        (
+            "spec.rollout.analysis.metrics[]",
+            "a metric needs a threshold: min, max, maxRatioToStable or maxIncreaseOverStable",
+        ),
         ("spec.rollout.analysis.metrics[]", "min must not be greater than max"),
+        (
+            "spec.rollout.analysis.metrics[]",
+            "samplesQuery goes with query; a built-in check counts its own samples",
+        ),
+        (
+            "spec.rollout.analysis.metrics[]",
+            "a query compared with stable must select the revision it measures with {{revision}}: "
+            "it is sent once for the canary and once for stable",
+        ),
     }
 
 

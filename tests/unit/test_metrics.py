@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from slipway import __version__, metrics
-from slipway.metrics import SlipwayMetrics
+from slipway.metrics import ObjectSeries, SlipwayMetrics, object_series
 
 EVERY_METRIC = [
     "slipway_reconcile_total",
@@ -22,6 +22,12 @@ EVERY_METRIC = [
     "slipway_rollout_duration_seconds",
     "slipway_analysis_measurement_value",
     "slipway_analysis_measurements_total",
+    "slipway_modeldeployment_phase",
+    "slipway_modeldeployment_condition",
+    "slipway_rollout_paused",
+    "slipway_analysis_threshold",
+    "slipway_work_queue_depth",
+    "slipway_notifications_total",
     "slipway_build_info",
 ]
 
@@ -219,6 +225,8 @@ def test_no_label_holds_a_revision_hash_or_any_unbounded_value(m: SlipwayMetrics
     m.set_canary_weight("ml", "fraud", 10)
     m.record_rollout("promoted", 600)
     m.record_measurement("ml", "fraud", "error-rate", 0.002, "Successful")
+    m.export_object(md("Paused", reason="AnalysisInconclusive", analysis=True))
+    m.record_notification("ml-team", "sent")
 
     label_names = {
         label
@@ -229,6 +237,7 @@ def test_no_label_holds_a_revision_hash_or_any_unbounded_value(m: SlipwayMetrics
     }
 
     allowed = {"result", "reason", "phase", "namespace", "name", "outcome", "metric", "verdict"}
+    allowed |= {"type", "status", "bound", "channel"}
     assert label_names == allowed | {"le", "version"}
 
 
@@ -245,6 +254,135 @@ def test_the_default_registry_also_exports_process_metrics() -> None:
 
     assert "slipway_build_info" in text
     assert "process_cpu_seconds_total" in text or "python_info" in text
+
+
+def md(
+    phase: str | None,
+    reason: str = "Stable",
+    *,
+    analysis: bool = False,
+    canary: bool = True,
+    name: str = "fraud",
+) -> dict[str, object]:
+    """A ModelDeployment as a watch event brings it: phase, a Progressing reason, a canary."""
+    status: dict[str, object] = {}
+    if phase is not None:
+        status = {
+            "phase": phase,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Serving"},
+                {"type": "Progressing", "status": "True", "reason": reason},
+            ],
+        }
+        if canary:
+            status["canary"] = {"revision": "9ab1c0de77", "weight": 25}
+    rollout: dict[str, object] = {"strategy": "Canary"}
+    if analysis:
+        rollout["analysis"] = {
+            "metrics": [
+                {"name": "error-rate", "query": "q", "max": 0.01},
+                {"name": "throughput", "query": "q", "min": 5, "max": 500},
+            ]
+        }
+    return {
+        "metadata": {"namespace": "ml", "name": name},
+        "spec": {"rollout": rollout},
+        "status": status,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (md(None), ObjectSeries()),
+        (
+            md("Progressing", "CanaryProgressing"),
+            ObjectSeries("Progressing", {"Ready": "True", "Progressing": "True"}),
+        ),
+        (
+            md("Paused", "WaitingForPromotion"),
+            ObjectSeries("Paused", {"Ready": "True", "Progressing": "True"}, "WaitingForPromotion"),
+        ),
+        (
+            md("Paused", "AnalysisInconclusive", analysis=True),
+            ObjectSeries(
+                "Paused",
+                {"Ready": "True", "Progressing": "True"},
+                "AnalysisInconclusive",
+                {("error-rate", "max"): 0.01, ("throughput", "min"): 5, ("throughput", "max"): 500},
+            ),
+        ),
+        # thresholds only while a canary exists: its measurements are exported as long
+        (
+            md("Ready", analysis=True, canary=False),
+            ObjectSeries("Ready", {"Ready": "True", "Progressing": "True"}),
+        ),
+        (
+            {"metadata": {}, "status": {"phase": "Hibernating", "conditions": [{"type": "X"}]}},
+            ObjectSeries(),
+        ),
+    ],
+    ids=["no-status", "progressing", "waiting", "inconclusive", "ready", "unknown-phase"],
+)
+def test_object_series_read_phase_conditions_pause_and_thresholds_off_the_object(
+    body: dict[str, object], expected: ObjectSeries
+) -> None:
+    assert object_series(body) == expected
+
+
+def test_per_object_series_follow_the_object_and_go_with_it(m: SlipwayMetrics) -> None:
+    m.export_object(md("Paused", "AnalysisInconclusive", analysis=True))
+    fraud = {"namespace": "ml", "name": "fraud"}
+    assert value(m, "slipway_modeldeployment_phase", **fraud, phase="Paused") == 1
+    assert value(m, "slipway_modeldeployment_phase", **fraud, phase="Ready") == 0
+    assert value(m, "slipway_modeldeployment_condition", **fraud, type="Ready", status="True") == 1
+    assert value(m, "slipway_modeldeployment_condition", **fraud, type="Ready", status="False") == 0
+    assert value(m, "slipway_rollout_paused", **fraud, reason="AnalysisInconclusive") == 1
+    assert value(m, "slipway_analysis_threshold", **fraud, metric="throughput", bound="min") == 5
+
+    m.export_object(md("Ready", analysis=True, canary=False))
+
+    assert value(m, "slipway_modeldeployment_phase", **fraud, phase="Paused") == 0
+    assert value(m, "slipway_modeldeployment_phase", **fraud, phase="Ready") == 1
+    assert series(m, "slipway_rollout_paused") == []
+    assert series(m, "slipway_analysis_threshold") == []
+
+    m.forget("ml", "fraud")
+
+    for name in ("slipway_modeldeployment_phase", "slipway_modeldeployment_condition"):
+        assert series(m, name) == [], name
+
+
+def test_per_object_series_of_one_object_leave_the_others_alone(m: SlipwayMetrics) -> None:
+    m.export_object(md("Paused", "WaitingForPromotion", name="fraud"))
+    m.export_object(md("Paused", "RolloutPaused", name="churn"))
+
+    m.forget("ml", "fraud")
+
+    assert series(m, "slipway_rollout_paused") == [
+        {"namespace": "ml", "name": "churn", "reason": "RolloutPaused"}
+    ]
+
+
+def test_the_work_queue_depth_is_read_at_each_scrape(m: SlipwayMetrics) -> None:
+    depth = [3]
+    m.watch_work_queue(lambda: depth[0])
+    assert value(m, "slipway_work_queue_depth") == 3
+
+    depth[0] = 0
+
+    assert value(m, "slipway_work_queue_depth") == 0
+
+
+def test_notifications_count_by_channel_and_result(m: SlipwayMetrics) -> None:
+    m.record_notification("ml-team", "sent")
+    m.record_notification("ml-team", "dropped")
+    m.record_notification("ml-team", "dropped")
+
+    assert value(m, "slipway_notifications_total", channel="ml-team", result="sent") == 1
+    assert value(m, "slipway_notifications_total", channel="ml-team", result="dropped") == 2
+    with pytest.raises(ValueError, match="result must be one of"):
+        m.record_notification("ml-team", "lost")  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -178,6 +178,30 @@ CONDITIONS = [
             ["  t1  m1"],  # only the last five
             id="rolled back with measurements",
         ),
+        pytest.param(
+            {
+                "phase": "Progressing",
+                "observedGeneration": 3,
+                "stable": STABLE,
+                "analysis": {
+                    "measurements": [
+                        {
+                            "metric": "latency-p99",
+                            "value": 0.09,
+                            "stableValue": 0.05,
+                            "maxRatioToStable": 1.5,
+                            "verdict": "Failed",
+                            "message": "canary 0.09 > 1.5 x stable 0.05 (maxRatioToStable)",
+                            "at": "t1",
+                        }
+                    ]
+                },
+            },
+            3,
+            ["latency-p99          0.09         maxRatioToStable 1.5 Failed  canary 0.09 > 1.5 x"],
+            [],
+            id="a measurement against stable",
+        ),
     ],
 )
 def test_status(

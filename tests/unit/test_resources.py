@@ -25,6 +25,7 @@ from slipway.resources import (
     url_for,
 )
 from slipway.resources.names import label_value
+from slipway.resources.pins import POD_SHAPE
 
 OPERATOR_IMAGE = "ghcr.io/slipway/slipway:0.1.0"
 BASE_SPEC: dict[str, Any] = {
@@ -223,7 +224,10 @@ def test_pods_are_shaped_by_the_serving_spec_given_not_by_the_current_spec() -> 
 
 def test_the_server_container_listens_on_the_runtime_port_and_is_probed_there() -> None:
     server = server_of(deployment({"runtime": {"port": 9000}}))
-    assert server["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    assert server["ports"] == [
+        {"name": "http", "containerPort": 9000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8082, "protocol": "TCP"},  # MLServer's own
+    ]
     assert server["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 9000}
     assert server["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 9000}
     assert "startupProbe" in server
@@ -651,4 +655,6 @@ def test_the_users_security_contexts_replace_the_defaults_key_by_key() -> None:
 
 
 def test_the_deployment_says_which_pod_shape_built_it() -> None:
-    assert deployment()["metadata"]["annotations"] == {"serving.slipway.dev/pod-shape": "2"}
+    assert deployment()["metadata"]["annotations"] == {
+        "serving.slipway.dev/pod-shape": str(POD_SHAPE)
+    }

@@ -89,6 +89,13 @@ The rules the operator needs in every namespace it serves: exact resources and v
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.podMonitors.enabled }}
+# A PodMonitor per ModelDeployment, when the cluster has prometheus-operator's CRD (listed with
+# every resync, not watched: a watch of a deleted CRD would end the operator).
+- apiGroups: [monitoring.coreos.com]
+  resources: [podmonitors]
+  verbs: [list, create, patch, delete]
+{{- end }}
 {{- end }}
 
 {{/* kopf peering: read the peers, patch our own heartbeat into the peering object. */}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from slipway.api.types import (
     DNS_LABEL,
@@ -124,6 +124,53 @@ class ModelSpec(ApiModel):
     )
 
 
+# A series selector: a metric name, optional label matchers: http_requests_total{code="500"}
+SERIES_SELECTOR = r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$"
+
+
+class RuntimeMetrics(ApiModel):
+    """Where the server publishes Prometheus metrics and, for a server without a preset, which of
+    its series the built-in checks read."""
+
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the metrics endpoint, exposed on the pod as the container port named "
+        "metrics. Empty: the preset's (MLServer 8082, Triton 8002, vLLM the serving port); a "
+        "server without a preset has none unless set.",
+    )
+    path: str = Field(
+        default="/metrics",
+        max_length=256,
+        pattern=r"^/[!-~]*$",
+        description="Path of the metrics endpoint.",
+    )
+    requests: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=SERIES_SELECTOR,
+        description="For a server without a preset: a counter of every inference request, as a "
+        'series selector (e.g. http_requests_total{handler="/predict"}). The error-rate check '
+        "divides by it and counts its samples with it.",
+    )
+    errors: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=SERIES_SELECTOR,
+        description="For a server without a preset: a counter of failed inference requests, e.g. "
+        'http_requests_total{handler="/predict",code=~"5.."}.',
+    )
+    latency: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=SERIES_SELECTOR,
+        description="For a server without a preset: a histogram of request durations in seconds, "
+        "by its name without _bucket (e.g. http_request_duration_seconds); the latency checks "
+        "read its _bucket, _sum and _count series.",
+    )
+
+
 class RuntimeSpec(ApiModel):
     """The model server. Empty fields come from the preset of model.format."""
 
@@ -145,6 +192,11 @@ class RuntimeSpec(ApiModel):
     env: list[KubeObject] = Field(
         default_factory=list,
         description="Environment variables (Kubernetes EnvVar objects) of the server container.",
+    )
+    metrics: RuntimeMetrics | None = Field(
+        default=None,
+        description="The server's Prometheus metrics endpoint and, without a preset, the series "
+        "the built-in checks read. Empty: the preset's.",
     )
     shutdown_delay_seconds: int | None = Field(
         default=None,
@@ -273,56 +325,182 @@ class CanaryStep(ApiModel):
     pause: PauseStep | None = Field(default=None, description="Wait before the next step.")
 
 
+# The longest a query may take (a Prometheus that never answers must not hold a measurement longer)
+PROMETHEUS_TIMEOUT_CAP = "60s"
+
+
 class PrometheusProvider(ApiModel):
     """A Prometheus server to query."""
-
-    address: str = Field(
-        pattern=r"^https?://",
-        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
-    )
-    timeout: Duration = Field(default="10s", description="Timeout of one query.")
-
-
-class AnalysisMetric(ApiModel):
-    """A PromQL query whose result must stay within [min, max]."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.min) || has(self.max)",
-                    "message": "a metric needs min, max or both",
+                    "rule": f"duration(self.timeout) <= duration('{PROMETHEUS_TIMEOUT_CAP}')",
+                    "message": f"timeout must be at most {PROMETHEUS_TIMEOUT_CAP}: a query that "
+                    "takes longer is no measurement of the canary",
+                    "fieldPath": ".timeout",
+                }
+            ]
+        }
+    )
+
+    address: str = Field(
+        pattern=r"^https?://",
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+    )
+    timeout: Duration = Field(
+        default="10s",
+        description=f"Timeout of one query; at most {PROMETHEUS_TIMEOUT_CAP}.",
+    )
+
+
+class Check(StrEnum):
+    """A built-in check: PromQL Slipway writes for the runtime of each revision."""
+
+    ERROR_RATE = "error-rate"
+    LATENCY_P50 = "latency-p50"
+    LATENCY_P95 = "latency-p95"
+    LATENCY_P99 = "latency-p99"
+    LATENCY_MEAN = "latency-mean"
+
+
+_RELATIVE = "has(self.maxRatioToStable) || has(self.maxIncreaseOverStable)"
+
+
+class AnalysisMetric(ApiModel):
+    """One judgement of the canary: a built-in check or a PromQL query, and its thresholds."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.query) != has(self.check)",
+                    "message": "a metric has exactly one of check (a built-in check such as "
+                    "error-rate) or query (PromQL)",
+                },
+                {
+                    "rule": "has(self.name) || has(self.check)",
+                    "message": "a metric with a query needs a name",
+                    "fieldPath": ".name",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": f"has(self.min) || has(self.max) || {_RELATIVE}",
+                    "message": "a metric needs a threshold: min, max, maxRatioToStable or "
+                    "maxIncreaseOverStable",
                 },
                 {
                     "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
                     "message": "min must not be greater than max",
                     "fieldPath": ".min",
                 },
+                {
+                    "rule": "!has(self.samplesQuery) || has(self.query)",
+                    "message": "samplesQuery goes with query; a built-in check counts its own "
+                    "samples",
+                    "fieldPath": ".samplesQuery",
+                },
+                {
+                    "rule": f"!({_RELATIVE}) || has(self.check) || "
+                    "self.query.matches('\\\\{\\\\{\\\\s*revision\\\\s*\\\\}\\\\}')",
+                    "message": "a query compared with stable must select the revision it measures "
+                    "with {{revision}}: it is sent once for the canary and once for stable",
+                    "fieldPath": ".query",
+                },
             ]
         }
     )
 
-    name: str = Field(
-        min_length=1, max_length=63, pattern=DNS_LABEL, description="Name of the metric."
-    )
-    query: str = Field(
+    name: str | None = Field(
+        default=None,
         min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of the metric in status and in slipway_analysis_* metrics. Default: the "
+        "check.",
+    )
+    check: Check | None = Field(
+        default=None,
+        description="A built-in check, measured with the PromQL of each revision's runtime "
+        "(MLServer, Triton, vLLM, or the series named in runtime.metrics): error-rate (failed / "
+        "all inference requests), latency-p50, latency-p95, latency-p99, latency-mean (seconds).",
+    )
+    query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
         description="PromQL returning one number. Templated: {{namespace}}, {{name}}, "
-        "{{stable.revision}}, {{canary.revision}}, {{interval}}.",
+        "{{revision}} (the revision measured: the canary, or stable for a comparison), "
+        "{{selector}} (the label matchers of that revision's scraped series), "
+        "{{stable.revision}}, {{canary.revision}}, {{interval}}, {{window}}.",
     )
     min: float | None = Field(default=None, description="Lowest acceptable value.")
     max: float | None = Field(default=None, description="Highest acceptable value.")
+    max_ratio_to_stable: float | None = Field(
+        default=None,
+        ge=0,
+        description="The canary's value may be at most this many times stable's, measured over "
+        "the same window (e.g. 1.2 for latency). Stable at 0 allows the canary only 0.",
+    )
+    max_increase_over_stable: float | None = Field(
+        default=None,
+        ge=0,
+        description="The canary's value may exceed stable's, measured over the same window, by "
+        "at most this much (e.g. 0.01 for an error rate).",
+    )
     samples_query: str | None = Field(
         default=None,
+        max_length=4096,
         description="PromQL returning how many requests the measurement rests on (templated "
         "like query). Below analysis.minSamples the measurement is Inconclusive.",
     )
+
+    @model_validator(mode="after")
+    def _named_after_the_check(self) -> AnalysisMetric:
+        if self.name is None and self.check is not None:
+            self.name = self.check.value
+        return self
+
+    @property
+    def metric_name(self) -> str:
+        """The name this metric is reported under."""
+        return self.name or (self.check.value if self.check else "")
+
+    @property
+    def relative(self) -> bool:
+        """Whether the canary is compared with stable."""
+        return self.max_ratio_to_stable is not None or self.max_increase_over_stable is not None
+
+
+def _metric_name(var: str) -> str:
+    """CEL for the name a metric is reported under (its name, else its check)."""
+    return f"(has({var}.name) ? {var}.name : (has({var}.check) ? {var}.check : ''))"
 
 
 class AnalysisSpec(ApiModel):
     """Automated judgement of a canary by metrics."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.metrics.all(a, self.metrics.exists_one(b, "
+                    f"{_metric_name('b')} == {_metric_name('a')}))",
+                    "message": "metric names must be unique (a check without a name is named "
+                    "after the check): name the second one",
+                    "fieldPath": ".metrics",
+                }
+            ]
+        }
+    )
+
     interval: Duration = Field(default="1m", description="Time between measurements.")
+    window: Duration = Field(
+        default="2m",
+        description="The range the built-in checks' rates and quantiles cover ({{window}} in "
+        "queries); at least four scrape intervals, so that every series has samples in it.",
+    )
     failure_limit: int = Field(
         default=1,
         ge=0,
@@ -331,10 +509,9 @@ class AnalysisSpec(ApiModel):
     min_samples: int = Field(
         default=0,
         ge=0,
-        description="Fewest samples (from a metric's samplesQuery) a measurement needs. With "
-        "fewer, or with no data at all, it is Inconclusive: the rollout pauses and never "
-        "rolls back by "
-        "itself.",
+        description="Fewest samples (requests in the window) a measurement needs, on each side "
+        "when compared with stable. With fewer, or with no data at all, it is Inconclusive: the "
+        "rollout pauses and never rolls back by itself.",
     )
     prometheus: PrometheusProvider = Field(description="The Prometheus server to query.")
     metrics: list[AnalysisMetric] = Field(
@@ -428,6 +605,33 @@ class RolloutSpec(ApiModel):
     )
 
 
+class PodMonitorSpec(ApiModel):
+    """A prometheus-operator PodMonitor that scrapes the serving pods' metrics endpoints."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Create the PodMonitor when the cluster has the PodMonitor CRD "
+        "(monitoring.coreos.com/v1) and the operator is allowed to (chart: podMonitors.enabled).",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels of the PodMonitor, e.g. the one your Prometheus selects "
+        "PodMonitors by (release: prometheus).",
+    )
+    interval: Duration | None = Field(
+        default=None, description="Scrape interval. Empty: the Prometheus's own."
+    )
+
+
+class MonitoringSpec(ApiModel):
+    """How the serving pods' own metrics are scraped."""
+
+    pod_monitor: PodMonitorSpec = Field(
+        default_factory=PodMonitorSpec,
+        description="A PodMonitor for the model's pods, with the revision and track labels.",
+    )
+
+
 class ServingSpec(ApiModel):
     """Everything that shapes a serving pod. Its hash is the revision."""
 
@@ -451,6 +655,20 @@ class ModelDeploymentSpec(ApiModel):
                     "message": "runtime.image is required when model.format has no preset "
                     "(presets: " + ", ".join(PRESET_FORMATS) + ")",
                     "fieldPath": ".runtime.image",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "self.model.format in "
+                    + str(list(PRESET_FORMATS))
+                    + " || !has(self.rollout) || !has(self.rollout.analysis)"
+                    " || self.rollout.analysis.metrics.all(m, !has(m.check) || ("
+                    "has(self.runtime) && has(self.runtime.metrics) && (m.check == 'error-rate'"
+                    " ? has(self.runtime.metrics.requests) && has(self.runtime.metrics.errors)"
+                    " : has(self.runtime.metrics.latency))))",
+                    "message": "a built-in check on a server without a preset reads the series "
+                    "named in runtime.metrics: error-rate needs runtime.metrics.requests and "
+                    "runtime.metrics.errors, the latency checks runtime.metrics.latency",
+                    "fieldPath": ".runtime.metrics",
                     "reason": "FieldValueRequired",
                 },
                 {
@@ -494,6 +712,10 @@ class ModelDeploymentSpec(ApiModel):
         ge=0,
         le=100,
         description="Old revisions kept (scaled to zero) for an instant undo.",
+    )
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,
+        description="How the serving pods' own metrics are scraped (a PodMonitor).",
     )
 
     def serving(self) -> ServingSpec:

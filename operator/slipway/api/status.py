@@ -231,6 +231,21 @@ class Measurement(ApiModel):
     query: str = Field(default="", description="The query as sent, templates resolved.")
     at: str = Field(description="When it was measured (RFC 3339).")
     revision: str = Field(default="", description="The canary revision measured.")
+    stable_value: float | None = Field(
+        default=None,
+        description="Stable's value over the same window, for a comparison with stable (empty: "
+        "no data).",
+    )
+    stable_samples: float | None = Field(
+        default=None, description="Samples stable's value rests on."
+    )
+    stable_query: str = Field(default="", description="The query sent for stable, as sent.")
+    max_ratio_to_stable: float | None = Field(
+        default=None, description="Highest acceptable canary / stable."
+    )
+    max_increase_over_stable: float | None = Field(
+        default=None, description="Highest acceptable canary - stable."
+    )
 
 
 class AnalysisStatus(ApiModel):

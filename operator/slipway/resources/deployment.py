@@ -14,6 +14,7 @@ from slipway.resources.metadata import child_labels, child_metadata, selector_la
 from slipway.resources.names import deployment_name
 from slipway.resources.pins import POD_SHAPE, POD_SHAPE_ANNOTATION, SERVER_CONTAINER
 from slipway.resources.presets import ServerRuntime, probes_for, runtime_for
+from slipway.resources.scraping import expose_metrics
 from slipway.resources.storage import storage_wiring
 
 PORT_NAME = "http"
@@ -43,7 +44,7 @@ def desired_deployment(
     object_labels = child_labels(md, model_name, serving.model.version, revision, track)
     metadata = child_metadata(md, deployment_name(md.name, revision), object_labels)
     metadata["annotations"] = {POD_SHAPE_ANNOTATION: str(_shape(pins))}
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata,
@@ -72,6 +73,9 @@ def desired_deployment(
             },
         },
     }
+    if _shape(pins) >= 2:
+        expose_metrics(manifest["spec"]["template"], serving, SERVER_CONTAINER)
+    return manifest
 
 
 def pod_spec(md: ModelDeployment, serving: ServingSpec, pins: RevisionPins) -> dict[str, Any]:

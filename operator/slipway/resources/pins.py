@@ -28,8 +28,9 @@ from slipway.api import (
 from slipway.resources.presets import runtime_for
 from slipway.resources.storage import STORAGE_INITIALIZER, model_source
 
-# 1: the pods of Slipway 0.1.0 (before pinning). 2: preStop shutdown delay, fast probes,
-# hardened security context.
+# 1: the pods of Slipway 0.1.0 (before pinning). 2 (0.2.0): preStop shutdown delay, fast probes,
+# hardened security context, the runtime's metrics port and where to scrape it
+# (resources/scraping.py). Bumped once per release that changes the pods, not per change.
 POD_SHAPE = 2
 LEGACY_POD_SHAPE = 1
 # on the Deployment object (not its pods): the pod shape its template was built with

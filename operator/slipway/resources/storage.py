@@ -96,9 +96,12 @@ def storage_wiring(model: ModelSpec, operator_image: str) -> StorageWiring:
     )
 
 
-def storage_initializer(model: ModelSpec, operator_image: str) -> dict[str, Any]:
-    """The init container that downloads `model.uri` into MODEL_DIR with `slipway fetch`."""
-    args = ["fetch", model.uri, MODEL_DIR]
+def storage_initializer(
+    model: ModelSpec, operator_image: str, dest: str = MODEL_DIR, volume: str = MODEL_VOLUME
+) -> dict[str, Any]:
+    """The init container that downloads `model.uri` into `dest` (the volume `volume`, by default
+    the model's at MODEL_DIR) with `slipway fetch`."""
+    args = ["fetch", model.uri, dest]
     if model.storage and model.storage.sha256:
         args += ["--sha256", model.storage.sha256]
     container: dict[str, Any] = {
@@ -112,7 +115,7 @@ def storage_initializer(model: ModelSpec, operator_image: str) -> dict[str, Any]
             {"name": "TMPDIR", "value": FETCH_TMP_DIR},
         ],
         "volumeMounts": [
-            {"name": MODEL_VOLUME, "mountPath": MODEL_DIR},
+            {"name": volume, "mountPath": dest},
             {"name": FETCH_TMP_VOLUME, "mountPath": FETCH_TMP_DIR},
         ],
         "securityContext": {

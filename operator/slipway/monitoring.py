@@ -1,0 +1,147 @@
+"""The PodMonitor of each ModelDeployment: applied while the cluster serves prometheus-operator's
+PodMonitor API, removed when the spec turns it off. The shell around
+`slipway.resources.podmonitor`: it reads, applies, deletes.
+
+PodMonitors are not watched: kopf ends the whole operator when a watch gets a 404, which a watch of
+a CRD that someone deletes can get. The store holds what Slipway applied and what every resync
+lists; a PodMonitor changed by hand is put back once a resync (or a restart) sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from slipway.api import ModelDeployment
+from slipway.controller import Key, Store
+from slipway.kube import ApiError, Kube, is_subset
+from slipway.resources.metadata import MANAGED_BY, MANAGED_BY_LABEL
+from slipway.resources.podmonitor import (
+    POD_MONITOR_API_VERSION,
+    POD_MONITOR_KIND,
+    desired_pod_monitor,
+)
+from slipway.rollout import DesiredRevision
+
+log = logging.getLogger(__name__)
+
+POD_MONITOR_PLURAL = "podmonitors"
+POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
+# a CRD installed later is noticed by its watch events at once; this is the fallback
+DISCOVERY_SECONDS = 60.0
+# the API server serves a new CRD's resources a moment after it says Established
+RETRY_SECONDS = 5.0
+
+
+@dataclass
+class PodMonitors:
+    """Applies `desired_pod_monitor` for each reconcile, when the PodMonitor API is served."""
+
+    kube: Kube
+    store: Store
+    # runs the reconcile of a key again after some seconds (the work queue's add_after)
+    retry: Callable[[Key, float], None] | None = None
+    _served: bool | None = None
+    _checked_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _refused: dict[Key, str] = field(default_factory=dict)
+
+    def served(self) -> bool:
+        """Whether the cluster serves monitoring.coreos.com/v1 PodMonitors (cached)."""
+        with self._lock:
+            if self._served is not None and time.monotonic() - self._checked_at < DISCOVERY_SECONDS:
+                return self._served
+        try:
+            served = self.kube.served(POD_MONITOR_API_VERSION, POD_MONITOR_PLURAL)
+        except ApiError as exc:
+            log.warning("cannot tell whether the cluster serves PodMonitors: %s", exc)
+            served = False
+        with self._lock:
+            self._served, self._checked_at = served, time.monotonic()
+        return served
+
+    def rediscover(self, gone: bool = False) -> None:
+        """Ask the API server again at the next reconcile (the CRD came or went); `gone`: the
+        CRD was deleted, and every PodMonitor with it."""
+        with self._lock:
+            self._served = None
+        if gone:
+            self.store.replace(POD_MONITOR_KIND, [])
+
+    def reconcile(self, md: ModelDeployment, revisions: Sequence[DesiredRevision]) -> None:
+        """Make the PodMonitor of `md` what the decided revisions need; never raise for it."""
+        key = Key(md.namespace, md.name)
+        live = self.store.children(POD_MONITOR_KIND, key)
+        if not self.served():
+            return
+        stable = next((r.revision for r in revisions if r.track == "stable"), None)
+        canary = next((r.revision for r in revisions if r.track == "canary"), None)
+        desired = desired_pod_monitor(md, stable, canary)
+        try:
+            kept = self._apply(desired, live) if desired is not None else None
+            for obj in live:
+                name = obj["metadata"]["name"]
+                if name != kept:
+                    self.kube.delete(POD_MONITOR_API_VERSION, POD_MONITOR_KIND, md.namespace, name)
+            self._refused.pop(key, None)
+        except ApiError as exc:
+            # scraping is no reason to stop serving or rolling out: say it once, try again later
+            said = f"{exc.status} {exc.reason}"
+            if self._refused.get(key) != said:
+                log.warning("PodMonitor of %s not applied: %s %s", key, said, exc.body[:300])
+                self._refused[key] = said
+            if self.retry is not None:
+                self.retry(key, RETRY_SECONDS)
+
+    def forget(self, key: Key) -> None:
+        self._refused.pop(key, None)
+
+    def resync(self, namespaces: tuple[str, ...]) -> set[Key]:
+        """List Slipway's PodMonitors into the store; return the ModelDeployments whose PodMonitor
+        went away or was changed by someone else since Slipway last saw it."""
+        if not self.served():
+            return self.store.replace(POD_MONITOR_KIND, [])
+        try:
+            items = [
+                item
+                for namespace in namespaces or ("",)
+                for item in self.kube.list_all(
+                    POD_MONITOR_API_VERSION,
+                    POD_MONITOR_KIND,
+                    namespace,
+                    f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+                )
+            ]
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            self.rediscover(gone=True)  # the CRD went between discovery and the list
+            return set()
+        return changed_owners(self.store, items) | self.store.replace(POD_MONITOR_KIND, items)
+
+    def _apply(self, desired: dict[str, Any], live: list[dict[str, Any]]) -> str:
+        name: str = desired["metadata"]["name"]
+        current = next((obj for obj in live if obj["metadata"]["name"] == name), None)
+        wanted = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
+        if current is None or not is_subset(wanted, current):
+            self.store.upsert(POD_MONITOR_KIND, self.kube.apply(desired))
+        return name
+
+
+def changed_owners(store: Store, listed: Sequence[dict[str, Any]]) -> set[Key]:
+    """The owners of listed PodMonitors whose resourceVersion differs from the store's copy (what
+    Slipway applied or last listed): someone else changed them."""
+    owners: set[Key] = set()
+    for item in listed:
+        meta = item.get("metadata") or {}
+        known = store.get(POD_MONITOR_KIND, meta.get("namespace", ""), meta.get("name", ""))
+        if known is None or known["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
+            continue
+        for ref in meta.get("ownerReferences") or ():
+            if ref.get("kind") == "ModelDeployment" and ref.get("controller"):
+                owners.add(Key(meta.get("namespace", ""), ref["name"]))
+    return owners
