@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import Cluster, wait_until
 
 
