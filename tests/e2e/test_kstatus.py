@@ -103,6 +103,7 @@ def md(name: str, steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
     return body
 
 
+@pytest.mark.usefixtures("kwok_faults")
 def test_kstatus_reads_every_phase_as_flux_and_helm_should(
     k: Driver, cluster: Cluster, own_operators: OperatorFactory, reader: Reader
 ) -> None:

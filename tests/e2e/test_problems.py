@@ -127,6 +127,7 @@ def quota(k: Driver, pods: int) -> None:
 # -- item 4: an unservable spec stops nothing that must go on --------------------------------------
 
 
+@pytest.mark.usefixtures("kwok_faults")
 def test_an_unservable_new_spec_keeps_judging_the_canary_and_scaling_the_stable(
     k: Driver,
 ) -> None:
@@ -200,6 +201,7 @@ def test_a_missing_httproute_is_reported_and_reconciles_then_write_nothing(
 # -- item 7: what must be recorded is recorded -----------------------------------------------------
 
 
+@pytest.mark.usefixtures("kwok_faults")
 def test_the_rollback_event_and_count_survive_a_refused_scale_down(
     k: Driver, cluster: Cluster, operator: Operator
 ) -> None:
@@ -263,6 +265,7 @@ def test_a_canary_blocked_by_a_resource_quota_says_so_at_once(k: Driver) -> None
     assert condition(st, "Degraded")["reason"] == "FailedCreate"
 
 
+@pytest.mark.usefixtures("kwok_faults")
 def test_every_decision_is_logged_as_structured_json(
     k: Driver, own_operators: OperatorFactory
 ) -> None:

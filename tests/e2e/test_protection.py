@@ -14,6 +14,7 @@ from tests.e2e.test_serving import ReadySampler
 pytestmark = pytest.mark.usefixtures("operator")
 
 # KWOK's two nodes have 8 GPUs each: pods asking for 5 fit one per node, so 2 of 4 get Ready
+# (kwok_faults: the test needs those nodes, as the fault tests do)
 GPUS_PER_POD = 5
 
 
@@ -24,6 +25,7 @@ def gpu_model(version: str, **rollout: Any) -> dict[str, Any]:
     return md
 
 
+@pytest.mark.usefixtures("kwok_faults")
 def test_a_partly_ready_first_revision_is_never_torn_down_for_one_that_does_not_serve(
     k: Driver,
 ) -> None:
