@@ -17,7 +17,6 @@ from slipway.api.evaluation import (
 )
 from slipway.api.spec import (
     PRESET_FORMATS,
-    URI_SCHEMES,
     AnalysisMetric,
     AnalysisSpec,
     AutoscalingSpec,
@@ -26,7 +25,6 @@ from slipway.api.spec import (
     GatewayAPIRouting,
     ModelDeploymentSpec,
     ModelSpec,
-    ModelStorage,
     MonitoringSpec,
     PauseStep,
     PodMonitorSpec,
@@ -48,6 +46,7 @@ from slipway.api.status import (
     CanaryStatus,
     Condition,
     ConditionType,
+    EvaluationStatus,
     HistoryEntry,
     Measurement,
     ModelDeploymentStatus,
@@ -56,6 +55,7 @@ from slipway.api.status import (
     RevisionStatus,
     Verdict,
 )
+from slipway.api.storage import URI_SCHEMES, ModelStorage
 from slipway.api.types import ApiModel, duration_seconds
 
 # A ModelDeployment's children are named <name>-<revision> (10 hex characters) and <name>-canary:
@@ -133,6 +133,7 @@ __all__ = [
     "EvaluationData",
     "EvaluationGate",
     "EvaluationResult",
+    "EvaluationStatus",
     "GatewayAPIRouting",
     "HistoryEntry",
     "Measure",

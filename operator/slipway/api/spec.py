@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
+from slipway.api.evaluation import EvaluateStep
+from slipway.api.storage import URI_SCHEMES, ModelStorage
 from slipway.api.types import (
     DNS_LABEL,
     ApiModel,
@@ -26,7 +28,6 @@ PRESET_FORMATS = (
     "tensorrt",
     "huggingface",
 )
-URI_SCHEMES = ("pvc", "s3", "gs", "hf", "http", "https", "oci")
 
 
 class Protocol(StrEnum):
@@ -42,27 +43,6 @@ class Strategy(StrEnum):
 
     CANARY = "Canary"
     ROLLING = "Rolling"
-
-
-class ModelStorage(ApiModel):
-    """How the model files are fetched (s3, gs, hf, http(s) URIs)."""
-
-    secret_name: str | None = Field(
-        default=None,
-        description="Secret with the credentials for the model store, given to the fetcher as "
-        "environment variables (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN, ...). "
-        "Empty: the pod's own workload identity.",
-    )
-    size_limit: Quantity = Field(
-        default="20Gi",
-        description="Size limit of the volume the model is downloaded into.",
-    )
-    sha256: str | None = Field(
-        default=None,
-        pattern=r"^[a-f0-9]{64}$",
-        description="Expected sha256 of the downloaded model (a file, or the sorted file tree); "
-        "a mismatch fails the pod with a clear message.",
-    )
 
 
 class ModelSpec(ApiModel):
@@ -302,15 +282,28 @@ class PauseStep(ApiModel):
     )
 
 
+_STEP_FIELDS = ("setWeight", "pause", "evaluate")
+_STEPS_SET = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in _STEP_FIELDS)
+_ONE_STEP = "a step has exactly one of setWeight, pause or evaluate"
+# the message names what the step has (constant strings only: the API server bounds CEL's cost)
+_WHAT_IT_HAS = (
+    f"{_STEPS_SET} == 0 ? 'none' : {_STEPS_SET} == 3 ? 'setWeight, pause and evaluate' : "
+    "!has(self.evaluate) ? 'setWeight and pause' : "
+    "has(self.setWeight) ? 'setWeight and evaluate' : 'pause and evaluate'"
+)
+
+
 class CanaryStep(ApiModel):
-    """One step of a canary: exactly one of setWeight or pause."""
+    """One step of a canary: exactly one of setWeight, pause or evaluate."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.setWeight) != has(self.pause)",
-                    "message": "a step has exactly one of setWeight or pause",
+                    "rule": f"{_STEPS_SET} == 1",
+                    "message": _ONE_STEP,
+                    "messageExpression": f"'{_ONE_STEP}; this one has ' + ({_WHAT_IT_HAS}) + "
+                    "': put each in a step of its own'",
                 }
             ]
         }
@@ -323,6 +316,12 @@ class CanaryStep(ApiModel):
         description="Percent of traffic (0-100) the canary gets from this step on.",
     )
     pause: PauseStep | None = Field(default=None, description="Wait before the next step.")
+    evaluate: EvaluateStep | None = Field(
+        default=None,
+        description="Send an evaluation set to the canary and to stable and judge the answers "
+        "with gates (a Job running `slipway evaluate`). Before the first setWeight above 0 the "
+        "canary runs one pod that gets no user traffic for it.",
+    )
 
 
 # The longest a query may take (a Prometheus that never answers must not hold a measurement longer)
