@@ -25,6 +25,7 @@ _KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
     ("v1", "Pod"): ("/api/v1", "pods"),
+    ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "/apis/autoscaling/v2",
         "horizontalpodautoscalers",
