@@ -1,8 +1,9 @@
 """The evaluation step's Kubernetes side against the real API server (issue 13, section 4): the Job
 the operator creates (owned by the ModelDeployment, `slipway evaluate` from the operator's image,
 aimed at the two Services), Service <name> leaving the canary out before its first weight, and
-the Job going when the canary does. KWOK runs the Job's pod without ever finishing it, so the
-verdicts are left to the real node's tests (tests/e2e/realnode/test_evaluation_step.py).
+stale Jobs going. KWOK completes a Job's pod at once, with no termination message: an evaluation
+that ends without a result, which pauses the canary and says so. Real answers and verdicts are the
+real node's tests (tests/e2e/realnode/test_evaluation_step.py).
 """
 
 from __future__ import annotations
@@ -52,23 +53,42 @@ def test_an_evaluation_runs_as_a_job_of_the_modeldeployment_against_both_service
     assert selector[REVISION] == stable
     c = canary(k)
     assert (c["weight"], c["replicas"], c["evaluation"]["attempt"]) == (0, 1, 1)
-    assert c["evaluation"]["startedAt"] and "verdict" not in c["evaluation"]
+    assert c["evaluation"]["startedAt"]
     assert status(k)["stable"]["replicas"] == 4
 
 
-def test_an_aborted_evaluation_stops_its_job_and_service_takes_every_pod_again(
+def test_an_evaluation_without_a_result_pauses_and_resume_runs_it_again_in_a_new_job(
     k: Driver,
 ) -> None:
     start(k, canary_md(steps=[EVALUATE, {"setWeight": 50}]))
     k.patch("md", "fraud", {"spec": V2})
-    k.wait("the evaluation Job", lambda: jobs(k) or None)
+
+    paused = k.wait(
+        "the evaluation's verdict",
+        lambda: (c := canary(k)).get("evaluation", {}).get("verdict") and c,
+    )
+    revision = paused["revision"]
+    assert paused["evaluation"]["verdict"] == "Error"
+    assert (paused["state"], paused["reason"]) == ("Paused", "AnalysisInconclusive")
+    assert "ended (Completed, exit code 0) without a result" in paused["message"]
+    [gate] = [m for m in status(k)["analysis"]["measurements"] if m.get("step") == 0]
+    assert (gate["metric"], gate["verdict"]) == ("agreement", "Error")
+    # the judged Job stays for people to read
+    assert [j["metadata"]["name"] for j in jobs(k)] == [f"fraud-eval-{revision}-0-1"]
+
+    k.plugin("resume", "fraud")
+
+    k.wait(
+        "the second evaluation's Job, and the first one gone",
+        lambda: [j["metadata"]["name"] for j in jobs(k)] == [f"fraud-eval-{revision}-0-2"],
+    )
+    assert canary(k)["evaluation"]["attempt"] == 2
 
     k.plugin("abort", "fraud")
 
     k.wait_phase("fraud", "RolledBack")
-    k.wait("the Job to go", lambda: not jobs(k))
     k.wait(
-        "Service fraud to select every pod again",
+        "Service fraud to select every pod again once the canary's pod is gone",
         lambda: REVISION not in k.get("service", "fraud")["spec"]["selector"],
     )
     assert canary(k)["replicas"] == 0
