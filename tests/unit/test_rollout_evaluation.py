@@ -136,6 +136,8 @@ def test_an_evaluation_before_any_weight_gets_one_canary_pod_only_once_service_l
     assert decision.service_revision == stable
     assert decision.canary_weight == 0 and decision.status.canary.weight == 0
     assert rollout.cluster.snapshot() == {stable: (4, 4), canary: (1, 1)}
+    # the canary's pod is Ready but serves no user: the model's Ready pods are stable's
+    assert (decision.status.ready_replicas, decision.status.canary.ready_replicas) == (4, 1)
     run = decision.status.canary.evaluation
     assert (run.step, run.attempt, run.verdict) == (0, 1, None) and run.started_at is not None
     assert rollout.created == [(0, 1)]

@@ -968,7 +968,8 @@ def _finish(facts: Facts, draft: _Draft) -> Decision:
         canary.replicas = plan.replicas[canary.revision]
         canary.ready_replicas = observed.ready(canary.revision)
         canary.weight = plan.weight
-        ready += canary.ready_replicas
+        # a canary pod that no user reaches (an evaluation's, before any weight) serves nobody
+        ready += facts.reaching_users(canary.revision)
     status.replicas = facts.total
     status.ready_replicas = ready
     status.observed_generation = facts.md.metadata.generation
