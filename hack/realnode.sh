@@ -43,6 +43,19 @@ kubeconfig="$dir/kubeconfig"
 kc() { "$dir/bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 ctr_() { ctr --address "$node_dir/containerd/containerd.sock" -n k8s.io "$@"; }
 
+# Does the cluster at $1 still run its real node? (a pid file naming a live process of that name:
+# after a reboot or a restored snapshot the files remain and the numbers may name other processes)
+owner_alive() {
+  local name f pid
+  for name in containerd kubelet kube-proxy; do
+    f="$1/realnode/pids/$name.pid"
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name" && return 0
+  done
+  return 1
+}
+
 enabled() { [ "${SLIPWAY_REAL_NODE:-1}" != 0 ]; }
 
 running() { local f="$node_dir/pids/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
@@ -290,13 +303,22 @@ up() {
   [ "$(id -u)" = 0 ] || die "the real node needs root (or set SLIPWAY_REAL_NODE=0)"
   [ -f "$kubeconfig" ] || die "no cluster at $dir (hack/cluster.sh up starts it)"
   mkdir -p "$lock_dir"
-  if [ -f "$lock_dir/owner" ] && [ "$(cat "$lock_dir/owner")" != "$dir" ]; then
-    # one real node per machine (it owns host-wide names: the bridge, routes, iptables chains)
-    log "skipped: the cluster at $(cat "$lock_dir/owner") has this machine's real node"
-    return 0
-  fi
   bash "$root/hack/host-packages.sh"
   bin=$(bash "$root/hack/build-tools.sh")
+  if [ -f "$lock_dir/owner" ] && [ "$(cat "$lock_dir/owner")" != "$dir" ]; then
+    local owner
+    owner=$(cat "$lock_dir/owner")
+    if owner_alive "$owner"; then
+      # one real node per machine (it owns host-wide names: the bridge, routes, iptables chains)
+      log "skipped: the cluster at $owner has this machine's real node"
+      return 0
+    fi
+    # its processes are gone (a reboot, a killed run, a machine restored from a snapshot) while
+    # its host changes and lock stay: undo them as its own `down` would, then take the node
+    log "the cluster at $owner had the real node and no longer runs: undoing what it left"
+    SLIPWAY_CLUSTER_DIR=$owner SLIPWAY_REALNODE_BIN=$bin bash "$root/hack/realnode.sh" down \
+      || die "could not undo what the cluster at $owner left on this host (above); not starting"
+  fi
   mkdir -p "$node_dir/pids" "$node_dir/logs"
   if [ ! -f "$lock_dir/owner" ]; then
     # what the host looks like without us, to check `down` against
@@ -324,13 +346,18 @@ down() {
   if [ -f "$lock_dir/owner" ] && [ "$(cat "$lock_dir/owner")" != "$dir" ]; then
     return 0  # another cluster's node
   fi
-  local bin=""
-  [ -x "$dir/bin/kubectl" ] && bin=$(dirname "$(readlink -f "$dir/bin/kubectl")")
+  local bin=${SLIPWAY_REALNODE_BIN:-}
+  [ -z "$bin" ] && [ -x "$dir/bin/kubectl" ] && bin=$(dirname "$(readlink -f "$dir/bin/kubectl")")
   stop apiserver-forwarder
   stop kube-proxy
   # kube-proxy's iptables and nftables rules
-  [ -n "$bin" ] && [ -f "$node_dir/kube-proxy/config.yaml" ] \
-    && "$bin/kube-proxy" --config "$node_dir/kube-proxy/config.yaml" --cleanup >/dev/null 2>&1 || true
+  if [ -n "$bin" ] && [ -x "$bin/kube-proxy" ]; then
+    if [ -f "$node_dir/kube-proxy/config.yaml" ]; then
+      "$bin/kube-proxy" --config "$node_dir/kube-proxy/config.yaml" --cleanup >/dev/null 2>&1 || true
+    else
+      "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+    fi
+  fi
   stop kubelet
   if [ -S "$node_dir/containerd/containerd.sock" ]; then # whatever the kubelet left running
     local t
@@ -393,9 +420,20 @@ iptables_down() { # the kubelet's own chains (KUBE-FIREWALL, canaries, hint), v4
 restore_host() {
   [ -f "$lock_dir/host-before.json" ] || return 0
   python3 - "$lock_dir/host-before.json" <<'PY'
-import json, subprocess, sys
+import json, shutil, subprocess, sys
 from pathlib import Path
 before = json.loads(Path(sys.argv[1]).read_text())
+# containers whose processes died with the machine (no containerd was there to delete them) leave
+# runc state and shim sockets under /run/containerd; with no containerd running, runc deletes them
+running = subprocess.run(["pgrep", "-f", "^containerd"], capture_output=True).returncode == 0
+runc_root = Path("/run/containerd/runc")
+if not before["run_containerd"] and not running and runc_root.is_dir():
+    for ns in runc_root.iterdir():
+        for state in ns.glob("*/state.json"):
+            subprocess.run(["runc", "--root", str(ns), "delete", "--force", state.parent.name],
+                           capture_output=True, check=False)
+    if not any(p.is_dir() for p in runc_root.glob("*/*")):
+        shutil.rmtree("/run/containerd", ignore_errors=True)
 for name, value in before["sysctls"].items():
     path = Path("/proc/sys") / name.replace(".", "/")
     if value != "absent" and path.exists() and path.read_text().strip() != value:
