@@ -28,6 +28,7 @@ from slipway.api import (
     ServingSpec,
 )
 from slipway.controller import Key, Store
+from slipway.governance import consumed_keys, governance_request, record, stamps_of
 from slipway.kube import ApiError, Kube, is_subset
 from slipway.monitoring import PodMonitors
 from slipway.resources import (
@@ -135,6 +136,7 @@ class Reconciler:
             self._report_invalid(body, exc, now)
             return None
 
+        stamps = stamps_of(body["metadata"].get("annotations") or {})
         action, body = self._take_action(body)
         revision = revision_of(md.spec.serving())
         observed = self._observe(key)
@@ -148,6 +150,9 @@ class Reconciler:
 
         measurements = self._measurements(key, md, revision, now)
         decision = decide(md, revision, observed, measurements, action, now, pins)
+        decision = record(
+            md.status, decision, governance_request(md, revision, action, stamps, now)
+        )
         route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
             update={
@@ -191,20 +196,25 @@ class Reconciler:
     # -- reading ------------------------------------------------------------------------------
 
     def _take_action(self, body: dict[str, Any]) -> tuple[Action | None, dict[str, Any]]:
-        """Consume the action annotation. Removed first: a crash may lose it, never repeat it.
+        """Consume the action annotation (with an undo's and their stamps). Removed first: a crash
+        may lose it, never repeat it.
 
         Returns the action and the object as it is after the removal.
         """
         meta = body["metadata"]
-        value = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
-        if value is None:
+        annotations = meta.get("annotations") or {}
+        keys = consumed_keys(annotations)
+        if not keys:
             return None, body
-        after = self.kube.remove_annotation(
-            meta["namespace"], meta["name"], ACTION_ANNOTATION, meta["resourceVersion"]
+        after = self.kube.remove_annotations(
+            meta["namespace"], meta["name"], keys, meta["resourceVersion"]
         )
         if after is None:
             return None, body  # the object moved on; the next event brings the action again
         self.store.upsert("ModelDeployment", after)
+        value = annotations.get(ACTION_ANNOTATION)
+        if value is None:
+            return None, after
         try:
             return Action(value), after
         except ValueError:

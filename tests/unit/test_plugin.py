@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from slipway.governance import UNDO_TO
 from slipway.plugin import (
     ACTION_ANNOTATION,
     PluginError,
@@ -14,6 +15,7 @@ from slipway.plugin import (
     format_history,
     format_status,
     history_rows,
+    short_digest,
     undo_ops,
 )
 
@@ -199,15 +201,83 @@ def test_history_numbers_from_the_oldest_and_marks_the_stable() -> None:
         (1, "aaaa"),
     ]
     lines = format_history(obj).splitlines()
-    assert lines[0].split() == ["NUMBER", "REVISION", "VERSION", "PROMOTED", "URI"]
-    assert lines[1].split() == ["3", "cccc", "3.0.0", "2026-11-26T10:00:00Z", "s3://m/3.0.0"]
-    assert lines[2].endswith("s3://m/2.0.0 (stable)")
+    assert lines[0].split() == [
+        "NUMBER",
+        "REVISION",
+        "VERSION",
+        "PROMOTED",
+        "BY",
+        "HOW",
+        "MODEL",
+        "IMAGE",
+        "ENDED",
+        "URI",
+    ]
+    assert lines[1].split() == [
+        "3",
+        "cccc",
+        "3.0.0",
+        "2026-11-26T10:00:00Z",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "s3://m/3.0.0",
+    ]
+    assert "(stable)" in lines[2]
     assert "(stable)" not in lines[1] + lines[3]
 
 
+def test_history_says_who_promoted_what_bytes_and_how_each_ended() -> None:
+    model, image = "sha256:" + "ab" * 32, "docker.io/seldonio/mlserver@sha256:" + "cd" * 32
+    [new, old] = history(("bbbb", "2.0.0", None), ("aaaa", "1.0.0", None))
+    new |= {"promotedBy": "paula", "promotion": "Promote", "modelDigest": model}
+    new |= {"imageDigest": image}
+    old |= {"promotedBy": "alice", "promotion": "Initial", "endReason": "PromotedOver"}
+    old |= {"endedBy": "paula", "endedAt": "2026-11-26T10:09:00Z"}
+    obj = md({"stable": {"revision": "bbbb"}, "history": [new, old]})
+
+    short = format_history(obj).splitlines()
+    wide = format_history(obj, wide=True).splitlines()
+
+    assert short[1].split()[4:9] == [
+        "paula",
+        "Promote",
+        "sha256:abababababab",
+        "mlserver@sha256:cdcdcdcdcdcd",
+        "(stable)",
+    ]
+    assert " ".join(short[2].split()[4:6]) == "alice Initial"
+    assert "PromotedOver by paula at 2026-11-26T10:09:00Z" in short[2]
+    assert model in wide[1] and image in wide[1]
+
+
+@pytest.mark.parametrize(
+    ("digest", "short"),
+    [
+        (None, "-"),
+        ("sha256:" + "0123456789ab" * 5 + "cdef", "sha256:0123456789ab"),
+        ("docker.io/seldonio/mlserver@sha256:" + "f" * 64, "mlserver@sha256:ffffffffffff"),
+        ("registry.local/mlserver:1.7.1", "registry.local/mlserver:1.7.1"),
+    ],
+)
+def test_digests_are_shortened_like_kubectl_shortens_ids(digest: str | None, short: str) -> None:
+    assert short_digest(digest) == short
+
+
 def test_history_of_a_model_never_promoted_is_just_the_header() -> None:
-    assert format_history(md(None)).splitlines() == [
-        "NUMBER REVISION    VERSION         PROMOTED              URI"
+    assert format_history(md(None)).split() == [
+        "NUMBER",
+        "REVISION",
+        "VERSION",
+        "PROMOTED",
+        "BY",
+        "HOW",
+        "MODEL",
+        "IMAGE",
+        "ENDED",
+        "URI",
     ]
 
 
@@ -237,9 +307,25 @@ def test_undo_puts_a_previous_serving_spec_back(
         entries = entries[1:]
     ops, message = undo_ops(md({"stable": {"revision": stable}, "history": entries}), to_revision)
     assert message == said
+    target = next(e["revision"] for e in entries if e.get("template") == template)
     assert ops == [
-        {"op": "add", "path": f"/spec/{field}", "value": value} for field, value in template.items()
+        *({"op": "add", "path": f"/spec/{f}", "value": value} for f, value in template.items()),
+        {"op": "add", "path": "/metadata/annotations", "value": {UNDO_TO: target}},
     ]
+
+
+def test_undo_adds_its_annotation_beside_the_others() -> None:
+    entries = history(("bbbb", "2.0.0", TEMPLATE_2), ("aaaa", "1.0.0", TEMPLATE_1))
+    obj = md({"stable": {"revision": "bbbb"}, "history": entries})
+    obj["metadata"]["annotations"] = {"serving.slipway.dev/applied-by": "bob"}
+
+    ops, _ = undo_ops(obj, None)
+
+    assert ops[-1] == {
+        "op": "add",
+        "path": "/metadata/annotations/serving.slipway.dev~1undo-to",
+        "value": "aaaa",
+    }
 
 
 @pytest.mark.parametrize(

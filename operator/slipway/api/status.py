@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, WithJsonSchema
 
+from slipway.api.records import CanaryRecord, HistoryRecord, RevisionRecord
 from slipway.api.types import ApiModel
 
 
@@ -79,7 +80,7 @@ class RevisionPins(ApiModel):
     )
 
 
-class RevisionStatus(ApiModel):
+class RevisionStatus(RevisionRecord):
     """One revision (one Deployment) as observed."""
 
     revision: str = Field(description="Hash of everything that shapes a serving pod.")
@@ -101,7 +102,7 @@ class RevisionStatus(ApiModel):
     )
 
 
-class CanaryStatus(RevisionStatus):
+class CanaryStatus(RevisionStatus, CanaryRecord):
     """The canary revision and how far it got."""
 
     weight: int = Field(default=0, description="Percent of traffic the canary gets now.")
@@ -175,7 +176,7 @@ class AnalysisStatus(ApiModel):
     )
 
 
-class HistoryEntry(ApiModel):
+class HistoryEntry(HistoryRecord):
     """A revision that was promoted to stable."""
 
     revision: str = Field(description="The revision hash.")
