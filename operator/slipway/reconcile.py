@@ -150,9 +150,9 @@ class Reconciler:
 
         measurements = self._measurements(key, md, revision, now)
         decision = decide(md, revision, observed, measurements, action, now, pins)
-        decision = record(
-            md.status, decision, governance_request(md, revision, action, stamps, now)
-        )
+        pods = self.store.children("Pod", key)
+        asked = governance_request(md, revision, action, stamps, now, pods, observed)
+        decision = record(md.status, decision, asked)
         route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
             update={
@@ -578,6 +578,10 @@ def pods_failing(pods: Sequence[Mapping[str, Any]]) -> tuple[bool, str | None]:
             text += f" (restarts {restarts})"
             if waiting.get("message"):
                 text += f": {waiting['message']}"
+            # what the container said as it last exited (slipway fetch: why the fetch failed)
+            said = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
+            if said:
+                text += f"; it last said: {said.strip()[:300]}"
             if crashing:
                 return True, text
             named = named or text

@@ -3,6 +3,7 @@ driven through the same fake cluster as the core's own scenarios (tests/unit/tes
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from slipway.governance import (
     record,
     stamps_of,
 )
+from slipway.governance.digests import RevisionDigests
 from slipway.rollout import Action, Decision
 from tests.unit.test_rollout import Rollout, canary_rollout, model_deployment
 
@@ -36,6 +38,8 @@ class Governed(Rollout):
     """The fake shell, recording as reconcile.py does: stamps as the admission policy left them."""
 
     stamps: Stamps = field(default_factory=lambda: ALICE)
+    # what the pods report, by revision (tests/unit/test_governance_digests.py)
+    reports: dict[str, RevisionDigests] = field(default_factory=dict)
 
     def reconcile(
         self, action: Action | None = None, measurements: Sequence[Measurement] | None = None
@@ -43,6 +47,12 @@ class Governed(Rollout):
         before = self.md.status
         decision = super().reconcile(action, measurements)
         request = governance_request(self.md, self.revision, action, self.stamps, self.now)
+        idle = frozenset(
+            rev
+            for rev in {h.revision for h in self.md.status.history}
+            if self.cluster.replicas(rev) == 0 and rev not in self.reports
+        )
+        request = dataclasses.replace(request, digests=self.reports, idle=idle)
         recorded = record(before, decision, request)
         self.md = self.md.model_copy(update={"status": recorded.status})
         self.decisions[-1] = recorded

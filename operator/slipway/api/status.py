@@ -78,6 +78,13 @@ class RevisionPins(ApiModel):
         description="Generation of Slipway's pod defaults (probes, graceful shutdown, security "
         "context) the pods are built with.",
     )
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[a-f0-9]{64}$",
+        description="The model digest its fetcher verifies (slipway fetch --sha256): the "
+        "revision's recorded modelDigest, pinned once the revision no longer serves, so that an "
+        "undo to it serves the same bytes or fails saying they changed.",
+    )
 
 
 class RevisionStatus(RevisionRecord):

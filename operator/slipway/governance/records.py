@@ -10,11 +10,12 @@ from the status the decision started from, by revision.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from slipway.api import (
     ActionRecord,
+    Condition,
     EndReason,
     HistoryEntry,
     HistoryRecord,
@@ -24,6 +25,7 @@ from slipway.api import (
     RevisionStatus,
 )
 from slipway.governance.annotations import UNDO_VERB, Stamps, describe_actor
+from slipway.governance.digests import RevisionDigests, digest_hex, unknowable
 from slipway.rollout.model import Action, Decision, Event
 
 # actions kept per canary in status
@@ -57,6 +59,10 @@ class Request:
     stamps: Stamps
     steps: int  # canary steps of the spec (0: none, or strategy Rolling)
     stamp: str  # now, RFC 3339
+    # what the pods report about the bytes they serve, by revision
+    digests: Mapping[str, RevisionDigests] = field(default_factory=dict)
+    # revisions whose Deployment runs no pod (at zero replicas, or gone)
+    idle: frozenset[str] = frozenset()
 
     @property
     def undo_target(self) -> str | None:
@@ -73,6 +79,11 @@ def record(before: ModelDeploymentStatus, decision: Decision, request: Request) 
     log = _act(before, status, request)
     promotion = _promotion(before, status, request, log)
     events = [_attributed(e, request, status, promotion) for e in decision.events]
+    _record_digests(status, request)
+    _pin_digests(status, request, {d.revision: d.replicas for d in decision.revisions})
+    mismatch = _digest_mismatch(before, status, request)
+    if mismatch is not None:
+        events.append(mismatch)
     return dataclasses.replace(decision, status=status, events=events)
 
 
@@ -216,6 +227,110 @@ def _how(
     if promoting:
         return Promotion.PROMOTE, promoting[-1].by
     return (Promotion.STEPS if request.steps else Promotion.ROLLING), SLIPWAY
+
+
+# -- digests ---------------------------------------------------------------------------------------
+
+DIGEST_MISMATCH = "DigestMismatch"
+
+
+def _record_digests(status: ModelDeploymentStatus, request: Request) -> None:
+    """A revision's digests, once its pods report one and agree; or why none can be known."""
+    for entry in _entries(status):
+        reported = request.digests.get(entry.revision)
+        if reported is not None:
+            models, images = reported.models(), reported.images()
+            if entry.model_digest is None and len(models) == 1:
+                entry.model_digest = next(iter(models))
+            if entry.image_digest is None and len(images) == 1:
+                entry.image_digest = next(iter(images))
+        if entry.model_digest is None:
+            mounted = reported.model_images() if reported is not None else {}
+            entry.model_digest_note = unknowable(entry.uri, mounted)
+        else:
+            entry.model_digest_note = None
+
+
+def _pin_digests(
+    status: ModelDeploymentStatus, request: Request, replicas: Mapping[str, int]
+) -> None:
+    """A revision that no longer serves verifies its recorded model digest if it comes back (an
+    undo): pinned while it runs no pod, so that no pod of it restarts for it."""
+    serving = {e.revision for e in (status.stable, status.canary) if e is not None}
+    for entry in status.history:
+        sha256 = digest_hex(entry.model_digest)
+        pinned = entry.pinned
+        if sha256 is None or pinned is None or pinned.model_sha256 is not None:
+            continue
+        if entry.revision in serving or not pinned.fetcher_image:
+            continue
+        if entry.revision in request.idle and replicas.get(entry.revision, 0) == 0:
+            entry.pinned = pinned.model_copy(update={"model_sha256": sha256})
+
+
+def _digest_mismatch(
+    before: ModelDeploymentStatus, status: ModelDeploymentStatus, request: Request
+) -> Event | None:
+    """The DigestMismatch condition: True while the pods of a serving revision report different
+    model or image digests (or ones other than its record); a Warning Event when it turns True."""
+    problems: list[str] = []
+    reasons: set[str] = set()
+    for entry in (status.stable, status.canary):
+        reported = request.digests.get(entry.revision) if entry is not None else None
+        if entry is None or reported is None:
+            continue
+        for what, seen, recorded, reason in (
+            ("model", reported.models(), entry.model_digest, "ModelDigestsDiffer"),
+            ("image", reported.images(), entry.image_digest, "ImageDigestsDiffer"),
+        ):
+            if len(set(seen) | ({recorded} if recorded else set())) < 2:
+                continue
+            reasons.add(reason)
+            said = "; ".join(f"{', '.join(pods)} report {d}" for d, pods in sorted(seen.items()))
+            problems.append(
+                f"revision {entry.revision} ({entry.version}): pods report different {what} "
+                f"digests: {said}" + (f" (recorded: {recorded})" if recorded else "")
+            )
+    old = next((c for c in before.conditions if c.type == DIGEST_MISMATCH), None)
+    if not problems:
+        if old is not None and old.status == "True":
+            agree = "the pods of each serving revision report the same model and image digests"
+            _set_condition(status, old, "False", "DigestsAgree", agree, request.stamp)
+        elif old is not None:
+            _set_condition(status, old, old.status, old.reason, old.message, request.stamp)
+        return None
+    reason = reasons.pop() if len(reasons) == 1 else "DigestsDiffer"
+    message = (
+        "; ".join(problems) + ". The model or the image changed under the revision (a mutable "
+        "object or tag): pin spec.model.storage.sha256, or use an immutable uri and image"
+    )
+    _set_condition(status, old, "True", reason, message, request.stamp)
+    if old is not None and old.status == "True":
+        return None
+    return Event("Warning", DIGEST_MISMATCH, message)
+
+
+def _set_condition(
+    status: ModelDeploymentStatus,
+    old: Condition | None,
+    value: str,
+    reason: str,
+    message: str,
+    stamp: str,
+) -> None:
+    """The DigestMismatch condition in status (its one writer), its transition time kept while its
+    value stays."""
+    changed = old is None or old.status != value
+    condition = Condition(
+        type=DIGEST_MISMATCH,
+        status=value,
+        reason=reason,
+        message=message,
+        last_transition_time=stamp if changed or old is None else old.last_transition_time,
+        observed_generation=status.observed_generation,
+    )
+    status.conditions = [c for c in status.conditions if c.type != DIGEST_MISMATCH]
+    status.conditions.append(condition)
 
 
 # -- Events ----------------------------------------------------------------------------------------
