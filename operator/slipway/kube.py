@@ -24,6 +24,7 @@ _KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
     ("v1", "Pod"): ("/api/v1", "pods"),
+    ("v1", "Secret"): ("/api/v1", "secrets"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "/apis/autoscaling/v2",
         "horizontalpodautoscalers",

@@ -31,6 +31,8 @@ from slipway.controller import Key, Store
 from slipway.governance import consumed_keys, governance_request, record, stamps_of
 from slipway.kube import ApiError, Kube, is_subset
 from slipway.monitoring import PodMonitors
+from slipway.registry import Outcome, RegistryResolver, outcome, resolved
+from slipway.registry import report as registry_report
 from slipway.resources import (
     HTTPRouteNotWired,
     desired_deployment,
@@ -98,6 +100,8 @@ class Reconciler:
     # measurements run there, never on a reconcile worker (a Prometheus may never answer)
     analysis: AnalysisRunner = field(default_factory=AnalysisRunner)
     pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
+    # models:/ uris are resolved there, never on a reconcile worker (a registry may never answer)
+    registry: RegistryResolver = field(default_factory=RegistryResolver)
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget(key.namespace, key.name)
             self.analysis.forget(key)
+            self.registry.forget(key)
             return None
         now = self.clock()
         try:
@@ -138,6 +143,14 @@ class Reconciler:
 
         stamps = stamps_of(body["metadata"].get("annotations") or {})
         action, body = self._take_action(body)
+        found = self._resolve(key, md, now)
+        if found is not None and found.resolution is None:
+            if found.pending:
+                return None  # the first answer wakes this reconcile
+            self._report_condition(body, found.reason, found.message, now)
+            return UNSERVABLE_RECHECK_SECONDS
+        if found is not None and found.resolution is not None:
+            md = resolved(md, found.resolution)
         revision = revision_of(md.spec.serving())
         observed = self._observe(key)
         md, pins = self._pin(md, key, revision)
@@ -153,6 +166,7 @@ class Reconciler:
         pods = self.store.children("Pod", key)
         asked = governance_request(md, revision, action, stamps, now, pods, observed)
         decision = record(md.status, decision, asked)
+        decision = registry_report(md.status, decision, found, revision, now, rfc3339(now))
         route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
             update={
@@ -227,6 +241,11 @@ class Reconciler:
                 self.clock(),
             )
             return None, after
+
+    def _resolve(self, key: Key, md: ModelDeployment, now: dt.datetime) -> Outcome | None:
+        """What the model registry answered for a models:/ uri (None: not a registry's)."""
+        lookup = self.registry.lookup(key, md, now)
+        return None if lookup is None else outcome(md, lookup, rfc3339(now))
 
     def _observe(self, key: Key) -> Observed:
         pods_by_revision: dict[str, list[dict[str, Any]]] = {}

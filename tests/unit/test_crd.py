@@ -347,8 +347,19 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
         (
             "spec.model",
             "uri must start with one of pvc://, s3://, gs://, hf://, http://, https://, oci:// "
-            "and name something after it",
+            "and name something after it, or be a registry's models:/NAME@ALIAS or "
+            "models:/NAME/VERSION",
         ),
+        ("spec.model", "version is required: it names the revision in status and labels"),
+        (
+            "spec.model",
+            "version must be empty with a models:/ uri: the registry says which version it is",
+        ),
+        (
+            "spec.model",
+            "a models:/ uri needs registry.mlflow: the tracking server that resolves it",
+        ),
+        ("spec.model.registry.mlflow", "pollInterval must be between 10s and 1h"),
         ("spec.autoscaling", "minReplicas must not be greater than maxReplicas"),
         ("spec.rollout", "setWeight must not decrease from one step to the next"),
         (

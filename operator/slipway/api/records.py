@@ -51,6 +51,11 @@ class ActionRecord(ApiModel):
 class RevisionRecord(ApiModel):
     """Who applied a revision, and what its pods ran."""
 
+    registry_uri: str | None = Field(
+        default=None,
+        description="The models:/ uri this revision was resolved from (its version and uri are "
+        "the registry's answer).",
+    )
     applied_by: str | None = Field(
         default=None,
         description="Who applied the spec this revision comes from: the user the API server "
@@ -105,3 +110,15 @@ class CanaryRecord(ApiModel):
         default_factory=list,
         description="Actions on this canary and who asked for them, oldest first (bounded).",
     )
+
+
+class RegistryResolution(ApiModel):
+    """What the model registry answered for spec.model.uri (models:/...)."""
+
+    uri: str = Field(description="The models:/ uri resolved.")
+    version: str = Field(description="The registry's version it names (e.g. 7).")
+    artifact_uri: str = Field(
+        description="Where that version's files are (what the pods fetch), e.g. "
+        "s3://mlflow/1/abc/artifacts/model."
+    )
+    resolved_at: str = Field(description="When the registry first gave this answer.")

@@ -27,6 +27,9 @@ PRESET_FORMATS = (
     "huggingface",
 )
 URI_SCHEMES = ("pvc", "s3", "gs", "hf", "http", "https", "oci")
+# how often a registry alias is looked up again, at least and at most
+REGISTRY_POLL_MIN = "10s"
+REGISTRY_POLL_MAX = "1h"
 
 
 class Protocol(StrEnum):
@@ -65,6 +68,55 @@ class ModelStorage(ApiModel):
     )
 
 
+# a version in a model registry, as MLflow writes it: models:/NAME@ALIAS or models:/NAME/VERSION
+REGISTRY_URI = r"^models:/[^/@]+(@[A-Za-z0-9_-]+|/[1-9][0-9]*)$"
+_IS_REGISTRY = "self.uri.startsWith('models:/')"
+
+
+class MlflowRegistry(ApiModel):
+    """An MLflow tracking server whose model registry names the model's versions."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"duration(self.pollInterval) >= duration('{REGISTRY_POLL_MIN}') && "
+                    f"duration(self.pollInterval) <= duration('{REGISTRY_POLL_MAX}')",
+                    "message": f"pollInterval must be between {REGISTRY_POLL_MIN} and "
+                    f"{REGISTRY_POLL_MAX}",
+                    "fieldPath": ".pollInterval",
+                }
+            ]
+        }
+    )
+
+    tracking_uri: str = Field(
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        max_length=2048,
+        description="Base URL of the MLflow tracking server, e.g. http://mlflow.mlops:5000; the "
+        "operator calls its REST API (/api/2.0/mlflow/...).",
+    )
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Secret with MLFLOW_TRACKING_TOKEN (a bearer token), or "
+        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD. Read by the operator (the chart's "
+        "registry.readSecrets); whoever names it must be allowed to read it. Empty: no "
+        "credentials.",
+    )
+    poll_interval: Duration = Field(
+        default="1m",
+        description=f"How often the alias is looked up again ({REGISTRY_POLL_MIN} to "
+        f"{REGISTRY_POLL_MAX}); moving it starts a canary of the version it names.",
+    )
+
+
+class ModelRegistry(ApiModel):
+    """Where a models:/ uri is resolved."""
+
+    mlflow: MlflowRegistry = Field(description="An MLflow model registry.")
+
+
 class ModelSpec(ApiModel):
     """The model to serve."""
 
@@ -72,13 +124,36 @@ class ModelSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+')",
+                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+') || "
+                    f"self.uri.matches('{REGISTRY_URI}')",
                     "message": "uri must start with one of "
                     + ", ".join(f"{s}://" for s in URI_SCHEMES)
-                    + " and name something after it",
+                    + " and name something after it, or be a registry's models:/NAME@ALIAS or "
+                    "models:/NAME/VERSION",
                     "fieldPath": ".uri",
                     "reason": "FieldValueInvalid",
-                }
+                },
+                {
+                    "rule": f"{_IS_REGISTRY} || (has(self.version) && self.version != '')",
+                    "message": "version is required: it names the revision in status and labels "
+                    "(only a models:/ uri takes it from the registry)",
+                    "fieldPath": ".version",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": f"!{_IS_REGISTRY} || !has(self.version) || self.version == ''",
+                    "message": "version must be empty with a models:/ uri: the registry says "
+                    "which version it is",
+                    "fieldPath": ".version",
+                    "reason": "FieldValueForbidden",
+                },
+                {
+                    "rule": f"!{_IS_REGISTRY} || has(self.registry)",
+                    "message": "a models:/ uri needs registry.mlflow: the tracking server that "
+                    "resolves it",
+                    "fieldPath": ".registry",
+                    "reason": "FieldValueRequired",
+                },
             ]
         }
     )
@@ -90,17 +165,19 @@ class ModelSpec(ApiModel):
         description="Name the server publishes the model under. Default: metadata.name.",
     )
     version: str = Field(
-        min_length=1,
+        default="",
         max_length=63,
-        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$",
         description="Version of the model, e.g. 2.1.0; shown in status and as the "
-        "app.kubernetes.io/version label.",
+        "app.kubernetes.io/version label. Required, except with a models:/ uri (the registry's "
+        "version).",
     )
     uri: str = Field(
         min_length=1,
         max_length=2048,
         description="Where the model lives: pvc://CLAIM/path, s3://bucket/key, gs://bucket/key, "
-        "hf://org/model[@revision], http(s)://host/path or oci://image.",
+        "hf://org/model[@revision], http(s)://host/path, oci://image, or a version in a model "
+        "registry: models:/NAME@ALIAS (follows the alias) or models:/NAME/VERSION.",
     )
     format: str = Field(
         min_length=1,
@@ -113,6 +190,27 @@ class ModelSpec(ApiModel):
         default=None,
         description="Credentials, size limit and checksum for downloaded models.",
     )
+    registry: ModelRegistry | None = Field(
+        default=None,
+        description="The model registry that resolves a models:/ uri to a version and the "
+        "location of its files (fetched with storage's credentials).",
+    )
+
+    @model_validator(mode="after")
+    def _version_from_the_registry_or_the_spec(self) -> ModelSpec:
+        if self.registry_ref:
+            if self.version:
+                raise ValueError("version must be empty with a models:/ uri")
+            if self.registry is None:
+                raise ValueError("a models:/ uri needs registry.mlflow")
+        elif not self.version:
+            raise ValueError("version is required")
+        return self
+
+    @property
+    def registry_ref(self) -> bool:
+        """Whether the uri names a version in the model registry (models:/...)."""
+        return self.uri.startswith("models:/")
 
 
 # A series selector: a metric name, optional label matchers: http_requests_total{code="500"}

@@ -10,7 +10,12 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, WithJsonSchema
 
-from slipway.api.records import CanaryRecord, HistoryRecord, RevisionRecord
+from slipway.api.records import (
+    CanaryRecord,
+    HistoryRecord,
+    RegistryResolution,
+    RevisionRecord,
+)
 from slipway.api.types import ApiModel
 
 
@@ -235,4 +240,9 @@ class ModelDeploymentStatus(ApiModel):
     last_action: str | None = Field(
         default=None,
         description="The last action annotation consumed, with its time (promote, abort, ...).",
+    )
+    registry: RegistryResolution | None = Field(
+        default=None,
+        description="The model registry's answer for a models:/ uri: the version and the "
+        "artifacts the spec's revision is made of (kept while the registry cannot be reached).",
     )
