@@ -363,6 +363,21 @@ def test_values_schema_is_valid_json_for_draft_07() -> None:
     assert set(defaults) <= set(schema["properties"])
 
 
+@pytest.mark.parametrize(
+    ("sets", "granted"), [((), False), (("modelRegistry.readCredentialSecrets=true",), True)]
+)
+def test_secrets_are_read_only_when_registry_credentials_are_wanted(
+    cluster: Cluster, sets: tuple[str, ...], granted: bool
+) -> None:
+    docs = manifests(render(cluster, "slipway-system", *sets))
+    rules = [r for kind in RBAC_KINDS for role in operator_roles(docs, kind) for r in role["rules"]]
+
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert secrets == (
+        [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}] if granted else []
+    )
+
+
 def test_governance_can_be_left_out(cluster: Cluster) -> None:
     docs = manifests(render(cluster, "slipway-system", "governance.enabled=false"))
 

@@ -245,3 +245,29 @@ def test_the_chart_policies_know_every_action_verb_and_stamp(cluster: Cluster) -
     assert set(VERBS) <= verbs("approver") and "update" not in verbs("approver")
     assert {"promote", "undo"}.isdisjoint(verbs("edit"))
     assert {"abort", "retry", "pause", "resume", "update"} <= verbs("edit")
+
+
+def test_only_someone_who_may_read_a_secret_can_have_the_operator_read_it(
+    gov: Governance,
+) -> None:
+    gov.bind("carol", gov.role("edit"))  # ModelDeployments, and no Secrets
+    gov.cluster.kubectl(
+        "create", "secret", "generic", "mlflow-token", "-n", gov.namespace,
+        "--from-literal=MLFLOW_TRACKING_TOKEN=t0k",
+    )  # fmt: skip
+    md = model_deployment("fraud")
+    md["spec"]["model"] = {
+        "uri": "models:/fraud@champion",
+        "format": "sklearn",
+        "registry": {
+            "mlflow": {"trackingUri": "http://mlflow.mlops:5000", "secretName": "mlflow-token"}
+        },
+    }
+
+    refused = gov.kubectl_as("carol", "create", "--dry-run=server", "-f", "-", input=json.dumps(md))
+    allowed = gov.kubectl_as("alice", "create", "--dry-run=server", "-f", "-", input=json.dumps(md))
+
+    assert refused.returncode != 0
+    assert "user 'carol' may not name Secret 'mlflow-token'" in refused.stderr
+    assert "you need get on it yourself" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr  # edit reads the namespace's Secrets

@@ -81,6 +81,13 @@ The rules the operator needs in every namespace it serves: exact resources and v
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get]
+{{- if .Values.modelRegistry.readCredentialSecrets }}
+# The credentials of a model registry (spec.model.registry.mlflow.secretName), only when enabled:
+# the validating policy lets nobody name a Secret they could not read themselves.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 # The weights of a user's HTTPRoute (Gateway API); Slipway never creates or deletes routes.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]

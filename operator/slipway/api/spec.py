@@ -101,8 +101,8 @@ class MlflowRegistry(ApiModel):
         max_length=253,
         description="Secret with MLFLOW_TRACKING_TOKEN (a bearer token), or "
         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD. Read by the operator (the chart's "
-        "registry.readSecrets); whoever names it must be allowed to read it. Empty: no "
-        "credentials.",
+        "modelRegistry.readCredentialSecrets); whoever names it must be allowed to read it. "
+        "Empty: no credentials.",
     )
     poll_interval: Duration = Field(
         default="1m",

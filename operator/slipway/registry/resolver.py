@@ -122,7 +122,7 @@ class RegistryResolver:
                 raise RegistryError(
                     "RegistryCredentialsUnreadable",
                     f"{where}: the operator may not read Secrets (the chart's "
-                    "registry.readCredentialSecrets)",
+                    "modelRegistry.readCredentialSecrets)",
                 ) from None
             raise RegistryError(
                 "RegistryCredentialsUnreadable", f"{where}: {error.status}"
