@@ -8,6 +8,7 @@ back, and the operator rolls to it at once, reusing its kept Deployment.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -110,7 +111,7 @@ class Client:
         try:
             found = self.kube.get(API_VERSION, KIND, namespace, name)
         except ApiError as exc:
-            raise PluginError(str(exc)) from exc
+            raise PluginError(api_message(exc.status, exc.body, str(exc))) from exc
         if found is None:
             raise PluginError(f'modeldeployment "{name}" not found in namespace "{namespace}"')
         return found
@@ -127,7 +128,17 @@ class Client:
         try:
             self.kube.patch(API_VERSION, KIND, namespace, name, body, content_type)
         except ApiError as exc:
-            raise PluginError(str(exc)) from exc
+            raise PluginError(api_message(exc.status, exc.body, str(exc))) from exc
+
+
+def api_message(status: int, body: str, fallback: str) -> str:
+    """What the API server said, as kubectl prints it: the message of its Status object (a
+    refusal by an admission policy names the verb there)."""
+    try:
+        said = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        said = None
+    return f"{said} ({status})" if isinstance(said, str) and said else fallback
 
 
 def history_rows(md: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:

@@ -11,6 +11,7 @@ from slipway.governance import UNDO_TO
 from slipway.plugin import (
     ACTION_ANNOTATION,
     PluginError,
+    api_message,
     build_parser,
     format_history,
     format_status,
@@ -393,3 +394,19 @@ def test_command_line_refuses(argv: list[str]) -> None:
 
 def test_the_action_annotation_is_the_contract_name() -> None:
     assert ACTION_ANNOTATION == "serving.slipway.dev/action"
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (
+            '{"kind":"Status","message":"modeldeployments \\"fraud\\" is forbidden: user '
+            '\'alice\' may not promote","reason":"Forbidden"}',
+            "modeldeployments \"fraud\" is forbidden: user 'alice' may not promote (403)",
+        ),
+        ("<html>proxy error</html>", "403 Forbidden: <html>proxy error</html>"),
+        ('["not", "a", "status"]', "403 Forbidden: <html>proxy error</html>"),
+    ],
+)
+def test_an_api_refusal_is_printed_as_its_message(body: str, said: str) -> None:
+    assert api_message(403, body, "403 Forbidden: <html>proxy error</html>") == said
