@@ -85,6 +85,11 @@ def test_who_applied_promoted_aborted_and_undid_is_recorded(gov: Governance, k: 
     refused = k.plugin("--as", "alice", "promote", "fraud", check=False)
     assert refused.returncode == 1
     assert "the 'promote' verb on modeldeployments.serving.slipway.dev is needed" in refused.stderr
+    # resuming at a pause that waits for a promotion promotes: the editor may not do it either
+    refused = k.plugin("--as", "alice", "resume", "fraud", check=False)
+    assert refused.returncode == 1
+    assert "at a pause that waits for a promotion" in refused.stderr
+    assert "the 'promote' verb" in refused.stderr
     assert status(k)["phase"] == "Paused"
 
     k.plugin("--as", "paula", "promote", "fraud")
