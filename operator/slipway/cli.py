@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import random
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -49,7 +48,8 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--priority",
         type=int,
         default=None,
-        help="kopf peering priority (default with --peering: random, so replicas differ)",
+        help="kopf peering priority (default with --peering: lower the later the operator "
+        "starts, so a newer replica stands by behind the active one)",
     )
     run.add_argument(
         "--operator-image",
@@ -88,6 +88,12 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=True,
         help="create a prometheus-operator PodMonitor per ModelDeployment when the cluster has "
         "the PodMonitor CRD (--no-pod-monitors: never touch PodMonitors)",
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(os.environ.get("SLIPWAY_RESYNC_SECONDS", "300")),
+        help="how often every watched object is listed afresh (default 300)",
     )
     run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"
@@ -174,26 +180,37 @@ def run_operator(args: argparse.Namespace) -> int:
             ", ".join(f"{c.name} ({c.kind})" for c in sender.channels.values()),
         )
     api_client = _load_api_client(args.kubeconfig)
+    from slipway.peering import own_identity, seniority_priority
+
+    identity = own_identity()
+    priority = args.priority
+    if args.peering is not None and priority is None:
+        # replicas of one Deployment cannot be given priorities by hand: the older one wins
+        priority = seniority_priority()
+    if args.peering is not None:
+        logging.getLogger(__name__).info(
+            "peering %s as %s with priority %d", args.peering, identity, priority
+        )
     handlers.setup(
         handlers.Options(
             api_client=api_client,
             operator_image=args.operator_image,
             workers=args.workers,
             namespaces=tuple(args.namespace),
+            resync_seconds=args.resync_seconds,
+            peering=args.peering,
+            identity=identity,
+            priority=priority or 0,
             pod_monitors=args.pod_monitors,
         )
     )
-    priority = args.priority
-    if args.peering is not None and priority is None:
-        # kopf pauses every peer when two share a priority; replicas of one Deployment can't differ
-        priority = random.SystemRandom().randint(1, 2**31 - 1)
-        logging.getLogger(__name__).info("peering %s with priority %d", args.peering, priority)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=priority or 0,
+        identity=identity,  # type: ignore[arg-type]
         liveness_endpoint=args.liveness,
     )
     if sender is not None:

@@ -1,5 +1,8 @@
 """The controller's plumbing: a local store of watched objects and a de-duplicating work queue.
 
+The store is Slipway's own rather than kopf's indexes: the reconcile reads a ModelDeployment's
+children from worker threads, writes through what it applied, and re-lists after a pause.
+
 kopf's watch streams feed the store and enqueue the ModelDeployment concerned; workers run the one
 reconcile for a key at a time. A key added while it is being reconciled runs once more afterwards,
 never twice at once. Requeue-after (pauses, analysis intervals, deadlines) goes through the same
@@ -157,7 +160,13 @@ Reconcile = Callable[[Key], float | None]
 
 
 class WorkQueue:
-    """A de-duplicating queue of keys with delayed re-adds, drained by a fixed pool of workers."""
+    """A de-duplicating queue of keys with delayed re-adds, drained by a fixed pool of workers.
+
+    `add` and `add_after` may be called from any thread (the analysis runner's, a reconcile
+    worker's): they hand themselves to the event loop. While it stands by (`pause`: a peering
+    standby) it keeps no key and no timer and runs nothing; `resume` starts it again, and the
+    caller re-lists and adds every key.
+    """
 
     def __init__(self, reconcile: Reconcile, workers: int = 4) -> None:
         self._reconcile = reconcile
@@ -171,13 +180,16 @@ class WorkQueue:
         self._failures: dict[Key, int] = defaultdict(int)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
+        self._active = asyncio.Event()
         self._loop_thread = 0
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, *, active: bool = True) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._queue = asyncio.Queue()
         self._tasks = [loop.create_task(self._work()) for _ in range(self._workers)]
+        if active:
+            self._active.set()
         for key in list(self._queued):
             self._queue.put_nowait(key)
 
@@ -189,6 +201,27 @@ class WorkQueue:
             timer.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def pause(self) -> None:
+        """Stand by: forget every queued key and timer; run nothing until `resume`.
+
+        A reconcile already running finishes (as kopf's own handlers do when it pauses)."""
+        self._active.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._queued.clear()
+        self._dirty.clear()
+        self._failures.clear()
+        while self._queue is not None and not self._queue.empty():
+            self._queue.get_nowait()
+
+    def resume(self) -> None:
+        self._active.set()
+
+    @property
+    def active(self) -> bool:
+        return self._active.is_set()
+
     def _elsewhere(self) -> bool:
         """Called from another thread than the loop's: asyncio objects must not be touched."""
         return self._loop is not None and threading.get_ident() != self._loop_thread
@@ -199,6 +232,8 @@ class WorkQueue:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self.add, key)
             return
+        if self._loop is not None and not self.active:
+            return  # standing by: `resume` brings every key back
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
@@ -217,7 +252,7 @@ class WorkQueue:
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self.add_after, key, seconds)
             return
-        if self._loop is None or key in self._queued:
+        if self._loop is None or not self.active or key in self._queued:
             return  # a reconcile that has not started yet will see the latest state anyway
         existing = self._timers.get(key)
         when = self._loop.time() + seconds
@@ -234,8 +269,11 @@ class WorkQueue:
     async def _work(self) -> None:
         assert self._queue is not None and self._loop is not None
         while True:
+            await self._active.wait()
             key = await self._queue.get()
             self._queued.discard(key)
+            if not self.active:
+                continue  # paused while this worker waited: the key is forgotten with the rest
             self._processing.add(key)
             requeue: float | None = None
             try:

@@ -19,7 +19,13 @@ from typing import Any
 
 import yaml
 
-from slipway.api import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
+from slipway.api import (
+    NAME_MAX_LENGTH,
+    NAME_PATTERN,
+    ModelDeployment,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 
 GROUP = "serving.slipway.dev"
 VERSION = "v1alpha1"
@@ -170,6 +176,9 @@ def openapi_schema() -> dict[str, Any]:
         defaults=False,
     )
     status["properties"]["kopf"] = KOPF_STATUS
+    # a ModelDeployment no operator has looked at yet reads as not observed (kstatus: InProgress,
+    # Argo CD: Progressing) rather than as a status with nothing to say (kstatus: Current)
+    status["default"] = {"observedGeneration": 0}
     return {
         "type": "object",
         "description": inspect.cleandoc(ModelDeployment.__doc__ or ""),
@@ -180,7 +189,20 @@ def openapi_schema() -> dict[str, Any]:
                 "description": "Versioned schema of this object: serving.slipway.dev/v1alpha1.",
             },
             "kind": {"type": "string", "description": "Kind of this object: ModelDeployment."},
-            "metadata": {"type": "object"},
+            # only name (and generateName) may be constrained; the API server names the field
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "maxLength": NAME_MAX_LENGTH,
+                        "pattern": NAME_PATTERN,
+                        "description": f"At most {NAME_MAX_LENGTH} lowercase letters, digits "
+                        "and '-', starting with a letter: the names of the Deployments "
+                        "(<name>-<revision>) and Services (<name>-canary) must fit in 63.",
+                    }
+                },
+            },
             "spec": spec,
             "status": status,
         },

@@ -1,7 +1,9 @@
 """kopf wiring only: watch events feed the store and the work queue; settings; probes.
 
-Only `kopf.on.event` handlers are used: they need no finalizer and no per-object bookkeeping, and
-every trigger ends in the same reconcile (slipway.reconcile).
+Only `kopf.on.event` handlers are used: they need no finalizer and no per-object bookkeeping (so
+no kopf progress or diff-base storage either), and every trigger ends in the same reconcile
+(slipway.reconcile). With peering, `slipway.peering.PeeringGate` stands the work queue and the
+periodic re-list by whenever kopf's rule says another operator is the active one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from slipway import GROUP, PLURAL, VERSION, metrics
 from slipway.controller import Key, Store, WorkQueue
 from slipway.kube import Kube
 from slipway.monitoring import POD_MONITOR_CRD, RETRY_SECONDS, PodMonitors
+from slipway.peering import PeeringGate
 from slipway.reconcile import Reconciler
 from slipway.resources.metadata import MANAGED_BY, MANAGED_BY_LABEL
 
@@ -32,7 +35,6 @@ RESYNCED_KINDS = [
     ("autoscaling/v2", "HorizontalPodAutoscaler", MANAGED),
     ("v1", "Pod", MANAGED),
 ]
-RESYNC_SECONDS = 300.0
 RELIST_SETTLE_SECONDS = 2.0
 # children are watched with a server-side label selector: other workloads never reach us
 CHILD_SELECTORS: list[tuple[str, str, str] | tuple[str, str]] = [
@@ -51,6 +53,10 @@ class Options:
     operator_image: str
     workers: int = 4
     namespaces: tuple[str, ...] = ()  # empty: every namespace
+    resync_seconds: float = 300.0  # how often the store is listed afresh
+    peering: str | None = None  # the kopf peering object, when peered
+    identity: str = ""  # this operator's identity in the peering
+    priority: int = 0  # and its priority
     pod_monitors: bool = True  # manage a PodMonitor per ModelDeployment (when the CRD exists)
 
 
@@ -59,6 +65,7 @@ class Runtime:
     store: Store
     queue: WorkQueue
     reconciler: Reconciler
+    gate: PeeringGate | None  # None: standalone, always active
 
 
 _options: Options | None = None
@@ -94,9 +101,6 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _runtime
     if _options is None:
         raise RuntimeError("slipway.handlers.setup() must run before kopf starts")
-    # kopf's own bookkeeping lives in status (declared in the CRD), never in annotations
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
     # watch streams that go silent are reopened (kopf #585, #847)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -125,13 +129,26 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     if pod_monitors is not None:
         pod_monitors.retry = queue.add_after
     metrics.watch_work_queue(lambda: queue.depth)
-    _runtime = Runtime(store=store, queue=queue, reconciler=reconciler)
-    # a reconcile must never act on a half-filled store (a restarted operator would see no
-    # pods and "restore" capacity it already has): list every child once before the first one
     loop = asyncio.get_running_loop()
     namespaces = _options.namespaces
+    gate = None
+    if _options.peering is not None:
+        gate = PeeringGate(
+            _options.api_client,
+            _options.peering,
+            namespaces,
+            _options.identity,
+            _options.priority,
+            lambda active: _peering_changed(kube, namespaces, active),
+        )
+    _runtime = Runtime(store=store, queue=queue, reconciler=reconciler, gate=gate)
+    # a reconcile must never act on a half-filled store (a restarted operator would see no
+    # pods and "restore" capacity it already has): list every child once before the first one
     await loop.run_in_executor(None, resync, store, kube, namespaces, pod_monitors)
-    queue.start(loop)
+    # a peered operator stands by until the peering says otherwise (as kopf does)
+    queue.start(loop, active=gate is None)
+    if gate is not None:
+        gate.start(loop)
     _tasks.append(loop.create_task(_resync_periodically(kube, namespaces)))
 
 
@@ -160,16 +177,19 @@ def resync(
 
 
 async def _resync_periodically(kube: Kube, namespaces: tuple[str, ...]) -> None:
-    """A fresh list now and then, and soon after kopf re-lists (a resumed peering standby)."""
+    """A fresh list now and then, and soon after kopf re-lists; never while standing by."""
     rt = runtime()
+    assert _options is not None
     loop = asyncio.get_running_loop()
     while True:
         try:
-            await asyncio.wait_for(_relisted.wait(), timeout=RESYNC_SECONDS)
+            await asyncio.wait_for(_relisted.wait(), timeout=_options.resync_seconds)
             await asyncio.sleep(RELIST_SETTLE_SECONDS)  # let the re-list's events arrive first
         except TimeoutError:
             pass
         _relisted.clear()
+        if not rt.queue.active:
+            continue  # a standby neither lists nor reconciles; resuming lists afresh
         try:
             owners = await loop.run_in_executor(
                 None, resync, rt.store, kube, namespaces, rt.reconciler.pod_monitors
@@ -177,8 +197,31 @@ async def _resync_periodically(kube: Kube, namespaces: tuple[str, ...]) -> None:
         except Exception:
             log.exception("store resync failed; the next one retries")
             continue
+        if not rt.queue.active:
+            continue
         for key in owners:
             rt.queue.add(key)
+
+
+def _peering_changed(kube: Kube, namespaces: tuple[str, ...], active: bool) -> None:
+    """Stand by (drop every key and timer), or take over: list afresh, then reconcile all."""
+    rt = runtime()
+    if not active:
+        rt.queue.pause()
+        return
+    _tasks.append(asyncio.get_running_loop().create_task(_take_over(kube, namespaces)))
+
+
+async def _take_over(kube: Kube, namespaces: tuple[str, ...]) -> None:
+    rt = runtime()
+    await asyncio.get_running_loop().run_in_executor(
+        None, resync, rt.store, kube, namespaces, rt.reconciler.pod_monitors
+    )
+    if rt.gate is not None and not rt.gate.active:
+        return  # outranked again meanwhile
+    rt.queue.resume()
+    for namespace, name in rt.store.keys("ModelDeployment"):
+        rt.queue.add(Key(namespace, name))
 
 
 @kopf.on.cleanup()
@@ -186,6 +229,8 @@ async def stop(**_: Any) -> None:
     for task in _tasks:
         task.cancel()
     if _runtime is not None:
+        if _runtime.gate is not None:
+            _runtime.gate.stop()
         await _runtime.queue.stop()
         _runtime.reconciler.analysis.close()
 

@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client
 
 from slipway import FIELD_MANAGER, GROUP, PLURAL, VERSION, metrics
+from slipway.rollout.times import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ class Kube:
     ) -> None:
         """A core/v1 Event about the owner (best effort: a lost Event loses no state)."""
         meta = owner["metadata"]
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = rfc3339(now)
         event = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -13,12 +13,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slipway import GROUP, KIND, VERSION
+from slipway import ACTION_ANNOTATION, GROUP, KIND, VERSION
+from slipway.api import CanaryStatus
 from slipway.governance.annotations import UNDO_TO
 
 API_VERSION = f"{GROUP}/{VERSION}"
 
-ACTION_ANNOTATION = f"{GROUP}/action"
 SERVING_FIELDS = ("model", "runtime", "resources", "template")
 
 
@@ -237,17 +237,15 @@ def format_status(md: Mapping[str, Any]) -> str:
         )
     canary = status.get("canary")
     if canary:
-        state = (
-            "aborted" if canary.get("aborted") else "paused" if canary.get("paused") else "running"
-        )
+        # a status written by Slipway 0.1 (booleans, no state) reads the same
+        parsed = CanaryStatus.model_validate(canary)
         out.append(
-            f"Canary:    {canary.get('version', '')} (revision {canary.get('revision')}, "
-            f"{canary.get('readyReplicas', 0)}/{canary.get('replicas', 0)} ready), "
-            f"weight {canary.get('weight', 0)}%, step {canary.get('step', 0)}/{len(steps)}, {state}"
+            f"Canary:    {parsed.version} (revision {parsed.revision}, "
+            f"{parsed.ready_replicas}/{parsed.replicas} ready), "
+            f"weight {parsed.weight}%, step {parsed.step}/{len(steps)}, {parsed.state.value}"
         )
-        for key in ("pauseReason", "failureReason"):
-            if canary.get(key):
-                out.append(f"           {canary[key]}")
+        if parsed.reason is not None:
+            out.append(f"           {parsed.reason.value}: {parsed.message}")
     conditions = status.get("conditions") or []
     if conditions:
         out.append("Conditions:")

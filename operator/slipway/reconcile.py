@@ -1,13 +1,17 @@
-"""The one reconcile: read the state, decide with the pure core, apply the difference, report.
+"""The one reconcile: gather the facts, decide with the pure core, record, apply, report.
 
 Every trigger (a change of the ModelDeployment or of a child, a requeue-after, the operator's start)
-runs `Reconciler.reconcile(key)`. It writes only what differs from what it observed, so a reconcile
-that finds nothing to change makes no write.
+runs `Reconciler.reconcile(key)`. It reads everything the core needs into `Observed` first (so no
+decision hides here), writes the status the core returned, records the decision (Events, the
+rollout metrics, a log line per decision) before it touches any child, then applies the children.
+It writes only what differs from what it observed, so a reconcile that finds nothing to change
+makes no write.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,14 +20,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, metrics, notifier
+from slipway import ACTION_ANNOTATION, DEFAULT_OPERATOR_IMAGE, metrics, notifier
 from slipway.analysis.runner import AnalysisRunner
 from slipway.api import (
-    Condition,
     Measurement,
     ModelDeployment,
     ModelDeploymentStatus,
-    Phase,
     RevisionPins,
     ServingSpec,
 )
@@ -35,6 +37,7 @@ from slipway.registry import Outcome, RegistryResolver, outcome, resolved
 from slipway.registry import report as registry_report
 from slipway.resources import (
     HTTPRouteNotWired,
+    deployment_name,
     desired_deployment,
     desired_hpa,
     desired_service,
@@ -48,13 +51,27 @@ from slipway.resources import (
 )
 from slipway.resources.metadata import REVISION_LABEL
 from slipway.resources.pins import pin_revisions
-from slipway.rollout import Action, Decision, Observed, ObservedRevision, analysis_due, decide
+from slipway.rollout import (
+    Action,
+    Claim,
+    Decision,
+    Event,
+    Observed,
+    ObservedRevision,
+    Refusal,
+    Route,
+    analysis_due,
+    decide,
+    heading_for,
+    unreadable_spec_status,
+)
+from slipway.rollout.times import parse_time, rfc3339
+from slipway.storage.errors import FetchError
+from slipway.storage.uri import needs_fetch, parse_model_uri
 
 log = logging.getLogger(__name__)
 
-ACTION_ANNOTATION = f"{GROUP}/action"
-# a missing claim may be created any moment; its creation is no event we watch
-UNSERVABLE_RECHECK_SECONDS = 30.0
+ROUTE_API = "gateway.networking.k8s.io/v1"
 # restarts of a serving container that count as a crash loop even between back-offs
 CRASH_RESTARTS = 3
 # pod waiting reasons that mean the revision cannot start, whatever the deadline says
@@ -75,6 +92,14 @@ _CRASHING = {
     "CreateContainerConfigError",
     "InvalidImageName",
 }
+# answers of the API server that refuse a write for good (validation, admission, quota, webhook),
+# as opposed to conflicts and outages, which are retried
+_REFUSALS = {400, 403, 404, 422}
+_ROLLOUT_OUTCOMES: dict[str, metrics.RolloutOutcome] = {
+    "Promoted": "promoted",
+    "RolledBack": "rolled_back",
+    "Aborted": "aborted",
+}
 
 
 class StaleRead(Exception):
@@ -83,10 +108,6 @@ class StaleRead(Exception):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -102,6 +123,8 @@ class Reconciler:
     pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
     # models:/ uris are resolved there, never on a reconcile worker (a registry may never answer)
     registry: RegistryResolver = field(default_factory=RegistryResolver)
+    # writes the API server refused at the last attempt, by ModelDeployment: facts for the core
+    _refusals: dict[Key, dict[tuple[str, str], Refusal]] = field(default_factory=dict)
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -133,78 +156,52 @@ class Reconciler:
             metrics.forget(key.namespace, key.name)
             self.analysis.forget(key)
             self.registry.forget(key)
+            self._refusals.pop(key, None)
             return None
         now = self.clock()
         try:
             md = ModelDeployment.from_body(body)
         except ValidationError as exc:
-            self._report_invalid(body, exc, now)
+            self._report_unreadable(body, exc, now)
             return None
 
         stamps = stamps_of(body["metadata"].get("annotations") or {})
         action, body = self._take_action(body)
         found = self._resolve(key, md, now)
-        if found is not None and found.resolution is None:
-            if found.pending:
-                return None  # the first answer wakes this reconcile
-            self._report_condition(body, found.reason, found.message, now)
-            return UNSERVABLE_RECHECK_SECONDS
+        if found is not None and found.pending:
+            return None  # the registry's first answer wakes this reconcile
         if found is not None and found.resolution is not None:
             md = resolved(md, found.resolution)
         revision = revision_of(md.spec.serving())
-        observed = self._observe(key)
         md, pins = self._pin(md, key, revision)
-
-        problem = self._unservable(md)
-        if problem is not None:
-            # keep whatever serves now; say why the new spec cannot be served, look again later
-            self._report_condition(body, "ModelUnavailable", problem, now)
-            return UNSERVABLE_RECHECK_SECONDS
-
-        measurements = self._measurements(key, md, revision, now)
+        route, route_body = self._route(md)
+        observed = self._observe(key, md, revision, pins, route, unresolved(found))
+        target = heading_for(md.status, revision, observed)
+        measurements = self._measurements(key, md, target, now)
         decision = decide(md, revision, observed, measurements, action, now, pins)
         pods = self.store.children("Pod", key)
         asked = governance_request(md, revision, action, stamps, now, pods, observed)
         decision = record(md.status, decision, asked)
         decision = registry_report(md.status, decision, found, revision, now, rfc3339(now))
-        route_rules, routing_problem = self._route_weights(md, decision)
         status = decision.status.model_copy(
             update={
-                "url": url_for(md, md.spec.runtime.port),
+                "url": url_for(md, decision.port),
                 "selector": pod_selector(md),
                 "ready": f"{decision.status.ready_replicas}/{decision.status.replicas}",
             }
         )
-        if routing_problem is not None:
-            status.conditions = set_condition(
-                status.conditions,
-                "Degraded",
-                "True",
-                "TrafficRoutingUnavailable",
-                routing_problem,
-                md.metadata.generation,
-                now,
-            )
         # status first: it is the record a restarted operator resumes from, and its precondition
         # stops a decision made on a stale read before it touches any child
         self._write_status(body, status)
-        self._apply_children(md, decision)
+        # then what the decision must leave behind, before any child write can fail
+        self._record(md, body, decision, measurements, now)
+        refused_before = set(self._refusals.get(key, {}))
+        self._apply_children(key, md, decision)
         if self.pod_monitors is not None:
             self.pod_monitors.reconcile(md, decision.revisions)
-        if route_rules is not None:
-            route, rules = route_rules
-            # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried
-            self.kube.merge_patch(
-                route,
-                {
-                    "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
-                    "spec": {"rules": rules},
-                },
-            )
-        for event in decision.events:
-            self.kube.emit_event(body, event.type, event.reason, event.message, now)
-        notifier.submit(md, decision, now)
-        self._export_metrics(md, status, decision, measurements)
+        self._set_route_weights(key, md, decision, route_body)
+        if set(self._refusals.get(key, {})) != refused_before:
+            return 0.05  # what the API server refuses (or lets through again) is said at once
         return decision.requeue_after
 
     # -- reading ------------------------------------------------------------------------------
@@ -232,6 +229,7 @@ class Reconciler:
         try:
             return Action(value), after
         except ValueError:
+            log.warning("%s/%s: UnknownAction: %r", meta["namespace"], meta["name"], value)
             self.kube.emit_event(
                 body,
                 "Warning",
@@ -247,27 +245,47 @@ class Reconciler:
         lookup = self.registry.lookup(key, md, now)
         return None if lookup is None else outcome(md, lookup, rfc3339(now))
 
-    def _observe(self, key: Key) -> Observed:
+    def _observe(
+        self,
+        key: Key,
+        md: ModelDeployment,
+        revision: str,
+        pins: RevisionPins,
+        route: Route | None,
+        unresolved: tuple[str, str] | None = None,
+    ) -> Observed:
+        """Every fact the core decides on: the Deployments and their pods, what the spec cannot
+        be built from, the claim and the route it names, the writes refused last time, why the
+        registry could not resolve the spec's models:/ uri."""
         pods_by_revision: dict[str, list[dict[str, Any]]] = {}
         for pod in self.store.children("Pod", key):
-            revision = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
-            if revision:
-                pods_by_revision.setdefault(revision, []).append(pod)
+            label = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
+            if label:
+                pods_by_revision.setdefault(label, []).append(pod)
         revisions: dict[str, ObservedRevision] = {}
         for deployment in self.store.children("Deployment", key):
-            revision = (deployment["metadata"].get("labels") or {}).get(REVISION_LABEL)
-            if not revision:
+            label = (deployment["metadata"].get("labels") or {}).get(REVISION_LABEL)
+            if not label:
                 continue
-            crash_looping, reason = pods_failing(pods_by_revision.get(revision, []))
+            crash_looping, reason = pods_failing(pods_by_revision.get(label, []))
             status = deployment.get("status") or {}
-            revisions[revision] = ObservedRevision(
-                revision=revision,
+            revisions[label] = ObservedRevision(
+                revision=label,
                 replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
-                ready_replicas=ready_pods(pods_by_revision.get(revision, []), status),
+                ready_replicas=ready_pods(pods_by_revision.get(label, []), status),
                 crash_looping=crash_looping,
                 failing_reason=reason,
+                refused=pods_refused(status),
             )
-        return Observed(revisions=revisions)
+        return Observed(
+            revisions=revisions,
+            # a models:/ uri nothing resolved yet cannot be built: the registry says why
+            spec_errors=() if unresolved else unbuildable(md, revision, pins),
+            claim=None if unresolved else self._claim(md),
+            route=route,
+            refusals=tuple(self._refusals.get(key, {}).values()),
+            unresolved=unresolved,
+        )
 
     def _pin(
         self, md: ModelDeployment, key: Key, revision: str
@@ -290,19 +308,37 @@ class Reconciler:
         if pins is None and revision in live:
             pins = pins_of_deployment(live[revision])
         if pins is None:
-            pins = pins_for(md.spec.serving(), md.name, self.operator_image)
+            try:
+                pins = pins_for(md.spec.serving(), md.name, self.operator_image)
+            except ValueError:
+                # the spec cannot be built (`unbuildable` says why): nothing is pinned to it
+                pins = RevisionPins(server_image="")
         return md.model_copy(update={"status": status}), pins
 
-    def _unservable(self, md: ModelDeployment) -> str | None:
-        """Why the spec, though valid, cannot be served (checked before any pod is created)."""
-        source = model_source(md.spec.model.uri)
-        claim = source.claim
-        if claim and self.kube.get("v1", "PersistentVolumeClaim", md.namespace, claim) is None:
-            return (
-                f"spec.model.uri: PersistentVolumeClaim {claim!r} does not exist in "
-                f"namespace {md.namespace!r}; create it or fix the uri"
-            )
-        return None
+    def _claim(self, md: ModelDeployment) -> Claim | None:
+        try:
+            name = model_source(md.spec.model.uri).claim
+        except ValueError:
+            return None  # unbuildable() names the field
+        if not name:
+            return None
+        found = self.kube.get("v1", "PersistentVolumeClaim", md.namespace, name)
+        return Claim(name=name, exists=found is not None)
+
+    def _route(self, md: ModelDeployment) -> tuple[Route | None, dict[str, Any] | None]:
+        """The HTTPRoute of spec.rollout.trafficRouting as a fact, and as read (when wired)."""
+        routing = md.spec.rollout.traffic_routing
+        if routing is None or routing.gateway_api is None:
+            return None, None
+        name = routing.gateway_api.http_route
+        found = self.kube.get(ROUTE_API, "HTTPRoute", md.namespace, name)
+        if found is None:
+            return Route(name=name, exists=False), None
+        try:
+            httproute_weights_patch(found, md, 100, 0)
+        except HTTPRouteNotWired as exc:
+            return Route(name=name, exists=True, unwired=str(exc)), None
+        return Route(name=name, exists=True), found
 
     def _measurements(
         self, key: Key, md: ModelDeployment, revision: str, now: dt.datetime
@@ -312,40 +348,86 @@ class Reconciler:
         due = analysis_due(md, revision, now)
         return self.analysis.collect(key, md, revision, stable, due, now)
 
+    # -- recording ----------------------------------------------------------------------------
+
+    def _record(
+        self,
+        md: ModelDeployment,
+        body: Mapping[str, Any],
+        decision: Decision,
+        measurements: Sequence[Measurement] | None,
+        now: dt.datetime,
+    ) -> None:
+        """Events, metrics and a log line for every decision, once its status is written."""
+        status = decision.status
+        metrics.track_phase(md.namespace, md.name, status.phase.value)
+        metrics.set_canary_weight(md.namespace, md.name, decision.canary_weight)
+        if status.canary is None:
+            metrics.clear_measurements(md.namespace, md.name)
+        for m in measurements or ():
+            metrics.record_measurement(md.namespace, md.name, m.metric, m.value, m.verdict.value)
+        for event in decision.events:
+            log_decision(md, event)
+            self.kube.emit_event(body, event.type, event.reason, event.message, now)
+            outcome = _ROLLOUT_OUTCOMES.get(event.reason)
+            if outcome is not None:
+                started = md.status.canary.started_at if md.status.canary else None
+                seconds = (now - parse_time(started)).total_seconds() if started else 0.0
+                metrics.record_rollout(outcome, seconds)
+        notifier.submit(md, decision, now)
+
     # -- writing ------------------------------------------------------------------------------
 
-    def _apply_children(self, md: ModelDeployment, decision: Decision) -> None:
-        """Apply the decided Deployments, Services and HPA; delete ours that are not decided."""
-        key = Key(md.namespace, md.name)
+    def _apply_children(self, key: Key, md: ModelDeployment, decision: Decision) -> None:
+        """Apply the decided Deployments, Services and HPA; delete ours that are not decided.
+
+        A write the API server refuses is remembered (a fact of the next decision) and the others
+        go on; what was refused before and is not written now is forgotten."""
+        self._refusals[key] = {}
         live_deployments = {
             d["metadata"]["name"]: d for d in self.store.children("Deployment", key)
         }
         wanted: set[str] = set()
-        canary_revision: str | None = None
-        stable_revision: str | None = None
+        stable_port = canary_port = decision.port
+        tracked: dict[str, str] = {}
         for desired in decision.revisions:
-            serving = ServingSpec.model_validate(desired.serving)
-            manifest = desired_deployment(
-                md, serving, desired.revision, desired.track, desired.replicas, desired.pinned
-            )
+            try:
+                serving = ServingSpec.model_validate(desired.serving)
+                manifest = desired_deployment(
+                    md, serving, desired.revision, desired.track, desired.replicas, desired.pinned
+                )
+            except ValueError as exc:  # a pydantic ValidationError is one too
+                # a revision recorded by another version that this one cannot rebuild: keep its
+                # Deployment as it runs, and say so
+                name = deployment_name(md.name, desired.revision)
+                wanted.add(name)
+                message = f"cannot be rebuilt from its recorded serving spec: {exc}"
+                refusal = Refusal("Deployment", name, message, desired.revision)
+                self._refusals[key][("Deployment", name)] = refusal
+                continue
             wanted.add(manifest["metadata"]["name"])
-            self._apply_if_changed(manifest, live_deployments.get(manifest["metadata"]["name"]))
-            if desired.track == "canary":
-                canary_revision = desired.revision
-            elif desired.track == "stable":
-                stable_revision = desired.revision
+            live = live_deployments.get(manifest["metadata"]["name"])
+            self._apply_if_changed(key, manifest, live, desired.revision)
+            if desired.track is not None:
+                tracked[desired.track] = desired.revision
+                if desired.track == "canary":
+                    canary_port = desired.port
+                else:
+                    stable_port = desired.port
         for name in sorted(set(live_deployments) - wanted):
             self.kube.delete("apps/v1", "Deployment", md.namespace, name)
 
-        port = md.spec.runtime.port
         live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
-        services = [desired_service(md, None, None, port)]
-        if stable_revision is not None:
-            services.append(desired_service(md, "stable", stable_revision, port))
-        if canary_revision is not None:
-            services.append(desired_service(md, "canary", canary_revision, port))
+        # every Service listens where the pods it selects do: <name> and <name>-stable on the
+        # stable revision's port until a promotion moves them
+        services = [desired_service(md, None, None, decision.port)]
+        if "stable" in tracked:
+            services.append(desired_service(md, "stable", tracked["stable"], stable_port))
+        if "canary" in tracked:
+            services.append(desired_service(md, "canary", tracked["canary"], canary_port))
         for manifest in services:
-            self._apply_if_changed(manifest, live_services.get(manifest["metadata"]["name"]))
+            live = live_services.get(manifest["metadata"]["name"])
+            self._apply_if_changed(key, manifest, live)
         stale = set(live_services) - {s["metadata"]["name"] for s in services}
         for name in sorted(stale):
             self.kube.delete("v1", "Service", md.namespace, name)
@@ -353,48 +435,78 @@ class Reconciler:
         hpa = desired_hpa(md)
         live_hpa = self.store.children("HorizontalPodAutoscaler", key)
         if hpa is not None:
-            self._apply_if_changed(hpa, live_hpa[0] if live_hpa else None)
+            self._apply_if_changed(key, hpa, live_hpa[0] if live_hpa else None)
         for obj in live_hpa:
             name = obj["metadata"]["name"]
             if hpa is None or name != hpa["metadata"]["name"]:
                 self.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", md.namespace, name)
 
-    def _apply_if_changed(self, manifest: dict[str, Any], live: Mapping[str, Any] | None) -> None:
+    def _apply_if_changed(
+        self,
+        key: Key,
+        manifest: dict[str, Any],
+        live: Mapping[str, Any] | None,
+        revision: str = "",
+    ) -> None:
         extra = _foreign_selector_keys(manifest, live)
+        ref = (manifest["kind"], manifest["metadata"]["name"])
         if live is not None and not extra and is_subset(_comparable(manifest), live):
+            self._refusals.get(key, {}).pop(ref, None)
             return
-        # write-through: the next reconcile sees what we applied before its watch event arrives
-        self.store.upsert(manifest["kind"], self.kube.apply(manifest))
-        if extra:
-            # keys another manager added to a selector we own: apply keeps them, so drop them
-            meta = manifest["metadata"]
-            self.kube.patch(
-                manifest["apiVersion"],
-                manifest["kind"],
-                meta["namespace"],
-                meta["name"],
-                {"spec": {"selector": dict.fromkeys(extra)}},
-            )
-
-    def _route_weights(
-        self, md: ModelDeployment, decision: Decision
-    ) -> tuple[tuple[dict[str, Any], list[Any]] | None, str | None]:
-        """The HTTPRoute and its new rules when its weights must change; or why it cannot be."""
-        routing = md.spec.rollout.traffic_routing
-        if routing is None or routing.gateway_api is None:
-            return None, None
-        name = routing.gateway_api.http_route
-        route = self.kube.get("gateway.networking.k8s.io/v1", "HTTPRoute", md.namespace, name)
-        field = "spec.rollout.trafficRouting.gatewayAPI.httpRoute"
-        if route is None:
-            return None, f"{field}: HTTPRoute {name!r} does not exist in namespace {md.namespace!r}"
         try:
-            rules = httproute_weights_patch(
-                route, md, decision.stable_weight, decision.canary_weight
-            )
-        except HTTPRouteNotWired as exc:
-            return None, f"{field}: {exc}"
-        return (None if rules is None else (route, rules)), None
+            # write-through: the next reconcile sees what we applied before its watch event
+            self.store.upsert(manifest["kind"], self.kube.apply(manifest))
+            if extra:
+                # keys another manager added to a selector we own: apply keeps them, drop them
+                meta = manifest["metadata"]
+                self.kube.patch(
+                    manifest["apiVersion"],
+                    manifest["kind"],
+                    meta["namespace"],
+                    meta["name"],
+                    {"spec": {"selector": dict.fromkeys(extra)}},
+                )
+        except ApiError as exc:
+            if exc.status not in _REFUSALS:
+                raise
+            refusal = Refusal(*ref, message=server_message(exc), revision=revision)
+            self._refusals.setdefault(key, {})[ref] = refusal
+            return
+        self._refusals.get(key, {}).pop(ref, None)
+
+    def _set_route_weights(
+        self, key: Key, md: ModelDeployment, decision: Decision, found: dict[str, Any] | None
+    ) -> None:
+        """The decided weights on the HTTPRoute's backendRefs (as observed), when they differ."""
+        if found is None:
+            return  # none, or not wired: the core said so
+        canary = next((d for d in decision.revisions if d.track == "canary"), None)
+        rules = httproute_weights_patch(
+            found,
+            md,
+            decision.stable_weight,
+            decision.canary_weight,
+            canary.port if canary is not None else None,
+        )
+        if rules is None:
+            return
+        patch = {
+            "metadata": {"resourceVersion": found["metadata"]["resourceVersion"]},
+            "spec": {"rules": rules},
+        }
+        ref = ("HTTPRoute", found["metadata"]["name"])
+        try:
+            # the resourceVersion makes it a compare-and-swap: a concurrent edit is retried
+            self.kube.merge_patch(found, patch)
+        except ApiError as exc:
+            if exc.conflict:
+                raise StaleRead(f"HTTPRoute {ref[1]} changed meanwhile") from exc
+            if exc.status not in _REFUSALS:
+                raise
+            refusal = Refusal(*ref, message=server_message(exc))
+            self._refusals.setdefault(key, {})[ref] = refusal
+            return
+        self._refusals.get(key, {}).pop(ref, None)
 
     def _write_status(self, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
         new = status.wire()
@@ -413,68 +525,86 @@ class Reconciler:
             raise
         self.store.upsert("ModelDeployment", after)
 
-    # -- reporting problems -------------------------------------------------------------------
+    # -- a spec Slipway cannot read -----------------------------------------------------------
 
-    def _report_invalid(
+    def _report_unreadable(
         self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime
     ) -> None:
         """A spec the schema let through but Slipway cannot read: say which field; touch nothing."""
-        errors = "; ".join(
-            "spec." + ".".join(str(p) for p in err["loc"][1:]) + ": " + err["msg"]
-            for err in exc.errors()
-            if err["loc"] and err["loc"][0] == "spec"
+        message = "; ".join(
+            ".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in exc.errors()
         ) or str(exc)
         metrics.record_reconcile_error("invalid_spec")
-        self._report_condition(body, "InvalidSpec", errors, now)
-
-    def _report_condition(
-        self, body: Mapping[str, Any], reason: str, message: str, now: dt.datetime
-    ) -> None:
         raw = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
         status = ModelDeploymentStatus.model_validate(raw)
         generation = int(body["metadata"].get("generation") or 0)
-        serving = status.stable is not None and status.stable.ready_replicas > 0
-        phase = Phase.DEGRADED if serving else Phase.FAILED
-        conditions = set_condition(
-            status.conditions, "Degraded", "True", reason, message, generation, now
-        )
-        if not serving:
-            conditions = set_condition(
-                conditions, "Ready", "False", reason, message, generation, now
-            )
-        updated = status.model_copy(
-            update={"phase": phase, "observed_generation": generation, "conditions": conditions}
-        )
+        updated = unreadable_spec_status(status, message, generation, rfc3339(now))
         if updated.wire() != status.wire():
             self._write_status(body, updated)
-            self.kube.emit_event(body, "Warning", reason, message, now)
-
-    def _export_metrics(
-        self,
-        md: ModelDeployment,
-        status: ModelDeploymentStatus,
-        decision: Decision,
-        measurements: Sequence[Measurement] | None,
-    ) -> None:
-        metrics.track_phase(md.namespace, md.name, status.phase.value)
-        metrics.set_canary_weight(md.namespace, md.name, decision.canary_weight)
-        if status.canary is None:
-            metrics.clear_measurements(md.namespace, md.name)
-        for m in measurements or ():
-            metrics.record_measurement(md.namespace, md.name, m.metric, m.value, m.verdict.value)
-        for event in decision.events:
-            outcome = _ROLLOUT_OUTCOMES.get(event.reason)
-            if outcome is not None:
-                started = md.status.canary.started_at if md.status.canary else None
-                seconds = (self.clock() - parse_time(started)).total_seconds() if started else 0.0
-                metrics.record_rollout(outcome, seconds)
+            self.kube.emit_event(body, "Warning", "InvalidSpec", message, now)
 
 
-_ROLLOUT_OUTCOMES: dict[str, metrics.RolloutOutcome] = {
-    "Promoted": "promoted",
-    "RolledBack": "rolled_back",
-    "Aborted": "aborted",
-}
+def unresolved(found: Outcome | None) -> tuple[str, str] | None:
+    """(reason, message) when the spec's models:/ uri has no resolution to serve."""
+    if found is None or found.resolution is not None:
+        return None
+    return found.reason, f"spec.model.uri: {found.message}"
+
+
+def unbuildable(md: ModelDeployment, revision: str, pins: RevisionPins) -> tuple[str, ...]:
+    """Why the spec's revision cannot be built, each naming the field: what the builders (and the
+    fetcher's URI parser) refuse. Empty when it can be."""
+    serving = md.spec.serving()
+    errors: list[str] = []
+    try:
+        desired_deployment(md, serving, revision, None, 1, pins)
+    except ValueError as exc:
+        errors.append(str(exc))
+    uri = serving.model.uri
+    if needs_fetch(uri):
+        try:
+            parse_model_uri(uri)
+        except FetchError as exc:
+            errors.append(f"spec.model.uri: {exc}")
+    return tuple(errors)
+
+
+def pods_refused(deployment_status: Mapping[str, Any]) -> str | None:
+    """The server's message when a Deployment's ReplicaSet cannot create pods (FailedCreate:
+    Pod Security, ResourceQuota, LimitRange, an admission webhook), as its conditions carry it."""
+    for cond in deployment_status.get("conditions") or ():
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("message") or cond.get("reason") or "ReplicaFailure")
+    return None
+
+
+def server_message(exc: ApiError) -> str:
+    """What the API server said, from its Status object when it sent one."""
+    try:
+        message = json.loads(exc.body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or f"{exc.status} {exc.reason}")
+
+
+def log_decision(md: ModelDeployment, event: Event) -> None:
+    """One decision, as a log line: structured (the fields kopf's JSON log shows) and readable."""
+    level = logging.INFO if event.type == "Normal" else logging.WARNING
+    where = f"{md.namespace}/{md.name}"
+    fields: dict[str, Any] = {
+        "k8s_ref": {
+            "apiVersion": md.api_version,
+            "kind": md.kind,
+            "namespace": md.namespace,
+            "name": md.name,
+            "uid": md.metadata.uid,
+        },
+        "reason": event.reason,
+        "revision": event.revision,
+    }
+    if event.step is not None:
+        fields["step"] = event.step
+    log.log(level, "%s: %s: %s", where, event.reason, event.message, extra=fields)
 
 
 def _comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -511,52 +641,6 @@ def _foreign_selector_keys(
         return []
     wanted = manifest["spec"].get("selector") or {}
     return sorted(set((live.get("spec") or {}).get("selector") or {}) - set(wanted))
-
-
-def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def set_condition(
-    conditions: Sequence[Condition],
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    generation: int,
-    now: dt.datetime,
-) -> list[Condition]:
-    """Conditions with `type_` set; its transition time moves only when its status changes."""
-    result: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type_:
-            result.append(c)
-            continue
-        found = True
-        changed = c.status != status
-        result.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=rfc3339(now) if changed else c.last_transition_time,
-                observed_generation=generation,
-            )
-        )
-    if not found:
-        result.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=rfc3339(now),
-                observed_generation=generation,
-            )
-        )
-    return result
 
 
 def ready_pods(pods: Sequence[Mapping[str, Any]], deployment_status: Mapping[str, Any]) -> int:

@@ -408,7 +408,8 @@ class StepWatch:
         seen: dict[str, StepRecord] = {}
         for md in self.api.mds():
             canary = (md.get("status") or {}).get("canary")
-            if not canary or canary.get("aborted"):
+            # a canary rolled back, aborted or withdrawn moves no more
+            if not canary or canary.get("state") in ("RolledBack", "Aborted", "Withdrawn"):
                 continue
             name = md["metadata"]["name"]
             record = StepRecord(canary["revision"], canary.get("startedAt", ""), canary["step"])

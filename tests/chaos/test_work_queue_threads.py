@@ -1,7 +1,8 @@
-"""kopf runs synchronous handlers in executor threads, so the watch handlers call the work queue
-from threads. A key added there must be reconciled at once even when the event loop has nothing
-else to do: in a quiet cluster no other I/O comes to wake it (the soak saw ModelDeployments left
-unreconciled for minutes after the churn stopped, until a watch timed out)."""
+"""The analysis runner's thread (a finished measurement round) and the reconcile workers (a
+PodMonitor to retry) add keys to the work queue from other threads than the event loop's. A key
+added there must be reconciled at once even when the event loop has nothing else to do: in a quiet
+cluster no other I/O comes to wake it (the soak saw ModelDeployments left unreconciled for
+minutes after the churn stopped, until a watch timed out)."""
 
 from __future__ import annotations
 

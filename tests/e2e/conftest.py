@@ -60,6 +60,10 @@ class Operator:
             "KUBECONFIG": str(self.kubeconfig),
             "PYTHONUNBUFFERED": "1",
         }
+        # another source tree for the operator only (e.g. an older commit, to show that a test
+        # fails there): the tests themselves keep importing this tree's slipway
+        if source := os.environ.get("SLIPWAY_TEST_OPERATOR_PYTHONPATH"):
+            env["PYTHONPATH"] = source
         scope = [a for ns in self.namespaces for a in ("--namespace", ns)] or ["--all-namespaces"]
         self.proc = subprocess.Popen(
             [
@@ -133,6 +137,11 @@ class Operator:
         if not path.exists():
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log(self) -> str:
+        """Everything the current process logged so far."""
+        path = self.log_dir / f"operator-{self.starts}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
 
 class InClusterOperator(Operator):
@@ -368,3 +377,34 @@ class Driver:
 @pytest.fixture
 def k(cluster: Cluster, namespace: str) -> Driver:
     return Driver(cluster, namespace)
+
+
+OperatorFactory = Callable[..., Operator]
+
+
+@pytest.fixture
+def own_operators(
+    operator: Operator, cluster: Cluster, namespace: str, tmp_path: Path
+) -> Iterator[OperatorFactory]:
+    """Start operators of the test's own, watching only its namespace, with extra arguments and
+    environment; the suite's operator is stopped meanwhile (it would act on the namespace too)
+    and started again afterwards."""
+    if isinstance(operator, InClusterOperator):
+        pytest.skip("needs operator processes of its own; the suite's runs in the cluster")
+    operator.stop()
+    started: list[Operator] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, name: str = "") -> Operator:
+        log_dir = tmp_path / (name or f"operator-{len(started)}")
+        log_dir.mkdir()
+        op = Operator(cluster, log_dir, extra_env=env, namespaces=[namespace], extra_args=args)
+        started.append(op)
+        op.start()
+        return op
+
+    try:
+        yield start
+    finally:
+        for op in started:
+            op.stop()
+        operator.start()

@@ -236,7 +236,7 @@ def test_no_data_is_inconclusive_and_pauses_then_data_lets_it_continue(
         "an Inconclusive pause", lambda: (s := status(k)).get("phase") == "Paused" and s, timeout=60
     )
     assert any(m["verdict"] == "Inconclusive" for m in st["analysis"]["measurements"])
-    assert st["canary"].get("aborted") is not True
+    assert st["canary"]["state"] == "Paused" and st["canary"]["reason"] == "AnalysisInconclusive"
     rev = st["canary"]["revision"]
     prometheus.exporter.set(k.ns, rev, rps=20, error_ratio=0.0)
     k.wait("promotion", lambda: status(k).get("stable", {}).get("revision") == rev, timeout=90)
@@ -251,7 +251,8 @@ def test_plugin_abort_retry_pause_resume_and_promote_full(k: Driver, sampler: Re
 
     k.plugin("abort", "fraud")
     k.wait(
-        "aborted", lambda: canary(k).get("aborted") is True and status(k)["phase"] == "RolledBack"
+        "aborted",
+        lambda: canary(k).get("state") == "Aborted" and status(k)["phase"] == "RolledBack",
     )
     k.wait("the canary at 0 replicas", lambda: revision_replicas(k, "fraud", rev) == 0)
     assert status(k)["stable"]["revision"] == old
@@ -261,7 +262,7 @@ def test_plugin_abort_retry_pause_resume_and_promote_full(k: Driver, sampler: Re
         "the canary back at 25 and paused",
         lambda: (
             (c := canary(k)).get("weight") == 25
-            and not c.get("aborted")
+            and c.get("state") == "Paused"
             and status(k)["phase"] == "Paused"
         ),
     )
@@ -269,9 +270,9 @@ def test_plugin_abort_retry_pause_resume_and_promote_full(k: Driver, sampler: Re
     k.plugin("promote", "fraud")
     k.wait("weight 75", lambda: canary(k).get("weight") == 75)
     k.plugin("pause", "fraud")
-    k.wait("paused", lambda: canary(k).get("paused") is True)
+    k.wait("paused", lambda: canary(k).get("reason") == "UserPaused")
     k.plugin("resume", "fraud")
-    k.wait("resumed", lambda: canary(k).get("paused") is not True)
+    k.wait("resumed", lambda: canary(k).get("reason") != "UserPaused")
 
     k.plugin("promote", "fraud", "--full")
     k.wait("promotion", lambda: status(k).get("stable", {}).get("revision") == rev)

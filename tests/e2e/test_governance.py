@@ -116,10 +116,18 @@ def test_who_applied_promoted_aborted_and_undid_is_recorded(gov: Governance, k: 
         f"applied by Argo CD sync ({ARGOCD_CONTROLLER})" in m for m in events(k, "CanaryStarted")
     )
 
-    k.plugin("--as", "alice", "abort", "fraud")
+    # alice aborts, and tries to put it on eve: the policy stamps who asked, whatever she writes
+    forged = gov.kubectl_as(
+        "alice", "annotate", "md", "fraud",
+        "serving.slipway.dev/action=abort", "serving.slipway.dev/action-by=eve",
+    )  # fmt: skip
+    assert forged.returncode == 0, forged.stderr
     aborted = k.wait("the abort", lambda: status(k).get("phase") == "RolledBack" and status(k))
     assert [(a["action"], a["by"]) for a in aborted["canary"]["actions"]] == [("abort", "alice")]
     assert any(m.endswith("(asked by alice)") for m in events(k, "Aborted"))
+    annotations = k.md("fraud")["metadata"]["annotations"]
+    assert "serving.slipway.dev/action" not in annotations  # consumed, with its stamp
+    assert "serving.slipway.dev/action-by" not in annotations
 
     # olga undoes 2.0.0: back to 1.0.0 at once
     refused = k.plugin("--as", "alice", "undo", "fraud", check=False)

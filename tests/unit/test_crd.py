@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from slipway.api import Phase, Verdict
 from slipway.api.types import KubeObject, Quantity
 from slipway.crd import CRD_PATHS, SchemaError, crd_manifest, crd_yaml, main, structural_schema
+from slipway.resources.revision import REVISION_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS_FILE = ROOT / "tests" / "data" / "invalid-modeldeployments.yaml"
@@ -185,9 +186,14 @@ def test_structural_checker_catches(bad: Schema, complaint: str) -> None:
     assert any(complaint in problem for problem in structural_violations(bad))
 
 
-def test_root_has_spec_required_and_untyped_metadata(schema: Schema) -> None:
+def test_root_has_spec_required_and_metadata_constrains_only_the_name(schema: Schema) -> None:
     assert schema["required"] == ["spec"]
-    assert schema["properties"]["metadata"] == {"type": "object"}
+    metadata = schema["properties"]["metadata"]
+    assert set(metadata) == {"type", "properties"} and set(metadata["properties"]) == {"name"}
+    name = metadata["properties"]["name"]
+    # <name>-<revision> and <name>-canary are DNS-1035 labels: at most 63 characters
+    assert name["maxLength"] + len("-") + REVISION_LENGTH == 63
+    assert name["pattern"] == "^[a-z]([-a-z0-9]*[a-z0-9])?$"
     assert set(schema["properties"]) == {"apiVersion", "kind", "metadata", "spec", "status"}
 
 
@@ -303,10 +309,14 @@ def test_spec_defaults_are_filled_in_by_the_api_server(
     assert dict(walk(schema))[path]["default"] == default
 
 
-def test_no_null_defaults_and_no_defaults_in_status(schema: Schema) -> None:
+def test_no_null_defaults_and_no_defaults_in_status_but_not_observed_yet(schema: Schema) -> None:
     defaulted = {path: node["default"] for path, node in walk(schema) if "default" in node}
     assert None not in defaulted.values()
-    assert not [path for path in defaulted if path.startswith("status")]
+    # an object no operator has seen yet says so (observedGeneration 0 < generation), and nothing
+    # more: a default can never invent an observation
+    assert {p: v for p, v in defaulted.items() if p.startswith("status")} == {
+        "status": {"observedGeneration": 0}
+    }
 
 
 @pytest.mark.parametrize(
@@ -360,6 +370,10 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "a models:/ uri needs registry.mlflow: the tracking server that resolves it",
         ),
         ("spec.model.registry.mlflow", "pollInterval must be between 10s and 1h"),
+        (
+            "spec.model",
+            "a pvc:// uri names a claim",
+        ),
         ("spec.autoscaling", "minReplicas must not be greater than maxReplicas"),
         ("spec.rollout", "setWeight must not decrease from one step to the next"),
         (
@@ -493,7 +507,10 @@ def test_corpus_case_is_well_formed(case: Schema) -> None:
     assert case["expect"] and all(isinstance(words, str) and words for words in case["expect"])
     assert case["object"]["apiVersion"] == "serving.slipway.dev/v1alpha1"
     assert case["object"]["kind"] == "ModelDeployment"
-    assert case["object"]["metadata"] == {"name": case["name"]}
+    if case["expect"][0] == "metadata.name":
+        assert set(case["object"]["metadata"]) == {"name"}  # the case is about that name
+    else:
+        assert case["object"]["metadata"] == {"name": case["name"]}
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
@@ -501,6 +518,9 @@ def test_corpus_case_names_a_field_the_schema_has_unless_it_is_a_typo(
     case: Schema, schema: Schema
 ) -> None:
     path = case["expect"][-1] if "unknown field" in case["expect"] else case["expect"][0]
+    if path == "metadata.name":
+        assert schema_at(schema, path) is not None
+        return
     assert re.fullmatch(r"spec(\.[A-Za-z0-9]+(\[\d+\])*)*", path), f"not a field path: {path}"
     exists = schema_at(schema, path) is not None
     assert exists is ("unknown field" not in case["expect"])

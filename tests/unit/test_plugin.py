@@ -113,11 +113,36 @@ CONDITIONS = [
             },
             3,
             [
-                "Canary:    2.1.0 (revision bbbb, 1/1 ready), weight 25%, step 2/3, paused",
-                "           waiting at step 2 (pause) until promoted",
+                "Canary:    2.1.0 (revision bbbb, 1/1 ready), weight 25%, step 2/3, Paused",
+                "           UserPaused: waiting at step 2 (pause) until promoted",
             ],
             [],
-            id="paused canary with its reason",
+            id="paused canary with its reason, as Slipway 0.1 wrote it",
+        ),
+        pytest.param(
+            {
+                "phase": "Paused",
+                "observedGeneration": 3,
+                "stable": STABLE,
+                "canary": {
+                    "revision": "bbbb",
+                    "version": "2.1.0",
+                    "replicas": 1,
+                    "readyReplicas": 1,
+                    "weight": 25,
+                    "step": 1,
+                    "state": "Paused",
+                    "reason": "WaitingForPromotion",
+                    "message": "step 2/3 (pause until promoted) waits for promote",
+                },
+            },
+            3,
+            [
+                "Canary:    2.1.0 (revision bbbb, 1/1 ready), weight 25%, step 1/3, Paused",
+                "           WaitingForPromotion: step 2/3 (pause until promoted) waits for",
+            ],
+            [],
+            id="a canary waiting for promotion",
         ),
         pytest.param(
             {
@@ -148,7 +173,7 @@ CONDITIONS = [
             },
             3,
             [
-                "weight 0%, step 1/3, aborted",  # aborted wins over paused
+                "weight 0%, step 1/3, RolledBack",  # rolled back wins over paused
                 "           AnalysisFailed: error-rate 0.03 > max 0.01",
                 "Measurements (newest last):",
                 "  t6  m6                   0.03         max 0.01         Failed",

@@ -1,16 +1,23 @@
-"""Pure helpers of the reconcile: merge patches, crash-loop detection, conditions."""
+"""Pure helpers of the reconcile: merge patches, crash-loop detection, the facts it gathers."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import pytest
 
-from slipway.api import Condition
-from slipway.reconcile import merge_patch, pods_failing, ready_pods, set_condition
+from slipway.api import ModelDeployment, RevisionPins
+from slipway.kube import ApiError
+from slipway.reconcile import (
+    merge_patch,
+    pods_failing,
+    pods_refused,
+    ready_pods,
+    server_message,
+    unbuildable,
+)
 
-NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+PINS = RevisionPins(server_image="docker.io/seldonio/mlserver:1.7.1", pod_shape=2)
 
 
 @pytest.mark.parametrize(
@@ -146,11 +153,57 @@ def test_ready_pods_counts_ready_pods_and_ignores_terminating_ones() -> None:
     assert ready_pods([], {"readyReplicas": 7}) == 7
 
 
-def test_set_condition_moves_the_transition_time_only_when_the_status_changes() -> None:
-    before = [Condition(type="Ready", status="True", reason="A", last_transition_time="t0")]
-    same = set_condition(before, "Ready", "True", "B", "m", 2, NOW)
-    assert same[0].last_transition_time == "t0" and same[0].reason == "B"
-    flipped = set_condition(before, "Ready", "False", "C", "m", 2, NOW)
-    assert flipped[0].last_transition_time == "2026-11-26T12:00:00Z"
-    added = set_condition([], "Degraded", "True", "D", "m", 2, NOW)
-    assert [c.type for c in added] == ["Degraded"]
+def model(**model: Any) -> ModelDeployment:
+    spec = {"version": "1.0.0", "uri": "s3://models/iris/1", "format": "sklearn", **model}
+    return ModelDeployment.from_body(
+        {"metadata": {"name": "iris", "namespace": "ml"}, "spec": {"model": spec}}
+    )
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        # each of these gets past the CRD only if the CRD is older than the operator (the rules
+        # came later): the builders still refuse them, naming the field
+        ({"uri": "pvc://models/../etc"}, ["spec.model.uri", "'..'"]),
+        ({"uri": "pvc:///iris"}, ["spec.model.uri", "must name a claim"]),
+        ({"uri": "s3:///iris"}, ["spec.model.uri", "bucket name is empty"]),
+        ({"uri": "hf://org/model@"}, ["spec.model.uri", "revision after @ is empty"]),
+        ({"format": "custom"}, ["spec.runtime.image is required"]),
+    ],
+)
+def test_a_spec_the_builders_refuse_is_named_not_raised(
+    spec: dict[str, Any], words: list[str]
+) -> None:
+    errors = unbuildable(model(**spec), "abc", PINS)
+    assert errors and all(any(w in e for e in errors) for w in words), errors
+
+
+def test_a_spec_the_builders_accept_has_no_errors() -> None:
+    assert unbuildable(model(uri="pvc://models/iris/1"), "abc", PINS) == ()
+
+
+def test_pods_refused_is_the_replica_failure_message_of_the_deployment() -> None:
+    message = 'pods "x" is forbidden: exceeded quota: pods, requested: pods=1'
+    status = {
+        "conditions": [
+            {"type": "Available", "status": "True"},
+            {
+                "type": "ReplicaFailure",
+                "status": "True",
+                "reason": "FailedCreate",
+                "message": message,
+            },
+        ]
+    }
+    assert pods_refused(status) == message
+    assert pods_refused({"conditions": [{"type": "ReplicaFailure", "status": "False"}]}) is None
+    assert pods_refused({}) is None
+
+
+def test_server_message_is_the_status_message_or_the_http_status() -> None:
+    body = '{"kind": "Status", "message": "admission webhook denied it", "code": 403}'
+    assert server_message(ApiError(403, "Forbidden", body)) == "admission webhook denied it"
+    assert server_message(ApiError(422, "Unprocessable Entity", "not json")) == (
+        "422 Unprocessable Entity"
+    )

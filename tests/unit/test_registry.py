@@ -195,7 +195,7 @@ def test_while_the_first_answer_is_on_its_way_nothing_is_decided() -> None:
 
 
 def decision(status: ModelDeploymentStatus, requeue: float | None = None) -> Decision:
-    return Decision(status, [], 100, 0, [], requeue)
+    return Decision(status, [], 100, 0, [], requeue, port=8080)
 
 
 def test_the_report_records_the_answer_the_condition_and_the_next_poll() -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from slipway.api import (
+    CanaryReason,
+    CanaryState,
     Measurement,
     ModelDeployment,
     Phase,
@@ -29,8 +31,10 @@ from slipway.rollout import (
     Decision,
     Observed,
     ObservedRevision,
+    Route,
     analysis_due,
     decide,
+    heading_for,
 )
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -120,7 +124,8 @@ class Pods:
 
 @dataclass
 class FakeCluster:
-    """Deployments by revision; broken ones are "not-ready" (never Ready) or "crash"."""
+    """Deployments by revision; broken ones are "not-ready" (never Ready), "crash", or
+    "refused" (the cluster refuses to create their pods: quota, Pod Security)."""
 
     deployments: dict[str, Pods] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)
@@ -135,6 +140,9 @@ class FakeCluster:
                     crash_looping=self.broken.get(rev) == "crash" and pods.replicas > 0,
                     failing_reason=f"pod fraud-{rev}-x: CrashLoopBackOff (restarts 4)"
                     if self.broken.get(rev) == "crash"
+                    else None,
+                    refused='pods "x" is forbidden: exceeded quota: pods'
+                    if self.broken.get(rev) == "refused" and pods.replicas > pods.ready
                     else None,
                 )
                 for rev, pods in self.deployments.items()
@@ -185,6 +193,8 @@ class Rollout:
     pins: RevisionPins = field(
         default_factory=lambda: PINS
     )  # what the operator running now pins new revisions to
+    unservable: set[str] = field(default_factory=set)  # revisions whose spec cannot be built
+    route_missing: bool = False  # spec.rollout.trafficRouting names an HTTPRoute that is not there
 
     @classmethod
     def deployed(cls, md: ModelDeployment, **kwargs: Any) -> Rollout:
@@ -215,16 +225,28 @@ class Rollout:
         measurements: Sequence[Measurement] | None = None,
     ) -> Decision:
         revision = self.revision
-        due = self.metrics is not None and analysis_due(self.md, revision, self.now)
+        observed = self.observe()
+        target = heading_for(self.md.status, revision, observed)
+        due = self.metrics is not None and analysis_due(self.md, target, self.now)
         if measurements is None and due and self.metrics is not None:
-            measurements = self.metrics(revision)
+            measurements = self.metrics(target)
             self.measured_at.append(self.now)
-        observed = self.cluster.observe()
         decision = decide(self.md, revision, observed, measurements, action, self.now, self.pins)
         self.cluster.apply(decision)
         self.md = stored(self.md, decision.status.wire())
         self.decisions.append(decision)
         return decision
+
+    def observe(self) -> Observed:
+        """What the shell would gather: the cluster, and the facts about the spec."""
+        observed = self.cluster.observe()
+        errors = ("spec.model.uri: cannot be served (test)",)
+        route = Route(name="fraud", exists=False) if self.route_missing else None
+        return Observed(
+            revisions=observed.revisions,
+            spec_errors=errors if self.revision in self.unservable else (),
+            route=route,
+        )
 
     def converge(self, max_rounds: int = 40) -> Decision:
         """Reconcile and let pods get Ready until nothing moves, with no time passing."""
@@ -593,7 +615,7 @@ def test_failed_analysis_rolls_back_and_keeps_stable_serving_with_the_measuremen
     canary = rollout.revision
     rollout.converge()
     rollout.wait(30)  # failure 1: tolerated (failureLimit 1)
-    assert rollout.status.canary.aborted is False
+    assert rollout.status.canary.state is CanaryState.PROGRESSING
     assert rollout.status.canary.step == 0
     assert ("Warning", "AnalysisMeasurementFailed") in rollout.events()
 
@@ -601,7 +623,8 @@ def test_failed_analysis_rolls_back_and_keeps_stable_serving_with_the_measuremen
     decision = rollout.reconcile()  # failure 2: rolled back
     status = decision.status
     assert status.phase is Phase.ROLLED_BACK
-    assert status.canary.aborted and status.canary.failure_reason.startswith("AnalysisFailed: ")
+    assert status.canary.state is CanaryState.ROLLED_BACK
+    assert status.canary.reason is CanaryReason.ANALYSIS_FAILED
     # by replica ratio its two Ready pods still take their share until the stable is back
     assert decision.canary_weight == 50
     degraded = condition(status, "Degraded")
@@ -631,7 +654,8 @@ def test_no_data_pauses_the_canary_and_never_rolls_it_back_and_data_lets_it_go_o
 
     status = decision.status
     assert status.phase is Phase.PAUSED
-    assert status.canary.paused
+    assert status.canary.state is CanaryState.PAUSED
+    assert status.canary.reason is CanaryReason.ANALYSIS_INCONCLUSIVE
     progressing = condition(status, "Progressing")
     assert (progressing.status, progressing.reason) == ("True", "AnalysisInconclusive")
     assert "error-rate = no data" in progressing.message
@@ -639,14 +663,14 @@ def test_no_data_pauses_the_canary_and_never_rolls_it_back_and_data_lets_it_go_o
     for _ in range(30):  # 15 minutes without data: past the progress deadline, never rolled back
         decision = rollout.wait(30)
     assert decision.status.phase is Phase.PAUSED
-    assert not decision.status.canary.aborted
+    assert decision.status.canary.state is CanaryState.PAUSED
     assert decision.status.analysis.inconclusive == 31
     assert rollout.events().count(("Warning", "AnalysisInconclusive")) == 1
 
     answers["now"] = GOOD
     decision = rollout.wait(30)
     assert decision.status.phase is Phase.PROGRESSING
-    assert not decision.status.canary.paused
+    assert decision.status.canary.state is CanaryState.PROGRESSING
     assert decision.status.canary.step == 1
     assert ("Normal", "AnalysisResumed") in rollout.events()
     decision = rollout.wait(60)
@@ -708,7 +732,7 @@ def test_a_rolled_back_canary_can_be_retried_with_its_counts_reset() -> None:
     verdicts["now"] = GOOD
     decision = rollout.reconcile(action=Action.RETRY)
     assert decision.status.canary.step == 0
-    assert decision.status.canary.aborted is False
+    assert decision.status.canary.state is CanaryState.PROGRESSING
     assert decision.status.analysis.failures == 0
     assert condition(decision.status, "Degraded").status == "False"
     rollout.converge()
@@ -771,8 +795,8 @@ def test_without_auto_rollback_a_failed_canary_is_held_degraded_where_it_is() ->
 
     status = decision.status
     assert status.phase is Phase.DEGRADED
-    assert status.canary.aborted is False
-    assert status.canary.failure_reason.startswith("AnalysisFailed")
+    assert status.canary.state is CanaryState.FAILED
+    assert status.canary.reason is CanaryReason.ANALYSIS_FAILED
     assert condition(status, "Degraded").reason == "AnalysisFailed"
     assert condition(status, "Progressing").status == "False"
     assert desired(decision) == {stable: (2, "stable"), canary: (2, "canary")}
@@ -814,7 +838,8 @@ def test_promote_also_lifts_an_inconclusive_pause() -> None:
     decision = rollout.reconcile(action=Action.PROMOTE)
 
     assert decision.status.canary.step == 1
-    assert not decision.status.canary.paused
+    # step 2 is a pause without a duration: the inconclusive pause is lifted, that one holds
+    assert decision.status.canary.reason is CanaryReason.WAITING_FOR_PROMOTION
 
 
 def test_promote_overrides_a_failure_held_without_auto_rollback() -> None:
@@ -826,7 +851,7 @@ def test_promote_overrides_a_failure_held_without_auto_rollback() -> None:
     assert rollout.status.phase is Phase.DEGRADED
     decision = rollout.reconcile(action=Action.PROMOTE)
 
-    assert decision.status.canary.failure_reason is None
+    assert decision.status.canary.reason is CanaryReason.WAITING_FOR_PROMOTION
     assert decision.status.canary.step == 1
     assert decision.status.phase is Phase.PAUSED
     assert condition(decision.status, "Degraded").status == "False"

@@ -1,10 +1,16 @@
 """Properties of the rollout state machine over many random (but seeded) histories.
 
-Each history starts from a Ready stable revision and then, step by step, lets pods get Ready,
-lets time pass, answers analysis with random verdicts, consumes random actions and changes the spec
-(new versions, some of them broken; reverts; undos). Through all of it:
-- the Ready pods of stable and canary never drop below spec.replicas (maxUnavailable 0);
+Each history starts from a stable revision, Ready or (a GPU shortage) only partly Ready, and then,
+step by step, lets pods get Ready, lets time pass, answers analysis with random verdicts, consumes
+random actions, scales, and changes the spec (new versions, some of them broken, some refused by
+the cluster, some that cannot be served at all; reverts; undos), with the traffic route sometimes
+missing. Through all of it:
+- what serves is never torn down for what does not: the Ready pods of all revisions never drop
+  below what they were (or spec.replicas, if that is lower), so a serving revision loses Ready
+  pods only to a replacement that has at least as many (maxUnavailable 0);
 - a canary with no Ready pod never has weight;
+- every problem the core was told of is in a condition that names it, and kstatus's Reconciling
+  and Stalled are never both True;
 - decide on its own output, with the same observations and time, changes nothing.
 """
 
@@ -16,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from slipway.api import Measurement, Verdict
-from slipway.rollout import Action, Decision, decide
+from slipway.api import Measurement, Phase, Verdict
+from slipway.rollout import Action, Decision, Observed, decide
 from tests.unit.test_rollout import (
     ANALYSIS,
     BAD,
@@ -61,14 +67,17 @@ def random_rollout(rng: random.Random) -> dict[str, Any]:
     return rollout
 
 
-def check(rollout: Rollout, decision: Decision, observed_before: Any, now: Any) -> None:
+def served(observed: Observed) -> int:
+    return sum(r.ready_replicas for r in observed.revisions.values())
+
+
+def check(rollout: Rollout, decision: Decision, observed_before: Observed, now: Any) -> None:
     status = decision.status
     total = rollout.md.spec.replicas
     cluster = rollout.cluster
-    ready = cluster.ready(status.stable.revision)
-    if status.canary is not None:
-        ready += cluster.ready(status.canary.revision)
-    assert ready >= total, f"Ready pods dropped to {ready}/{total}: {cluster.snapshot()}"
+    after = sum(cluster.ready(rev) for rev in cluster.deployments)
+    floor = min(served(observed_before), total)
+    assert after >= floor, f"Ready pods dropped to {after} (floor {floor}): {cluster.snapshot()}"
 
     assert decision.stable_weight + decision.canary_weight == 100
     assert 0 <= decision.canary_weight <= 100
@@ -79,6 +88,24 @@ def check(rollout: Rollout, decision: Decision, observed_before: Any, now: Any) 
             assert cluster.ready(status.canary.revision) > 0, "route weight to pods just removed"
     assert decision.requeue_after is None or decision.requeue_after > 0
 
+    said = {c.type: c for c in status.conditions}
+    degraded = said["Degraded"]
+    problems = list(observed_before.spec_errors)
+    if observed_before.route is not None:
+        problems.append("TrafficRoutingUnavailable")
+    for entry in (status.stable, status.canary):
+        if entry is not None and observed_before.refused(entry.revision):
+            problems.append("FailedCreate")
+    for problem in problems:
+        assert degraded.status == "True", f"{problem} is in no condition"
+        assert problem in f"{degraded.reason} {degraded.message}", f"{problem} is not named"
+    if status.phase is Phase.READY:
+        assert observed_before.ready(status.stable.revision) >= total
+    in_flight = said["Reconciling"].status == "True"
+    stalled = said["Stalled"].status == "True"
+    assert not (in_flight and stalled)
+    assert stalled is (status.phase in (Phase.DEGRADED, Phase.ROLLED_BACK, Phase.FAILED))
+
     again = decide(rollout.md, rollout.revision, observed_before, None, None, now, PINS)
     assert again.status == status, "decide on its own status changed it"
     assert again.events == []
@@ -86,14 +113,27 @@ def check(rollout: Rollout, decision: Decision, observed_before: Any, now: Any) 
     assert again.requeue_after == decision.requeue_after
 
 
+def start(rng: random.Random, md: Any, metrics: Any) -> Rollout:
+    """A Ready first revision, or (one history in four) one that only part of its pods serve."""
+    if rng.random() < 0.75:
+        return Rollout.deployed(md, metrics=metrics)
+    rollout = Rollout(md=md, metrics=metrics)
+    rollout.cluster.broken[rollout.revision] = "not-ready"
+    rollout.reconcile()
+    pods = rollout.cluster.deployments[rollout.revision]
+    pods.ready = rng.randint(0, pods.replicas)
+    rollout.reconcile()
+    return rollout
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random_histories_keep_capacity_never_weight_an_unready_canary_and_are_idempotent(
+def test_random_histories_keep_what_serves_say_every_problem_and_are_idempotent(
     seed: int,
 ) -> None:
     rng = random.Random(seed)
     md = model_deployment(replicas=rng.randint(1, 8), rollout=random_rollout(rng))
     verdicts: list[list[Measurement]] = [GOOD] * 6 + [BAD, NO_DATA, NO_DATA, ERROR]
-    rollout = Rollout.deployed(md, metrics=lambda rev: rng.choice(verdicts))
+    rollout = start(rng, md, lambda rev: rng.choice(verdicts))
     versions = ["1.0.0"]
 
     for _ in range(ROUNDS):
@@ -114,9 +154,17 @@ def test_random_histories_keep_capacity_never_weight_an_unready_canary_and_are_i
                 rollout.cluster.broken[rollout.revision] = "not-ready"
             elif fate < 0.25:
                 rollout.cluster.broken[rollout.revision] = "crash"
+            elif fate < 0.3:
+                rollout.cluster.broken[rollout.revision] = "refused"
+            elif fate < 0.4:
+                rollout.unservable.add(rollout.revision)
         elif roll < 0.66:
             rollout.change(version=rng.choice(versions))  # a revert or an undo
-        observed = rollout.cluster.observe()
+        elif roll < 0.68:
+            rollout.change(replicas=rng.randint(1, 8))  # kubectl scale, an HPA
+        elif roll < 0.7 and rollout.md.spec.rollout.traffic_routing is not None:
+            rollout.route_missing = not rollout.route_missing
+        observed = rollout.observe()
         now = rollout.now
         decision = rollout.reconcile(action=action)
         check(rollout, decision, observed, now)

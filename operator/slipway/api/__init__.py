@@ -54,6 +54,8 @@ from slipway.api.spec import (
 )
 from slipway.api.status import (
     AnalysisStatus,
+    CanaryReason,
+    CanaryState,
     CanaryStatus,
     Condition,
     ConditionType,
@@ -66,6 +68,12 @@ from slipway.api.status import (
     Verdict,
 )
 from slipway.api.types import ApiModel, duration_seconds
+
+# A ModelDeployment's children are named <name>-<revision> (10 hex characters) and <name>-canary:
+# both must be DNS-1035 labels (a Service name starts with a letter), so a name has at most 52
+# characters. The CRD refuses any other name at the door.
+NAME_MAX_LENGTH = 63 - len("-") - 10
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 
 
 class ObjectMeta(ApiModel):
@@ -115,6 +123,8 @@ class ModelDeployment(ApiModel):
 
 
 __all__ = [
+    "NAME_MAX_LENGTH",
+    "NAME_PATTERN",
     "PRESET_FORMATS",
     "URI_SCHEMES",
     "ActionRecord",
@@ -123,7 +133,9 @@ __all__ = [
     "AnalysisStatus",
     "ApiModel",
     "AutoscalingSpec",
+    "CanaryReason",
     "CanaryRecord",
+    "CanaryState",
     "CanaryStatus",
     "CanaryStep",
     "Check",

@@ -154,6 +154,15 @@ class ModelSpec(ApiModel):
                     "fieldPath": ".registry",
                     "reason": "FieldValueRequired",
                 },
+                {
+                    "rule": "!self.uri.startsWith('pvc://') || ("
+                    "self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$')"
+                    " && !self.uri.substring(6).split('/').exists(s, s == '..'))",
+                    "message": "a pvc:// uri names a claim (pvc://CLAIM/path/in/claim) and "
+                    "never leaves it with '..'",
+                    "fieldPath": ".uri",
+                    "reason": "FieldValueInvalid",
+                },
             ]
         }
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, WithJsonSchema
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
 from slipway.api.records import (
     CanaryRecord,
@@ -41,15 +41,50 @@ class Verdict(StrEnum):
 
 
 class ConditionType(StrEnum):
+    """The conditions Slipway writes: three for people and Argo CD, two as kstatus defines them
+    (Flux, Helm --wait, kpt)."""
+
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+
+
+class CanaryState(StrEnum):
+    """Where a canary stands; `CanaryStatus.reason` says why (README: Rollouts, the state table)."""
+
+    PROGRESSING = "Progressing"  # going through its steps
+    PAUSED = "Paused"  # held at its step until the pause is lifted
+    PROMOTING = "Promoting"  # every step done: stable once `replicas` of its pods are Ready
+    FAILED = "Failed"  # failed, and held where it is (autoRollback false)
+    ROLLED_BACK = "RolledBack"  # failed and rolled back: no weight, no pods, until retry
+    ABORTED = "Aborted"  # aborted by the user: as RolledBack
+    WITHDRAWN = "Withdrawn"  # the spec moved away: it goes once the stable is at full size
+
+
+class CanaryReason(StrEnum):
+    """Why a canary is Paused, Failed, RolledBack, Aborted or Withdrawn."""
+
+    # Paused
+    WAITING_FOR_PROMOTION = "WaitingForPromotion"  # a pause step without a duration
+    USER_PAUSED = "UserPaused"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    # Failed and RolledBack
+    ANALYSIS_FAILED = "AnalysisFailed"
+    PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    CANARY_CRASH_LOOPING = "CanaryCrashLooping"
+    # Aborted
+    ABORTED = "Aborted"
+    # Withdrawn
+    REVERTED_TO_STABLE = "RevertedToStable"
+    SUPERSEDED = "CanarySuperseded"
 
 
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Ready, Progressing or Degraded.")
+    type: str = Field(description="Ready, Progressing, Degraded, Reconciling or Stalled.")
     status: str = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="One CamelCase word for machines.")
     message: str = Field(default="", description="What happened and what to do, for people.")
@@ -122,6 +157,19 @@ class CanaryStatus(RevisionStatus, CanaryRecord):
         default=0,
         description="Index of the current step in rollout.steps (len(steps) when all are done).",
     )
+    state: CanaryState = Field(
+        default=CanaryState.PROGRESSING,
+        description="Progressing, Paused, Promoting, Failed (held), RolledBack, Aborted or "
+        "Withdrawn (the spec moved away).",
+    )
+    reason: CanaryReason | None = Field(
+        default=None,
+        description="Why the canary is in its state (Paused, Failed, RolledBack, Aborted, "
+        "Withdrawn), e.g. UserPaused, AnalysisFailed.",
+    )
+    message: str = Field(
+        default="", description="What the reason means here, for people (e.g. the measurement)."
+    )
     started_at: str | None = Field(default=None, description="When the canary started.")
     step_started_at: str | None = Field(
         default=None, description="When the current step started (timers count from here)."
@@ -129,20 +177,58 @@ class CanaryStatus(RevisionStatus, CanaryRecord):
     ready_at: str | None = Field(
         default=None, description="When the canary's pods for the current weight were all Ready."
     )
-    paused: bool = Field(
-        default=False,
-        description="Paused by the user or by an Inconclusive "
-        "measurement; resume or promote to go on.",
-    )
-    pause_reason: str | None = Field(default=None, description="Why the canary is paused.")
-    failure_reason: str | None = Field(
-        default=None, description="Why the canary failed (set when it is rolled back or stuck)."
-    )
-    aborted: bool = Field(
-        default=False,
-        description="Rolled back or aborted: the canary keeps zero weight and zero replicas until "
-        "retry or a new spec.",
-    )
+    # written by Slipway 0.1 (before `state`); read once, never written again
+    paused: bool | None = Field(default=None, description="Deprecated: see state.")
+    pause_reason: str | None = Field(default=None, description="Deprecated: see reason.")
+    failure_reason: str | None = Field(default=None, description="Deprecated: see reason.")
+    aborted: bool | None = Field(default=None, description="Deprecated: see state.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_legacy(cls, data: Any) -> Any:
+        """A canary as Slipway 0.1 wrote it (booleans and "Reason: message" strings) in the
+        terms of `state`, so that an upgraded operator goes on with a canary in flight."""
+        if not isinstance(data, dict) or "state" in data:
+            return data
+        legacy = {
+            key: data.get(camel, data.get(snake))
+            for key, camel, snake in (
+                ("paused", "paused", "paused"),
+                ("pause", "pauseReason", "pause_reason"),
+                ("failure", "failureReason", "failure_reason"),
+                ("aborted", "aborted", "aborted"),
+            )
+        }
+        migrated = {
+            k: v
+            for k, v in data.items()
+            if k not in ("paused", "pauseReason", "pause_reason", "failureReason")
+            and k not in ("failure_reason", "aborted")
+        }
+        state, reason, message = _legacy_state(legacy)
+        return {**migrated, "state": state, "reason": reason, "message": message}
+
+
+def _legacy_state(legacy: dict[str, Any]) -> tuple[CanaryState, CanaryReason | None, str]:
+    def split(text: str) -> tuple[CanaryReason | None, str]:
+        word, _, message = text.partition(": ")
+        known = {r.value: r for r in CanaryReason}
+        return known.get(word), message or word
+
+    if legacy["failure"]:
+        reason, message = split(legacy["failure"])
+        if reason is CanaryReason.ABORTED:
+            return CanaryState.ABORTED, reason, message
+        if legacy["aborted"]:
+            return CanaryState.ROLLED_BACK, reason, message
+        return CanaryState.FAILED, reason, message
+    if legacy["aborted"]:
+        # 0.1 withdrew a canary the spec had moved away from with aborted alone
+        return CanaryState.WITHDRAWN, None, ""
+    if legacy["paused"]:
+        reason, message = split(legacy["pause"] or CanaryReason.USER_PAUSED.value)
+        return CanaryState.PAUSED, reason or CanaryReason.USER_PAUSED, message
+    return CanaryState.PROGRESSING, None, ""
 
 
 class Measurement(ApiModel):
@@ -235,7 +321,9 @@ class ModelDeploymentStatus(ApiModel):
         default_factory=list, description="Revisions promoted to stable, newest first (bounded)."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Progressing and Degraded."
+        default_factory=list,
+        description="Ready, Progressing and Degraded; Reconciling and Stalled as kstatus "
+        "defines them.",
     )
     last_action: str | None = Field(
         default=None,

@@ -19,12 +19,17 @@ class HTTPRouteNotWired(ValueError):
 
 
 def httproute_weights_patch(
-    route: Mapping[str, Any], md: ModelDeployment, stable_weight: int, canary_weight: int
+    route: Mapping[str, Any],
+    md: ModelDeployment,
+    stable_weight: int,
+    canary_weight: int,
+    canary_port: int | None = None,
 ) -> list[dict[str, Any]] | None:
     """The route's `spec.rules` with the stable and canary weights set; None if they are set.
 
     Every rule with a backendRef to `<name>-stable` gets the weights; one without a canary
-    backendRef gets one (port spec.runtime.port). Everything else is copied as it is, since a
+    backendRef gets one (port `canary_port`, the port of Service `<name>-canary`; default
+    spec.runtime.port). Everything else is copied as it is, since a
     merge patch replaces the whole `rules` list: send it with the route's resourceVersion, so
     that an edit made since the route was read fails the patch (409) instead of being undone.
     Raises HTTPRouteNotWired when no rule has a backendRef to `<name>-stable`.
@@ -39,7 +44,7 @@ def httproute_weights_patch(
             continue
         wired = True
         if not any(_refers_to(ref, canary, namespace) for ref in refs):
-            refs.append({"name": canary, "port": md.spec.runtime.port})
+            refs.append({"name": canary, "port": canary_port or md.spec.runtime.port})
         for ref in refs:
             if _refers_to(ref, stable, namespace):
                 ref["weight"] = stable_weight

@@ -9,33 +9,48 @@ from slipway.rollout.capacity import (
     stable_replicas_for,
     weight_in_effect,
 )
-from slipway.rollout.machine import analysis_due, decide, describe_step
+from slipway.rollout.facts import heading_for
+from slipway.rollout.machine import TRANSITIONS, Trigger, analysis_due, decide
 from slipway.rollout.model import (
     Action,
+    Claim,
     Decision,
     DesiredRevision,
     Event,
     Observed,
     ObservedRevision,
+    Refusal,
+    Route,
     Track,
 )
+from slipway.rollout.report import unreadable_spec_status
+from slipway.rollout.steps import STEP_KINDS, StepKind, describe_step
 
 __all__ = [
+    "STEP_KINDS",
+    "TRANSITIONS",
     "Action",
     "Budget",
+    "Claim",
     "Decision",
     "DesiredRevision",
     "Event",
     "Observed",
     "ObservedRevision",
+    "Refusal",
+    "Route",
+    "StepKind",
     "Track",
+    "Trigger",
     "analysis_due",
     "budget_of",
     "canary_replicas_for",
     "decide",
     "describe_step",
+    "heading_for",
     "plan_replicas",
     "resolve_int_or_percent",
     "stable_replicas_for",
+    "unreadable_spec_status",
     "weight_in_effect",
 ]

@@ -1,56 +1,65 @@
-"""The rollout state machine: (spec, status, observed, measurements, action, now) → Decision.
+"""The rollout state machine: (ModelDeployment, Observed, measurements, action, now) → Decision.
 
 Pure: no clock, no client, no logging. All rollout state lives in `status` (so a restarted operator
 resumes at the same step with the same timers), and `decide` on a status it produced, with the
 same observations and time, returns that same status: a reconcile with nothing to do writes nothing.
 
 The life of a revision:
-- the first revision ever becomes stable directly;
-- a new revision becomes the canary and goes through the steps (Canary), or straight to full size
-  (Rolling, or an undo to a revision from history), then is promoted: it becomes stable, and the
-  old stable scales to zero after `scaleDownDelaySeconds` and is kept for undo;
-- a failed canary (analysis, progress deadline, crash loop) is rolled back (`autoRollback`) or held
-  (phase Degraded); a rolled-back canary stays at zero until `retry` or a new spec;
-- a spec back at the stable revision (a git revert), or a newer spec, withdraws the canary: the
-  stable is scaled back to full first, then the canary goes.
+- the first revision ever becomes stable directly; a new spec replaces a stable revision outright
+  only when nothing of it (nor of a canary) serves, otherwise it is rolled out as a canary;
+- a canary goes through its steps (Canary) or straight to full size (Rolling, or an undo to a
+  revision from history), then is promoted: it becomes stable, and the old stable scales to zero
+  after `scaleDownDelaySeconds` and is kept for undo;
+- a spec that cannot be served (`Observed.spec_errors`, a missing claim) starts nothing: what runs
+  is still judged and rolled back if it fails, but nothing moves toward the spec until it can be.
 
-Reasons are stored as "Reason: message" in `failure_reason` and `pause_reason`, so conditions can be
-rebuilt from status alone.
+A canary's state is `status.canary.state` (with `reason`), and it moves only as `TRANSITIONS`
+says: for each trigger (something observed, or an action of the user) and each state, one effect.
+A trigger with no entry for the canary's state changes nothing (an action says why in an Event).
+The README's state table is this table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from slipway.api import (
     AnalysisStatus,
+    CanaryReason,
+    CanaryState,
     CanaryStatus,
     CanaryStep,
-    ConditionType,
     HistoryEntry,
     Measurement,
     ModelDeployment,
     ModelDeploymentStatus,
-    Phase,
     RevisionPins,
     RevisionStatus,
-    RolloutSpec,
-    Strategy,
+    RuntimeSpec,
     Verdict,
-    duration_seconds,
 )
 from slipway.rollout.capacity import (
-    Budget,
-    budget_of,
     canary_replicas_for,
     plan_replicas,
     stable_replicas_for,
     weight_in_effect,
 )
-from slipway.rollout.conditions import ConditionState, updated_conditions
+from slipway.rollout.facts import (
+    ROLLED_BACK,
+    RUNNING,
+    Facts,
+    analysis_applies,
+    is_undo,
+    next_measurement_at,
+    running_canary,
+    step_started,
+    steps_of,
+    was_ready,
+)
 from slipway.rollout.model import (
     Action,
     Decision,
@@ -60,21 +69,45 @@ from slipway.rollout.model import (
     Observed,
     Track,
 )
-from slipway.rollout.times import after, rfc3339
+from slipway.rollout.report import conditions_for, phase_of
+from slipway.rollout.steps import kind_of, step_name, waits_for_promotion, weight_at
+from slipway.rollout.times import after
 
 # measurements kept in status.analysis (at least one per metric, so the latest round is whole)
 MEASUREMENTS_KEPT = 10
 # a timer that is already due asks again after this long (the shell may not have measured yet)
 MIN_REQUEUE_SECONDS = 1.0
+# a missing claim may be created any moment, a refused write may be let through: look again then
+RECHECK_SECONDS = 30.0
 
-# pause kinds (the prefix of pause_reason)
-USER_PAUSED = "UserPaused"
-ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
-# failure reasons (the prefix of failure_reason and the Degraded condition's reason)
-ANALYSIS_FAILED = "AnalysisFailed"
-PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-CANARY_CRASH_LOOPING = "CanaryCrashLooping"
-ABORTED = "Aborted"
+S = CanaryState
+R = CanaryReason
+
+
+class Trigger(StrEnum):
+    """What moves a canary: something observed, or an action of the user."""
+
+    STEP_COMPLETE = "its step is complete"
+    FULL_SIZE = "`replicas` of its pods are Ready"
+    FAILED = "analysis failed beyond failureLimit, the progress deadline passed, its pods crash"
+    INCONCLUSIVE = "a measurement is Inconclusive (or its query failed)"
+    PASSED = "every metric passes"
+    SPEC_MOVED = "the spec is at another revision"
+    GONE = "its pods are gone"
+    PROMOTE = Action.PROMOTE.value
+    PROMOTE_FULL = Action.PROMOTE_FULL.value
+    ABORT = Action.ABORT.value
+    RETRY = Action.RETRY.value
+    PAUSE = Action.PAUSE.value
+    RESUME = Action.RESUME.value
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What a failure, an inconclusive measurement or a withdrawal is about."""
+
+    reason: CanaryReason
+    message: str
 
 
 # -- the public entry points ----------------------------------------------------------------------
@@ -84,19 +117,19 @@ def analysis_due(md: ModelDeployment, revision: str, now: dt.datetime) -> bool:
     """Whether the shell should run the analysis queries before calling `decide`.
 
     True when analysis is configured for this canary (strategy Canary, not an undo), the canary of
-    `revision` runs (not rolled back, failed or paused by the user), it had a Ready pod at the last
-    reconcile, and an interval has passed since the last measurement (the first one comes an
+    `revision` (see `heading_for`) runs and is not paused by the user, it had a Ready pod at the
+    last reconcile, and an interval has passed since the last measurement (the first one comes an
     interval after the canary's pods for its first step were all Ready, so it has seen traffic).
     """
     status = md.status
     canary = status.canary
-    if canary is None or canary.revision != revision or not _runs(canary):
+    if canary is None or canary.revision != revision or canary.state not in RUNNING:
         return False
-    if not _analysis_applies(md, status, canary) or _pause_kind(canary) == USER_PAUSED:
+    if not analysis_applies(md, status, canary) or _user_paused(canary):
         return False
     if canary.ready_replicas < 1:
         return False
-    due = _next_measurement_at(md, status, canary)
+    due = next_measurement_at(md, status, canary)
     return due is not None and now >= due
 
 
@@ -113,18 +146,23 @@ def decide(
 
     `md.status` is the state carried between reconciles, every revision in it pinned;
     `revision` is the hash of `md.spec.serving()` and `pins` what a new revision of it is pinned
-    to; `measurements` are fresh analysis results (when `analysis_due` said so); `action` is a
-    consumed action annotation.
+    to; `observed` is everything else the decision rests on; `measurements` are fresh analysis
+    results (when `analysis_due` said so); `action` is a consumed action annotation.
     """
-    facts = _Facts.of(md, revision, observed, now, pins)
+    facts = Facts.of(md, revision, observed, now, pins)
     draft = _Draft(status=md.status.model_copy(deep=True))
     if action is not None:
         draft.status.last_action = f"{action.value} at {facts.stamp}"
     draft.status.history = _bounded_history(facts, draft.status)
+    if draft.status.stable is None and facts.held:
+        # nothing was ever deployed, and the spec cannot be: there is nothing to run
+        if action is not None:
+            _ignore(draft, action, f"the spec cannot be served: {_problems_text(facts)}")
+        return _finish(facts, draft)
     _settle_revisions(facts, draft)
     _record_first_ready(facts, draft)
     if action is not None:
-        _apply_action(facts, draft, action)
+        _act(facts, draft, action)
     if measurements:
         _record_measurements(facts, draft, measurements)
     _note_readiness(facts, draft)
@@ -133,46 +171,7 @@ def decide(
     return _finish(facts, draft)
 
 
-# -- the facts of one decision, and the draft it writes -------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Facts:
-    md: ModelDeployment
-    revision: str
-    observed: Observed
-    now: dt.datetime
-    stamp: str
-    total: int
-    budget: Budget
-    gateway: bool
-    pins: RevisionPins  # what a new revision of the spec is pinned to
-
-    @classmethod
-    def of(
-        cls,
-        md: ModelDeployment,
-        revision: str,
-        observed: Observed,
-        now: dt.datetime,
-        pins: RevisionPins,
-    ) -> _Facts:
-        routing = md.spec.rollout.traffic_routing
-        return cls(
-            md=md,
-            revision=revision,
-            observed=observed,
-            now=now,
-            stamp=rfc3339(now),
-            total=md.spec.replicas,
-            budget=budget_of(md.spec.rollout, md.spec.replicas),
-            gateway=routing is not None and routing.gateway_api is not None,
-            pins=pins,
-        )
-
-    @property
-    def rollout(self) -> RolloutSpec:
-        return self.md.spec.rollout
+# -- the draft a decision writes ------------------------------------------------------------------
 
 
 @dataclass
@@ -182,8 +181,15 @@ class _Draft:
     status: ModelDeploymentStatus
     events: list[Event] = field(default_factory=list)
 
-    def note(self, type_: EventType, reason: str, message: str) -> None:
-        self.events.append(Event(type=type_, reason=reason, message=message))
+    def note(
+        self,
+        type_: EventType,
+        reason: str,
+        message: str,
+        revision: str = "",
+        step: int | None = None,
+    ) -> None:
+        self.events.append(Event(type_, reason, message, revision=revision, step=step))
 
     @property
     def stable(self) -> RevisionStatus:
@@ -198,65 +204,340 @@ class _Plan:
     weight: int  # the canary's traffic in effect
 
 
+# -- the transition table --------------------------------------------------------------------------
+
+# An effect moves the canary (and says so in an Event); an action's effect returns why it does
+# not apply when, in that state, it does not.
+Effect = Callable[[Facts, "_Draft", CanaryStatus, Cause | None], str | None]
+
+
+def _transitions() -> dict[Trigger, dict[CanaryState, Effect]]:
+    running = RUNNING
+    movable = (*RUNNING, S.FAILED)  # a failure held without autoRollback can still be moved
+    return {
+        # what is observed
+        Trigger.STEP_COMPLETE: {S.PROGRESSING: _next_step},
+        Trigger.FULL_SIZE: {S.PROMOTING: _promote},
+        Trigger.FAILED: {state: _fail for state in running},
+        Trigger.INCONCLUSIVE: {state: _pause_inconclusive for state in running},
+        Trigger.PASSED: {S.PAUSED: _lift_inconclusive_pause},
+        Trigger.SPEC_MOVED: {state: _withdraw for state in S if state is not S.WITHDRAWN},
+        Trigger.GONE: {S.WITHDRAWN: _forget},
+        # what the user asks
+        Trigger.PROMOTE: {state: _promote_step for state in movable},
+        Trigger.PROMOTE_FULL: {state: _promote_full for state in movable},
+        Trigger.ABORT: {state: _abort for state in movable},
+        Trigger.RETRY: {S.FAILED: _retry, S.ROLLED_BACK: _retry, S.ABORTED: _retry},
+        Trigger.PAUSE: {state: _user_pause for state in running},
+        Trigger.RESUME: {S.PAUSED: _resume},
+    }
+
+
+def _fire(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, trigger: Trigger, cause: Cause | None = None
+) -> str | None:
+    """Move the canary as the table says; for an action that does not apply, why not."""
+    effect = TRANSITIONS[trigger].get(canary.state)
+    if effect is None:
+        return _why_not(facts, canary, trigger)
+    return effect(facts, draft, canary, cause)
+
+
+# -- effects: what each transition does -----------------------------------------------------------
+
+
+def _next_step(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    _enter_step(facts, draft, canary, canary.step + 1)
+
+
+def _promote(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    status = draft.status
+    old = draft.stable
+    promoted = RevisionStatus(
+        revision=canary.revision,
+        version=canary.version,
+        uri=canary.uri,
+        template=canary.template,
+        pinned=canary.pinned,
+        replicas=canary.replicas,
+        ready_replicas=canary.ready_replicas,
+    )
+    others = [h for h in status.history if h.revision != canary.revision]
+    if not was_ready(status, old.revision):
+        # it never reached full size, but it served: it keeps serving through the delay too
+        others = [_history_entry(old, None), *others]
+    status.stable, status.canary = promoted, None
+    status.history = [_history_entry(promoted, facts.stamp), *others]
+    status.history = _bounded_history(facts, status)
+    draft.note(
+        "Normal",
+        "Promoted",
+        f"revision {promoted.revision} ({promoted.version}) is stable and serves all traffic; "
+        f"revision {old.revision} ({old.version}) scales to zero in "
+        f"{facts.rollout.scale_down_delay_seconds}s and is kept for undo",
+        promoted.revision,
+    )
+
+
+def _fail(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    """Roll the canary back (autoRollback), or hold it where it is."""
+    assert cause is not None
+    stable = draft.stable
+    rolls_back = facts.rollout.auto_rollback
+    canary.state = S.ROLLED_BACK if rolls_back else S.FAILED
+    canary.reason, canary.message = cause.reason, cause.message
+    if rolls_back:
+        draft.note(
+            "Warning",
+            "RolledBack",
+            f"{cause.reason.value}: {cause.message}; canary {canary.revision} ({canary.version}) "
+            f"is rolled back, stable revision {stable.revision} ({stable.version}) serves all "
+            "traffic",
+            canary.revision,
+            canary.step,
+        )
+        return
+    draft.note(
+        "Warning",
+        cause.reason.value,
+        f"{cause.message}; canary {canary.revision} is held where it is (autoRollback is false): "
+        "abort, retry or promote it",
+        canary.revision,
+        canary.step,
+    )
+
+
+def _pause_inconclusive(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None
+) -> None:
+    assert cause is not None
+    if _user_paused(canary):
+        return  # the user's pause holds; a measurement does not take it over
+    noted = canary.state is S.PAUSED and canary.reason is R.ANALYSIS_INCONCLUSIVE
+    canary.state, canary.reason, canary.message = S.PAUSED, cause.reason, cause.message
+    if not noted:
+        draft.note(
+            "Warning",
+            R.ANALYSIS_INCONCLUSIVE.value,
+            f"{cause.message}; the rollout pauses (it never rolls back on missing data) and goes "
+            "on by itself after a successful measurement, or with promote or resume",
+            canary.revision,
+            canary.step,
+        )
+
+
+def _lift_inconclusive_pause(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None
+) -> None:
+    if canary.reason is not R.ANALYSIS_INCONCLUSIVE:
+        return
+    _align_with_step(facts, draft, canary)
+    draft.note(
+        "Normal",
+        "AnalysisResumed",
+        "every metric passes again; the rollout goes on",
+        canary.revision,
+        canary.step,
+    )
+
+
+def _withdraw(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    """The spec moved away from the canary: stable back to full first, then the canary goes."""
+    stable = draft.stable
+    canary.state = S.WITHDRAWN
+    if facts.revision == stable.revision:
+        canary.reason = R.REVERTED_TO_STABLE
+        canary.message = (
+            f"spec is back at stable revision {stable.revision} ({stable.version}): canary "
+            f"{canary.revision} ({canary.version}) is withdrawn once the stable is at full size"
+        )
+    else:
+        canary.reason = R.SUPERSEDED
+        canary.message = (
+            f"revision {facts.revision} replaces canary {canary.revision} ({canary.version}); "
+            "it starts from the first step once the stable is back at full size"
+        )
+    draft.note("Normal", canary.reason.value, canary.message, canary.revision)
+
+
+def _forget(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    draft.status.canary = None
+
+
+def _promote_step(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    _promote_to(facts, draft, canary, Action.PROMOTE, canary.step + 1)
+
+
+def _promote_full(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    _promote_to(facts, draft, canary, Action.PROMOTE_FULL, len(_steps(facts, draft, canary)))
+
+
+def _promote_to(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, action: Action, target: int
+) -> None:
+    steps = _steps(facts, draft, canary)
+    draft.note(
+        "Normal",
+        "PromoteFull" if action is Action.PROMOTE_FULL else "Promote",
+        f"{action.value} by the user at {step_name(steps, canary.step)} of canary "
+        f"{canary.revision}",
+        canary.revision,
+        canary.step,
+    )
+    if canary.step < len(steps):
+        _enter_step(facts, draft, canary, min(target, len(steps)))
+    else:
+        _align_with_step(facts, draft, canary)
+
+
+def _abort(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    stable = draft.stable
+    canary.state, canary.reason, canary.message = S.ABORTED, R.ABORTED, "aborted by the user"
+    draft.note(
+        "Warning",
+        "Aborted",
+        f"Aborted: aborted by the user; canary {canary.revision} ({canary.version}) is rolled "
+        f"back, stable revision {stable.revision} ({stable.version}) serves all traffic",
+        canary.revision,
+        canary.step,
+    )
+
+
+def _retry(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    canary.step, canary.started_at = 0, facts.stamp
+    if analysis_applies(facts.md, draft.status, canary):
+        draft.status.analysis = AnalysisStatus(revision=canary.revision)
+    draft.note(
+        "Normal",
+        "Retry",
+        f"canary {canary.revision} ({canary.version}) starts again from the first step",
+        canary.revision,
+        0,
+    )
+    _enter_step(facts, draft, canary, 0, quiet=True)
+
+
+def _user_pause(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None
+) -> str | None:
+    if _user_paused(canary):
+        return "the canary is already paused"
+    canary.state, canary.reason = S.PAUSED, R.USER_PAUSED
+    canary.message = f"paused by the user at {facts.stamp}"
+    draft.note(
+        "Normal", "Paused", f"canary {canary.revision} paused by the user", canary.revision,
+        canary.step,
+    )  # fmt: skip
+    return None
+
+
+def _resume(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+    if canary.reason is R.WAITING_FOR_PROMOTION:
+        _enter_step(facts, draft, canary, canary.step + 1)
+        steps = _steps(facts, draft, canary)
+        message = f"resume by the user: {_where(facts, canary, steps)}"
+    else:
+        _align_with_step(facts, draft, canary)
+        message = f"canary {canary.revision} resumed by the user"
+    draft.note("Normal", "Resumed", message, canary.revision, canary.step)
+
+
+# -- why an action does not apply ------------------------------------------------------------------
+
+
+def _why_not(facts: Facts, canary: CanaryStatus, trigger: Trigger) -> str | None:
+    """Why `trigger` (an action) does not apply to the canary in its state; None for what the
+    machine observes (those are simply not moves of that state)."""
+    if trigger not in _ACTIONS:
+        return None
+    state = canary.state
+    if state is S.WITHDRAWN:
+        return f"canary {canary.revision} is being withdrawn (spec moved on)"
+    if trigger is Trigger.RETRY:
+        return "the canary has neither failed nor been aborted"
+    if state in ROLLED_BACK:
+        reason = canary.reason.value if canary.reason else state.value
+        return f"the canary was rolled back ({reason}: {canary.message}); retry runs it again"
+    if state is S.FAILED:
+        reason = canary.reason.value if canary.reason else state.value
+        return (
+            f"the canary is held after a failure ({reason}: {canary.message}); abort, retry or "
+            "promote"
+        )
+    return "the canary is not paused"
+
+
+_ACTIONS = {Trigger(action.value) for action in Action}
+
+
+def _act(facts: Facts, draft: _Draft, action: Action) -> None:
+    canary = draft.status.canary
+    if canary is None:
+        stable = draft.stable
+        why: str | None = (
+            f"no canary is in progress; revision {stable.revision} ({stable.version}) is stable"
+        )
+    elif facts.held and action in (Action.PROMOTE, Action.PROMOTE_FULL, Action.RETRY):
+        why = (
+            f"the spec cannot be served ({_problems_text(facts)}); canary {canary.revision} "
+            "holds where it is until it can"
+        )
+    else:
+        why = _fire(facts, draft, canary, Trigger(action.value))
+    if why is not None:
+        _ignore(draft, action, why)
+
+
+def _ignore(draft: _Draft, action: Action, why: str) -> None:
+    draft.note("Normal", "ActionIgnored", f"{action.value} ignored: {why}")
+
+
 # -- who is stable, who is the canary -------------------------------------------------------------
 
 
-def _settle_revisions(facts: _Facts, draft: _Draft) -> None:
+def _settle_revisions(facts: Facts, draft: _Draft) -> None:
     status = draft.status
     stable = status.stable
-    if stable is None or (
-        stable.revision != facts.revision and not _was_ready(status, stable.revision)
-    ):
+    if stable is None:
         fresh = _revision_status(facts)
-        if stable is None:
-            draft.note(
-                "Normal",
-                "Deploying",
-                f"revision {fresh.revision} ({fresh.version}) with {facts.total} replicas",
-            )
-        else:
-            # a revision that never served has no capacity to protect: replace it outright
-            draft.note(
-                "Normal",
-                "Replaced",
-                f"revision {stable.revision} ({stable.version}) never became Ready; revision "
-                f"{fresh.revision} ({fresh.version}) replaces it",
-            )
+        draft.note(
+            "Normal",
+            "Deploying",
+            f"revision {fresh.revision} ({fresh.version}) with {facts.total} replicas",
+            fresh.revision,
+        )
+        status.stable = fresh
+        return
+    if stable.revision != facts.revision and not _serves(facts, status):
+        # nothing serves: there is no capacity to protect, replace it outright
+        fresh = _revision_status(facts)
+        draft.note(
+            "Normal",
+            "Replaced",
+            f"revision {stable.revision} ({stable.version}) has no Ready pod; revision "
+            f"{fresh.revision} ({fresh.version}) replaces it",
+            fresh.revision,
+        )
         status.stable, status.canary = fresh, None
         return
     canary = status.canary
     if canary is not None and canary.revision != facts.revision:
-        _withdraw_canary(facts, draft, canary)
+        _fire(facts, draft, canary, Trigger.SPEC_MOVED)
+        if _plan(facts, status).replicas[canary.revision] == 0:
+            _fire(facts, draft, canary, Trigger.GONE)
     if status.canary is None and facts.revision != stable.revision:
         _start_canary(facts, draft)
 
 
-def _withdraw_canary(facts: _Facts, draft: _Draft, canary: CanaryStatus) -> None:
-    """Spec moved away from the canary: stable back to full first, then the canary goes."""
-    stable = draft.stable
-    if not canary.aborted:
-        canary.aborted = True
-        canary.paused, canary.pause_reason = False, None
-        if facts.revision == stable.revision:
-            draft.note(
-                "Normal",
-                "RevertedToStable",
-                f"spec is back at stable revision {stable.revision} ({stable.version}): canary "
-                f"{canary.revision} ({canary.version}) is withdrawn once the stable is at full "
-                "size",
-            )
-        else:
-            draft.note(
-                "Normal",
-                "CanarySuperseded",
-                f"revision {facts.revision} replaces canary {canary.revision} ({canary.version}); "
-                "it starts from the first step once the stable is back at full size",
-            )
-    if _plan(facts, draft.status).replicas[canary.revision] == 0:
-        draft.status.canary = None
+def _serves(facts: Facts, status: ModelDeploymentStatus) -> bool:
+    """Whether the stable (or the canary) serves, or ever served at full size."""
+    stable = status.stable
+    assert stable is not None
+    serving = [stable.revision] + ([status.canary.revision] if status.canary else [])
+    return was_ready(status, stable.revision) or any(facts.observed.ready(r) for r in serving)
 
 
-def _start_canary(facts: _Facts, draft: _Draft) -> None:
+def _start_canary(facts: Facts, draft: _Draft) -> None:
     status = draft.status
     stable = draft.stable
     fresh = _revision_status(facts)
@@ -270,32 +551,36 @@ def _start_canary(facts: _Facts, draft: _Draft) -> None:
         step_started_at=facts.stamp,
     )
     status.canary = canary
-    if _analysis_applies(facts.md, status, canary):
+    if analysis_applies(facts.md, status, canary):
         status.analysis = AnalysisStatus(revision=canary.revision)
-    if _is_undo(status, canary.revision):
+    if is_undo(status, canary.revision):
         draft.note(
             "Normal",
             "Undo",
             f"back to revision {canary.revision} ({canary.version}) from history: no steps, no "
             f"analysis; it becomes stable once {facts.total} of its pods are Ready",
+            canary.revision,
         )
-        return
-    steps = _steps_of(facts.md, status, canary)
-    plan = f"{len(steps)} steps" if steps else "no steps"
-    draft.note(
-        "Normal",
-        "CanaryStarted",
-        f"revision {canary.revision} ({canary.version}) is the canary ({plan}); stable revision "
-        f"{stable.revision} ({stable.version}) keeps serving",
-    )
+    else:
+        steps = _steps(facts, draft, canary)
+        plan = f"{len(steps)} steps" if steps else "no steps"
+        draft.note(
+            "Normal",
+            "CanaryStarted",
+            f"revision {canary.revision} ({canary.version}) is the canary ({plan}); stable "
+            f"revision {stable.revision} ({stable.version}) keeps serving",
+            canary.revision,
+            0,
+        )
+    _enter_step(facts, draft, canary, 0, quiet=True)
 
 
-def _record_first_ready(facts: _Facts, draft: _Draft) -> None:
+def _record_first_ready(facts: Facts, draft: _Draft) -> None:
     """The first time a revision serves at full size without a canary, it enters history."""
     status = draft.status
     stable = draft.stable
     ready = facts.observed.ready(stable.revision)
-    if status.canary is not None or _was_ready(status, stable.revision) or ready < facts.total:
+    if status.canary is not None or was_ready(status, stable.revision) or ready < facts.total:
         return
     status.history = [_history_entry(stable, facts.stamp), *status.history]
     status.history = _bounded_history(facts, status)
@@ -304,97 +589,97 @@ def _record_first_ready(facts: _Facts, draft: _Draft) -> None:
         "Deployed",
         f"revision {stable.revision} ({stable.version}) serves with {ready}/{facts.total} pods "
         "Ready",
+        stable.revision,
     )
 
 
-# -- actions ---------------------------------------------------------------------------------------
+# -- steps -----------------------------------------------------------------------------------------
 
 
-def _apply_action(facts: _Facts, draft: _Draft, action: Action) -> None:
-    ignored = _why_not(facts, draft, action)
-    if ignored is not None:
-        draft.note("Normal", "ActionIgnored", f"{action.value} ignored: {ignored}")
+def _steps(facts: Facts, draft: _Draft, canary: CanaryStatus) -> list[CanaryStep]:
+    return steps_of(facts.md, draft.status, canary)
 
 
-def _why_not(facts: _Facts, draft: _Draft, action: Action) -> str | None:
-    """Apply `action`; or say why it does not apply."""
-    status = draft.status
-    canary = status.canary
-    if canary is None:
-        stable = draft.stable
-        return f"no canary is in progress; revision {stable.revision} ({stable.version}) is stable"
-    if canary.revision != facts.revision:
-        return f"canary {canary.revision} is being withdrawn (spec moved on)"
-    if action is Action.RETRY:
-        if _runs(canary):
-            return "the canary has neither failed nor been aborted"
-        _restart(facts, draft, canary)
-        return None
-    if canary.aborted:
-        return f"the canary was rolled back ({canary.failure_reason}); retry runs it again"
-    if action is Action.ABORT:
-        _fail(facts, draft, canary, ABORTED, "aborted by the user")
-        return None
-    steps = _steps_of(facts.md, status, canary)
-    if action in (Action.PROMOTE, Action.PROMOTE_FULL):
+def _enter_step(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, index: int, *, quiet: bool = False
+) -> None:
+    steps = _steps(facts, draft, canary)
+    canary.step = min(index, len(steps))
+    canary.step_started_at = facts.stamp
+    canary.ready_at = facts.stamp if _ready_at_weight(facts, draft, canary) else None
+    _align_with_step(facts, draft, canary)
+    if not quiet:
         draft.note(
-            "Normal",
-            "PromoteFull" if action is Action.PROMOTE_FULL else "Promote",
-            f"{action.value} by the user at {_step_name(steps, canary.step)} of canary "
-            f"{canary.revision}",
+            "Normal", "CanaryStep", _where(facts, canary, steps), canary.revision, canary.step
         )
-        canary.failure_reason = None
-        canary.paused, canary.pause_reason = False, None
-        target = len(steps) if action is Action.PROMOTE_FULL else canary.step + 1
-        if canary.step < len(steps):
-            _enter_step(facts, draft, canary, min(target, len(steps)))
-        return None
-    if canary.failure_reason is not None:
-        return (
-            f"the canary is held after a failure ({canary.failure_reason}); abort, retry or promote"
-        )
-    if action is Action.PAUSE:
-        if _pause_kind(canary) == USER_PAUSED:
-            return "the canary is already paused"
-        canary.paused = True
-        canary.pause_reason = f"{USER_PAUSED}: paused by the user at {facts.stamp}"
-        draft.note("Normal", "Paused", f"canary {canary.revision} paused by the user")
-        return None
-    # Action.RESUME
-    if canary.paused:
-        canary.paused, canary.pause_reason = False, None
-        draft.note("Normal", "Resumed", f"canary {canary.revision} resumed by the user")
-        return None
-    if _waits_for_promotion(steps, canary):
-        _enter_step(facts, draft, canary, canary.step + 1)
-        draft.note("Normal", "Resumed", f"resume by the user: {_where(facts, canary, steps)}")
-        return None
-    return "the canary is not paused"
 
 
-def _restart(facts: _Facts, draft: _Draft, canary: CanaryStatus) -> None:
-    canary.aborted, canary.failure_reason = False, None
-    canary.paused, canary.pause_reason = False, None
-    canary.step, canary.started_at, canary.step_started_at = 0, facts.stamp, facts.stamp
-    canary.ready_at = None
-    if _analysis_applies(facts.md, draft.status, canary):
-        draft.status.analysis = AnalysisStatus(revision=canary.revision)
-    draft.note(
-        "Normal",
-        "Retry",
-        f"canary {canary.revision} ({canary.version}) starts again from the first step",
+def _align_with_step(facts: Facts, draft: _Draft, canary: CanaryStatus) -> None:
+    """A canary that goes on takes the state its step gives it: Paused (WaitingForPromotion) at a
+    pause without a duration, Promoting after the last step, Progressing otherwise. The steps
+    may have been edited since the last decision, so this runs on every decision too."""
+    steps = _steps(facts, draft, canary)
+    if canary.step >= len(steps):
+        canary.state, canary.reason, canary.message = S.PROMOTING, None, ""
+    elif waits_for_promotion(steps, canary.step):
+        canary.state, canary.reason = S.PAUSED, R.WAITING_FOR_PROMOTION
+        canary.message = f"{step_name(steps, canary.step)} waits for `kubectl slipway promote`"
+    else:
+        canary.state, canary.reason, canary.message = S.PROGRESSING, None, ""
+
+
+def _follows_its_step(canary: CanaryStatus) -> bool:
+    """Whether the canary's state is the one its step gives it (not a pause or a failure)."""
+    return canary.state in (S.PROGRESSING, S.PROMOTING) or (
+        canary.state is S.PAUSED and canary.reason is R.WAITING_FOR_PROMOTION
     )
+
+
+def _ready_at_weight(facts: Facts, draft: _Draft, canary: CanaryStatus) -> bool:
+    steps = _steps(facts, draft, canary)
+    target = canary_replicas_for(weight_at(steps, canary.step), facts.total)
+    return facts.observed.ready(canary.revision) >= target
+
+
+def _step_complete(facts: Facts, status: ModelDeploymentStatus, canary: CanaryStatus) -> bool:
+    steps = steps_of(facts.md, status, canary)
+    step = steps[canary.step]
+    weight = weight_at(steps, canary.step)
+    # no step passes on no evidence while the canary serves (measured only with a Ready pod)
+    if canary_replicas_for(weight, facts.total) > 0 and not _evidence_allows(facts, status, canary):
+        return False
+    return kind_of(step).complete(facts, status, canary, step, weight)
+
+
+def _advance(facts: Facts, draft: _Draft) -> None:
+    """Complete every step that is complete now, and promote after the last one; nothing moves
+    toward a spec that cannot be served."""
+    status = draft.status
+    canary = running_canary(facts, status)
+    if canary is not None and _follows_its_step(canary):
+        _align_with_step(facts, draft, canary)
+    while not facts.held:
+        canary = running_canary(facts, status)
+        if canary is None:
+            return
+        if canary.state is S.PROMOTING:
+            if facts.observed.ready(canary.revision) >= facts.total:
+                _fire(facts, draft, canary, Trigger.FULL_SIZE)
+            return
+        if canary.state is not S.PROGRESSING or not _step_complete(facts, status, canary):
+            return
+        _fire(facts, draft, canary, Trigger.STEP_COMPLETE)
 
 
 # -- analysis --------------------------------------------------------------------------------------
 
 
-def _record_measurements(facts: _Facts, draft: _Draft, measurements: Sequence[Measurement]) -> None:
+def _record_measurements(facts: Facts, draft: _Draft, measurements: Sequence[Measurement]) -> None:
     """One round of measurements: count it, keep it, and act on its verdict."""
     status = draft.status
-    canary = _running_canary(facts, status)
+    canary = running_canary(facts, status)
     spec = facts.rollout.analysis
-    if canary is None or spec is None or not _analysis_applies(facts.md, status, canary):
+    if canary is None or spec is None or not analysis_applies(facts.md, status, canary):
         return
     before = status.analysis
     if before is None or before.revision != canary.revision:
@@ -417,43 +702,28 @@ def _record_measurements(facts: _Facts, draft: _Draft, measurements: Sequence[Me
         analysis.failures += 1
         evidence = "; ".join(_describe_measurement(m) for m in failed)
         if analysis.failures > spec.failure_limit:
-            _fail(
-                facts,
-                draft,
-                canary,
-                ANALYSIS_FAILED,
+            message = (
                 f"{evidence} ({analysis.failures} failed measurements, failureLimit "
-                f"{spec.failure_limit})",
+                f"{spec.failure_limit})"
             )
+            _fire(facts, draft, canary, Trigger.FAILED, Cause(R.ANALYSIS_FAILED, message))
         else:
             draft.note(
                 "Warning",
                 "AnalysisMeasurementFailed",
                 f"{evidence} (failure {analysis.failures}, failureLimit {spec.failure_limit} "
                 "tolerated); the steps wait for a successful measurement",
+                canary.revision,
+                canary.step,
             )
     elif unsure:
         analysis.inconclusive += 1
-        kind = _pause_kind(canary)
-        if kind == USER_PAUSED:
-            return
         evidence = "; ".join(_describe_measurement(m) for m in unsure)
-        canary.paused = True
-        canary.pause_reason = f"{ANALYSIS_INCONCLUSIVE}: {evidence}"
-        if kind != ANALYSIS_INCONCLUSIVE:
-            draft.note(
-                "Warning",
-                ANALYSIS_INCONCLUSIVE,
-                f"{evidence}; the rollout pauses (it never rolls back on missing data) and goes "
-                "on by itself after a successful measurement, or with promote or resume",
-            )
+        cause = Cause(R.ANALYSIS_INCONCLUSIVE, evidence)
+        _fire(facts, draft, canary, Trigger.INCONCLUSIVE, cause)
     else:
         analysis.successes += 1
-        if _pause_kind(canary) == ANALYSIS_INCONCLUSIVE:
-            canary.paused, canary.pause_reason = False, None
-            draft.note(
-                "Normal", "AnalysisResumed", "every metric passes again; the rollout goes on"
-            )
+        _fire(facts, draft, canary, Trigger.PASSED)
 
 
 def _describe_measurement(m: Measurement) -> str:
@@ -472,10 +742,10 @@ def _describe_measurement(m: Measurement) -> str:
     return text
 
 
-def _evidence_allows(facts: _Facts, status: ModelDeploymentStatus, canary: CanaryStatus) -> bool:
+def _evidence_allows(facts: Facts, status: ModelDeploymentStatus, canary: CanaryStatus) -> bool:
     """Whether the latest measurement of every metric is Successful (or no analysis applies)."""
     spec = facts.rollout.analysis
-    if spec is None or not _analysis_applies(facts.md, status, canary):
+    if spec is None or not analysis_applies(facts.md, status, canary):
         return True
     analysis = status.analysis
     if analysis is None or analysis.revision != canary.revision:
@@ -487,169 +757,66 @@ def _evidence_allows(facts: _Facts, status: ModelDeploymentStatus, canary: Canar
     )
 
 
-def _next_measurement_at(
-    md: ModelDeployment, status: ModelDeploymentStatus, canary: CanaryStatus
-) -> dt.datetime | None:
-    spec = md.spec.rollout.analysis
-    if spec is None:
-        return None
-    interval = duration_seconds(spec.interval)
-    analysis = status.analysis
-    if analysis is not None and analysis.revision == canary.revision and analysis.last_measured_at:
-        return after(analysis.last_measured_at, interval)
-    if canary.ready_at is not None:
-        return after(canary.ready_at, interval)
-    return None
+def _user_paused(canary: CanaryStatus) -> bool:
+    return canary.state is S.PAUSED and canary.reason is R.USER_PAUSED
 
 
 # -- progress and failure --------------------------------------------------------------------------
 
 
-def _note_readiness(facts: _Facts, draft: _Draft) -> None:
-    canary = _running_canary(facts, draft.status)
-    if (
-        canary is not None
-        and canary.ready_at is None
-        and _canary_ready_at_target(facts, draft, canary)
-    ):
+def _note_readiness(facts: Facts, draft: _Draft) -> None:
+    canary = running_canary(facts, draft.status)
+    if canary is not None and canary.ready_at is None and _ready_at_weight(facts, draft, canary):
         canary.ready_at = facts.stamp
 
 
-def _detect_failure(facts: _Facts, draft: _Draft) -> None:
-    canary = _running_canary(facts, draft.status)
+def _detect_failure(facts: Facts, draft: _Draft) -> None:
+    canary = running_canary(facts, draft.status)
     if canary is None:
         return
+    cause = _failure_of(facts, draft, canary)
+    if cause is not None:
+        _fire(facts, draft, canary, Trigger.FAILED, cause)
+
+
+def _failure_of(facts: Facts, draft: _Draft, canary: CanaryStatus) -> Cause | None:
     failing = facts.observed.failing(canary.revision)
     if failing is not None:
         reason = failing.failing_reason or f"pods of revision {canary.revision} crash-loop"
-        _fail(facts, draft, canary, CANARY_CRASH_LOOPING, reason)
-        return
+        return Cause(R.CANARY_CRASH_LOOPING, reason)
+    steps = _steps(facts, draft, canary)
+    if canary.step < len(steps):
+        step = steps[canary.step]
+        failed = kind_of(step).failure(facts, canary, step)
+        if failed is not None:
+            return Cause(*failed)
     deadline = facts.rollout.progress_deadline_seconds
-    if canary.ready_at is None and facts.now >= after(_step_started(facts, canary), deadline):
-        steps = _steps_of(facts.md, draft.status, canary)
-        target = canary_replicas_for(_weight_at(steps, canary.step), facts.total)
+    if canary.ready_at is None and facts.now >= after(step_started(facts, canary), deadline):
+        target = canary_replicas_for(weight_at(steps, canary.step), facts.total)
         ready = facts.observed.ready(canary.revision)
-        _fail(
-            facts,
-            draft,
-            canary,
-            PROGRESS_DEADLINE_EXCEEDED,
+        return Cause(
+            R.PROGRESS_DEADLINE_EXCEEDED,
             f"canary revision {canary.revision} has {ready}/{target} Ready pods {deadline}s "
-            f"after {_step_name(steps, canary.step)} started (progressDeadlineSeconds)",
+            f"after {step_name(steps, canary.step)} started (progressDeadlineSeconds)",
         )
-
-
-def _fail(facts: _Facts, draft: _Draft, canary: CanaryStatus, reason: str, message: str) -> None:
-    """Roll the canary back (autoRollback, or an abort), or hold it where it is."""
-    stable = draft.stable
-    canary.failure_reason = f"{reason}: {message}"
-    canary.paused, canary.pause_reason = False, None
-    if reason == ABORTED or facts.rollout.auto_rollback:
-        canary.aborted = True
-        draft.note(
-            "Warning",
-            ABORTED if reason == ABORTED else "RolledBack",
-            f"{reason}: {message}; canary {canary.revision} ({canary.version}) is rolled back, "
-            f"stable revision {stable.revision} ({stable.version}) serves all traffic",
-        )
-        return
-    draft.note(
-        "Warning",
-        reason,
-        f"{message}; canary {canary.revision} is held where it is (autoRollback is false): abort, "
-        "retry or promote it",
-    )
-
-
-def _advance(facts: _Facts, draft: _Draft) -> None:
-    """Complete every step that is complete now, and promote after the last one."""
-    status = draft.status
-    while True:
-        canary = _running_canary(facts, status)
-        if canary is None or canary.paused:
-            return
-        steps = _steps_of(facts.md, status, canary)
-        if canary.step >= len(steps):
-            if facts.observed.ready(canary.revision) >= facts.total:
-                _promote(facts, draft, canary)
-            return
-        if not _step_complete(facts, status, canary, steps):
-            return
-        _enter_step(facts, draft, canary, canary.step + 1)
-
-
-def _step_complete(
-    facts: _Facts, status: ModelDeploymentStatus, canary: CanaryStatus, steps: list[CanaryStep]
-) -> bool:
-    step = steps[canary.step]
-    weight = _weight_at(steps, canary.step)
-    target = canary_replicas_for(weight, facts.total)
-    # no step passes on no evidence while the canary serves (measured only with a Ready pod)
-    if target > 0 and not _evidence_allows(facts, status, canary):
-        return False
-    if step.pause is not None:
-        if step.pause.duration is None:
-            return False
-        ends = after(_step_started(facts, canary), duration_seconds(step.pause.duration))
-        return facts.now >= ends
-    ready = facts.observed.ready(canary.revision)
-    if ready < target:
-        return False
-    stable = status.stable
-    assert stable is not None
-    in_effect = weight_in_effect(
-        weight, ready, facts.observed.ready(stable.revision), facts.total, gateway=facts.gateway
-    )
-    stable_target = stable_replicas_for(weight, in_effect, facts.total, gateway=facts.gateway)
-    return facts.observed.replicas(stable.revision) <= stable_target
-
-
-def _enter_step(facts: _Facts, draft: _Draft, canary: CanaryStatus, index: int) -> None:
-    steps = _steps_of(facts.md, draft.status, canary)
-    canary.step = min(index, len(steps))
-    canary.step_started_at = facts.stamp
-    canary.ready_at = facts.stamp if _canary_ready_at_target(facts, draft, canary) else None
-    draft.note("Normal", "CanaryStep", _where(facts, canary, steps))
-
-
-def _promote(facts: _Facts, draft: _Draft, canary: CanaryStatus) -> None:
-    status = draft.status
-    old = draft.stable
-    promoted = RevisionStatus(
-        revision=canary.revision,
-        version=canary.version,
-        uri=canary.uri,
-        template=canary.template,
-        pinned=canary.pinned,
-        replicas=canary.replicas,
-        ready_replicas=canary.ready_replicas,
-    )
-    others = [h for h in status.history if h.revision != canary.revision]
-    status.stable, status.canary = promoted, None
-    status.history = [_history_entry(promoted, facts.stamp), *others]
-    status.history = _bounded_history(facts, status)
-    draft.note(
-        "Normal",
-        "Promoted",
-        f"revision {promoted.revision} ({promoted.version}) is stable and serves all traffic; "
-        f"revision {old.revision} ({old.version}) scales to zero in "
-        f"{facts.rollout.scale_down_delay_seconds}s and is kept for undo",
-    )
+    return None
 
 
 # -- the result ------------------------------------------------------------------------------------
 
 
-def _finish(facts: _Facts, draft: _Draft) -> Decision:
+def _finish(facts: Facts, draft: _Draft) -> Decision:
     status = draft.status
-    stable = draft.stable
-    canary = status.canary
     status.history = _bounded_history(facts, status)
-    plan = _plan(facts, status)
+    stable = status.stable
+    canary = status.canary
     observed = facts.observed
-    stable.replicas = plan.replicas[stable.revision]
-    stable.ready_replicas = observed.ready(stable.revision)
-    ready = stable.ready_replicas
+    plan = _plan(facts, status)
+    ready = 0
+    if stable is not None:
+        stable.replicas = plan.replicas[stable.revision]
+        stable.ready_replicas = observed.ready(stable.revision)
+        ready += stable.ready_replicas
     if canary is not None:
         canary.replicas = plan.replicas[canary.revision]
         canary.ready_replicas = observed.ready(canary.revision)
@@ -658,13 +825,13 @@ def _finish(facts: _Facts, draft: _Draft) -> Decision:
     status.replicas = facts.total
     status.ready_replicas = ready
     status.observed_generation = facts.md.metadata.generation
-    status.phase = _phase(facts, status)
-    status.conditions = updated_conditions(
-        status.conditions,
-        _condition_states(facts, status, plan),
-        now=facts.stamp,
-        generation=facts.md.metadata.generation,
-    )
+    canary_target = plan.targets.get(canary.revision, 0) if canary is not None else 0
+    status.phase = phase_of(facts, status)
+    status.conditions = conditions_for(facts, status, plan.weight, canary_target)
+    # Service <name> and status.url follow the stable revision's port until a promotion
+    port = facts.md.spec.runtime.port
+    if stable is not None and stable.template is not None:
+        port = _port_of(stable.template)
     return Decision(
         status=status,
         revisions=_desired_revisions(facts, status, plan),
@@ -672,13 +839,15 @@ def _finish(facts: _Facts, draft: _Draft) -> Decision:
         canary_weight=plan.weight,
         events=draft.events,
         requeue_after=_requeue_after(facts, status),
+        port=port,
     )
 
 
-def _plan(facts: _Facts, status: ModelDeploymentStatus) -> _Plan:
+def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
     """Where every revision is going, and the safe move toward it this reconcile."""
     stable = status.stable
-    assert stable is not None
+    if stable is None:
+        return _Plan(targets={}, replicas={}, weight=0)
     canary = status.canary
     observed = facts.observed
     # canary first: it is the one to give up Ready pods when both shrink
@@ -688,7 +857,7 @@ def _plan(facts: _Facts, status: ModelDeploymentStatus) -> _Plan:
     if canary is not None:
         canary_ready = observed.ready(canary.revision)
         stable_ready = observed.ready(stable.revision)
-        if canary.aborted or canary.revision != facts.revision:
+        if canary.state in (*ROLLED_BACK, S.WITHDRAWN) or canary.revision != facts.revision:
             # with a route the weight is ours to take back; with the ratio it goes with the pods
             if not facts.gateway:
                 weight = weight_in_effect(
@@ -696,8 +865,8 @@ def _plan(facts: _Facts, status: ModelDeploymentStatus) -> _Plan:
                 )
             targets[canary.revision] = 0
         else:
-            steps = _steps_of(facts.md, status, canary)
-            step_weight = _weight_at(steps, canary.step)
+            steps = steps_of(facts.md, status, canary)
+            step_weight = weight_at(steps, canary.step)
             weight = weight_in_effect(
                 step_weight, canary_ready, stable_ready, facts.total, gateway=facts.gateway
             )
@@ -714,7 +883,7 @@ def _plan(facts: _Facts, status: ModelDeploymentStatus) -> _Plan:
     return _Plan(targets={**kept, **targets}, replicas={**kept, **replicas}, weight=weight)
 
 
-def _kept_revisions(facts: _Facts, status: ModelDeploymentStatus) -> dict[str, int]:
+def _kept_revisions(facts: Facts, status: ModelDeploymentStatus) -> dict[str, int]:
     """Old revisions from history and their target replicas: zero, except the one stable until
     the last promotion, which keeps its pods through the scale-down delay."""
     current = {r.revision for r in (status.stable, status.canary) if r is not None}
@@ -729,10 +898,11 @@ def _kept_revisions(facts: _Facts, status: ModelDeploymentStatus) -> dict[str, i
 
 
 def _desired_revisions(
-    facts: _Facts, status: ModelDeploymentStatus, plan: _Plan
+    facts: Facts, status: ModelDeploymentStatus, plan: _Plan
 ) -> list[DesiredRevision]:
     stable = status.stable
-    assert stable is not None
+    if stable is None:
+        return []
     wanted: list[RevisionStatus | HistoryEntry] = [stable]
     if status.canary is not None:
         wanted.append(status.canary)
@@ -756,152 +926,56 @@ def _desired_revisions(
                 track=tracks.get(revision),
                 # the shell pins every recorded revision before deciding (pin_revisions)
                 pinned=entry.pinned or facts.pins,
+                port=_port_of(serving),
             )
         )
     return result
 
 
-def _requeue_after(facts: _Facts, status: ModelDeploymentStatus) -> float | None:
+def _port_of(serving: dict[str, Any]) -> int:
+    """The port a revision's server listens on, from its serving spec (as status keeps it)."""
+    port = (serving.get("runtime") or {}).get("port")
+    return int(port) if port is not None else int(RuntimeSpec.model_fields["port"].default)
+
+
+def _requeue_after(facts: Facts, status: ModelDeploymentStatus) -> float | None:
     """Seconds until a timer matters; Pods changing wake the reconcile through watches instead."""
     moments: list[dt.datetime] = []
-    canary = _running_canary(facts, status)
+    canary = running_canary(facts, status)
     if canary is not None:
-        steps = _steps_of(facts.md, status, canary)
-        started = _step_started(facts, canary)
-        if canary.step < len(steps) and not canary.paused:
-            pause = steps[canary.step].pause
-            if pause is not None and pause.duration is not None:
-                moments.append(after(started, duration_seconds(pause.duration)))
+        steps = steps_of(facts.md, status, canary)
+        started = step_started(facts, canary)
+        if canary.step < len(steps) and canary.state is S.PROGRESSING and not facts.held:
+            step = steps[canary.step]
+            due = kind_of(step).due(facts, canary, step)
+            if due is not None:
+                moments.append(due)
         if canary.ready_at is None:
             moments.append(after(started, facts.rollout.progress_deadline_seconds))
         measured = (
-            _analysis_applies(facts.md, status, canary)
-            and _pause_kind(canary) != USER_PAUSED
+            analysis_applies(facts.md, status, canary)
+            and not _user_paused(canary)
             and canary.ready_replicas >= 1
         )
-        due = _next_measurement_at(facts.md, status, canary) if measured else None
+        due = next_measurement_at(facts.md, status, canary) if measured else None
         if due is not None:
             moments.append(due)
     scale_down = _scale_down_until(facts, status)
     if scale_down is not None:
         moments.append(scale_down)
-    if not moments:
+    recheck = facts.observed.refusals or (facts.observed.claim and not facts.observed.claim.exists)
+    seconds = [(m - facts.now).total_seconds() for m in moments]
+    if recheck:
+        seconds.append(RECHECK_SECONDS)
+    if not seconds:
         return None
-    return max(MIN_REQUEUE_SECONDS, min((m - facts.now).total_seconds() for m in moments))
-
-
-# -- phase and conditions --------------------------------------------------------------------------
-
-
-def _phase(facts: _Facts, status: ModelDeploymentStatus) -> Phase:
-    stable = status.stable
-    assert stable is not None
-    canary = status.canary
-    if canary is not None:
-        if canary.revision != facts.revision:
-            return Phase.PROGRESSING
-        if canary.aborted:
-            return Phase.ROLLED_BACK
-        if canary.failure_reason is not None:
-            return Phase.DEGRADED
-        if canary.paused or _waits_for_promotion(_steps_of(facts.md, status, canary), canary):
-            return Phase.PAUSED
-        return Phase.PROGRESSING
-    if facts.observed.ready(stable.revision) >= facts.total:
-        return Phase.READY
-    # pods still coming up (a scale-up, a rescheduled pod) are progress; crashing pods are not
-    if facts.observed.failing(stable.revision) is not None:
-        return Phase.DEGRADED
-    return Phase.PROGRESSING
-
-
-def _condition_states(
-    facts: _Facts, status: ModelDeploymentStatus, plan: _Plan
-) -> dict[ConditionType, ConditionState]:
-    return {
-        ConditionType.READY: _ready_state(facts, status),
-        ConditionType.PROGRESSING: _progressing_state(facts, status, plan),
-        ConditionType.DEGRADED: _degraded_state(facts, status),
-    }
-
-
-def _ready_state(facts: _Facts, status: ModelDeploymentStatus) -> ConditionState:
-    """Ready: the model serves at its desired capacity (stable and canary pods together)."""
-    stable = status.stable
-    assert stable is not None
-    counts = f"{status.ready_replicas}/{facts.total} pods Ready"
-    if status.ready_replicas >= facts.total:
-        return ConditionState(True, "ScaledToZero" if facts.total == 0 else "Serving", counts)
-    never = not _was_ready(status, stable.revision)
-    return ConditionState(False, "Deploying" if never else "ReplicasUnavailable", counts)
-
-
-def _progressing_state(facts: _Facts, status: ModelDeploymentStatus, plan: _Plan) -> ConditionState:
-    stable = status.stable
-    assert stable is not None
-    canary = status.canary
-    if canary is None:
-        counts = f"{stable.ready_replicas}/{facts.total} pods Ready"
-        if not _was_ready(status, stable.revision):
-            return ConditionState(True, "Deploying", f"revision {stable.revision}: {counts}")
-        if stable.ready_replicas < facts.total:
-            return ConditionState(True, "Scaling", f"revision {stable.revision}: {counts}")
-        return ConditionState(
-            False,
-            "Stable",
-            f"revision {stable.revision} ({stable.version}) serves all traffic",
-        )
-    if canary.revision != facts.revision:
-        reason = "RevertedToStable" if facts.revision == stable.revision else "CanarySuperseded"
-        return ConditionState(
-            True,
-            reason,
-            f"withdrawing canary {canary.revision}: stable has {stable.ready_replicas}/"
-            f"{facts.total} pods Ready, canary {canary.ready_replicas} left",
-        )
-    if canary.failure_reason is not None:
-        reason, message = _split_reason(canary.failure_reason)
-        if canary.aborted and reason != ABORTED:
-            return ConditionState(False, "RolledBack", canary.failure_reason)
-        return ConditionState(False, reason, message)
-    if canary.paused and canary.pause_reason is not None:
-        kind, message = _split_reason(canary.pause_reason)
-        reason = "RolloutPaused" if kind == USER_PAUSED else kind
-        return ConditionState(True, reason, message)
-    steps = _steps_of(facts.md, status, canary)
-    if _waits_for_promotion(steps, canary):
-        return ConditionState(
-            True,
-            "WaitingForPromotion",
-            f"{_step_name(steps, canary.step)} waits for `kubectl slipway promote`",
-        )
-    target = plan.targets.get(canary.revision, 0)
-    return ConditionState(
-        True,
-        "CanaryProgressing",
-        f"{_where(facts, canary, steps)}: canary weight {plan.weight}%, "
-        f"{canary.ready_replicas}/{target} canary pods Ready",
-    )
-
-
-def _degraded_state(facts: _Facts, status: ModelDeploymentStatus) -> ConditionState:
-    stable = status.stable
-    assert stable is not None
-    canary = status.canary
-    if canary is not None and canary.failure_reason is not None:
-        reason, message = _split_reason(canary.failure_reason)
-        return ConditionState(True, reason, message)
-    failing = facts.observed.failing(stable.revision)
-    if failing is not None:
-        message = failing.failing_reason or f"pods of revision {stable.revision} crash-loop"
-        return ConditionState(True, "StableCrashLooping", message)
-    return ConditionState(False, "Healthy", "no failure")
+    return max(MIN_REQUEUE_SECONDS, min(seconds))
 
 
 # -- small helpers ---------------------------------------------------------------------------------
 
 
-def _revision_status(facts: _Facts) -> RevisionStatus:
+def _revision_status(facts: Facts) -> RevisionStatus:
     serving = facts.md.spec.serving()
     return RevisionStatus(
         revision=facts.revision,
@@ -912,11 +986,13 @@ def _revision_status(facts: _Facts) -> RevisionStatus:
     )
 
 
-def _spec_template(facts: _Facts, revision: str) -> dict[str, Any] | None:
-    return facts.md.spec.serving().wire() if revision == facts.revision else None
+def _spec_template(facts: Facts, revision: str) -> dict[str, Any] | None:
+    if revision != facts.spec_revision or facts.held:
+        return None
+    return facts.md.spec.serving().wire()
 
 
-def _history_entry(revision: RevisionStatus, stamp: str) -> HistoryEntry:
+def _history_entry(revision: RevisionStatus, stamp: str | None) -> HistoryEntry:
     return HistoryEntry(
         revision=revision.revision,
         version=revision.version,
@@ -927,7 +1003,7 @@ def _history_entry(revision: RevisionStatus, stamp: str) -> HistoryEntry:
     )
 
 
-def _bounded_history(facts: _Facts, status: ModelDeploymentStatus) -> list[HistoryEntry]:
+def _bounded_history(facts: Facts, status: ModelDeploymentStatus) -> list[HistoryEntry]:
     """The stable and `revisionHistoryLimit` older revisions; the previous stable stays through
     its scale-down delay even when no old revision is kept."""
     keep = facts.md.spec.revision_history_limit + 1
@@ -936,7 +1012,7 @@ def _bounded_history(facts: _Facts, status: ModelDeploymentStatus) -> list[Histo
     return status.history[:keep]
 
 
-def _scale_down_until(facts: _Facts, status: ModelDeploymentStatus) -> dt.datetime | None:
+def _scale_down_until(facts: Facts, status: ModelDeploymentStatus) -> dt.datetime | None:
     """When the previous stable scales to zero, while that is still ahead."""
     history = status.history
     stable = status.stable
@@ -949,110 +1025,15 @@ def _scale_down_until(facts: _Facts, status: ModelDeploymentStatus) -> dt.dateti
     return until if facts.now < until else None
 
 
-def _was_ready(status: ModelDeploymentStatus, revision: str) -> bool:
-    """Whether `revision` ever served at full size (every such revision is in history)."""
-    return any(entry.revision == revision for entry in status.history)
-
-
-def _is_undo(status: ModelDeploymentStatus, revision: str) -> bool:
-    """A revision from history that is not the stable one: back to it at once, no steps."""
-    stable = status.stable
-    return stable is not None and revision != stable.revision and _was_ready(status, revision)
-
-
-def _analysis_applies(
-    md: ModelDeployment, status: ModelDeploymentStatus, canary: CanaryStatus
-) -> bool:
-    rollout = md.spec.rollout
-    return (
-        rollout.strategy is Strategy.CANARY
-        and rollout.analysis is not None
-        and not _is_undo(status, canary.revision)
-    )
-
-
-def _steps_of(
-    md: ModelDeployment, status: ModelDeploymentStatus, canary: CanaryStatus
-) -> list[CanaryStep]:
-    """The canary's steps: none for Rolling and undo; for a Canary without steps but with
-    analysis, one step at full weight, so promotion waits for a successful measurement."""
-    rollout = md.spec.rollout
-    if rollout.strategy is Strategy.ROLLING or _is_undo(status, canary.revision):
-        return []
-    if rollout.steps:
-        return list(rollout.steps)
-    return [CanaryStep(set_weight=100)] if rollout.analysis is not None else []
-
-
-def _weight_at(steps: Sequence[CanaryStep], index: int) -> int:
-    """The canary's weight at step `index`: the last setWeight so far; 100 once all are done."""
-    if index >= len(steps):
-        return 100
-    weight = 0
-    for step in steps[: index + 1]:
-        if step.set_weight is not None:
-            weight = step.set_weight
-    return weight
-
-
-def _waits_for_promotion(steps: Sequence[CanaryStep], canary: CanaryStatus) -> bool:
-    if canary.step >= len(steps):
-        return False
-    pause = steps[canary.step].pause
-    return pause is not None and pause.duration is None
-
-
-def _canary_ready_at_target(facts: _Facts, draft: _Draft, canary: CanaryStatus) -> bool:
-    steps = _steps_of(facts.md, draft.status, canary)
-    target = canary_replicas_for(_weight_at(steps, canary.step), facts.total)
-    return facts.observed.ready(canary.revision) >= target
-
-
-def _step_started(facts: _Facts, canary: CanaryStatus) -> str:
-    return canary.step_started_at or canary.started_at or facts.stamp
-
-
-def _runs(canary: CanaryStatus) -> bool:
-    return not canary.aborted and canary.failure_reason is None
-
-
-def _running_canary(facts: _Facts, status: ModelDeploymentStatus) -> CanaryStatus | None:
-    """The canary of the spec's revision, unless it failed or was rolled back."""
-    canary = status.canary
-    if canary is None or canary.revision != facts.revision or not _runs(canary):
-        return None
-    return canary
-
-
-def _pause_kind(canary: CanaryStatus) -> str | None:
-    if not canary.paused:
-        return None
-    return _split_reason(canary.pause_reason or USER_PAUSED)[0]
-
-
-def _split_reason(text: str) -> tuple[str, str]:
-    """("Reason", "message") from a stored "Reason: message"."""
-    reason, _, message = text.partition(": ")
-    return reason, message or reason
-
-
-def describe_step(step: CanaryStep) -> str:
-    """A step for people: "setWeight 10", "pause 2m" or "pause until promoted"."""
-    if step.set_weight is not None:
-        return f"setWeight {step.set_weight}"
-    if step.pause is not None and step.pause.duration is not None:
-        return f"pause {step.pause.duration}"
-    return "pause until promoted"
-
-
-def _step_name(steps: Sequence[CanaryStep], index: int) -> str:
-    if index >= len(steps):
-        return "promotion"
-    return f"step {index + 1}/{len(steps)} ({describe_step(steps[index])})"
-
-
-def _where(facts: _Facts, canary: CanaryStatus, steps: Sequence[CanaryStep]) -> str:
+def _where(facts: Facts, canary: CanaryStatus, steps: Sequence[CanaryStep]) -> str:
     if canary.step < len(steps):
-        return f"canary {canary.revision} at {_step_name(steps, canary.step)}"
+        return f"canary {canary.revision} at {step_name(steps, canary.step)}"
     done = f"all {len(steps)} steps done; " if steps else ""
     return f"{done}canary {canary.revision} is promoted once {facts.total} of its pods are Ready"
+
+
+def _problems_text(facts: Facts) -> str:
+    return "; ".join(message for _, message in facts.problems)
+
+
+TRANSITIONS = _transitions()

@@ -1,4 +1,9 @@
-"""What the rollout state machine reads and what it decides: plain, immutable data."""
+"""What the rollout state machine reads and what it decides: plain, immutable data.
+
+The shell gathers every fact the core needs into `Observed` before deciding (the Deployments, the
+claim, the route, what the API server refused, what the spec's revision cannot be built from), so
+that every decision, and every condition, is the core's.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +27,55 @@ class ObservedRevision:
     ready_replicas: int  # its Ready pods
     crash_looping: bool = False  # a pod of it crash-loops or cannot start
     failing_reason: str | None = None  # e.g. "pod x: CrashLoopBackOff (restarts 4)"
+    # the cluster refuses to create its pods (ReplicaSet FailedCreate: Pod Security, quota,
+    # admission): the server's message
+    refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The PersistentVolumeClaim a pvc:// uri of the spec names."""
+
+    name: str
+    exists: bool
+
+
+@dataclass(frozen=True)
+class Route:
+    """The HTTPRoute of spec.rollout.trafficRouting.gatewayAPI."""
+
+    name: str
+    exists: bool
+    unwired: str | None = None  # why its backendRefs cannot carry the split, if they cannot
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A write of a child that the API server refused (admission, quota, webhook, validation)."""
+
+    kind: str
+    name: str
+    message: str  # the server's own words
+    revision: str = ""  # the revision a refused Deployment serves
 
 
 @dataclass(frozen=True)
 class Observed:
-    """The Deployments of one ModelDeployment, by revision; a missing key: no Deployment yet."""
+    """Everything a decision rests on besides the ModelDeployment itself.
+
+    revisions: the Deployments by revision (a missing key: no Deployment yet); spec_errors: why the
+    spec's revision cannot be built (a builder's ValueError, naming the field); claim, route: what
+    the spec refers to, when it refers to one; refusals: the writes the API server refused at the
+    last attempt; unresolved: why the registry gave no version for the spec's models:/ uri.
+    """
 
     revisions: Mapping[str, ObservedRevision] = field(default_factory=dict)
+    spec_errors: tuple[str, ...] = ()
+    claim: Claim | None = None
+    route: Route | None = None
+    refusals: tuple[Refusal, ...] = ()
+    # (reason, message): the spec's models:/ uri has no resolution to serve (slipway.registry)
+    unresolved: tuple[str, str] | None = None
 
     def replicas(self, revision: str) -> int:
         found = self.revisions.get(revision)
@@ -42,6 +89,11 @@ class Observed:
         """The revision, if its pods crash-loop."""
         found = self.revisions.get(revision)
         return found if found is not None and found.crash_looping else None
+
+    def refused(self, revision: str) -> str | None:
+        """Why the cluster refuses to create the revision's pods, if it does."""
+        found = self.revisions.get(revision)
+        return found.refused if found is not None else None
 
 
 class Action(StrEnum):
@@ -64,15 +116,21 @@ class DesiredRevision:
     replicas: int
     track: Track | None  # None: an old revision kept for undo or still scaling down
     pinned: RevisionPins  # the images and pod defaults its pods are built with
+    port: int  # the port its server listens on (its Services use it while it has the track)
 
 
 @dataclass(frozen=True)
 class Event:
-    """A Kubernetes Event to emit on the ModelDeployment."""
+    """A decision, as a Kubernetes Event on the ModelDeployment and a log line.
+
+    `revision` and `step` say what it is about (step: the canary's step index, when one applies).
+    """
 
     type: EventType
     reason: str
     message: str
+    revision: str = ""
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,3 +143,4 @@ class Decision:
     canary_weight: int  # HTTPRoute weight of <name>-canary (stable_weight + canary_weight == 100)
     events: list[Event]
     requeue_after: float | None  # seconds until a timer needs a reconcile; None: no timer runs
+    port: int  # the port of Service <name> and status.url: the stable revision's

@@ -73,16 +73,20 @@ elseif phase == "Progressing" or phase == "Pending" then
 elseif phase == "Paused" then
   hs.status = "Suspended"
   local fallback = "Paused"
-  if status.canary ~= nil and status.canary.pauseReason ~= nil then
-    fallback = "Paused: " .. status.canary.pauseReason
+  if status.canary ~= nil and status.canary.message ~= nil and status.canary.message ~= "" then
+    fallback = "Paused: " .. status.canary.message
+  elseif status.canary ~= nil and status.canary.pauseReason ~= nil then
+    fallback = "Paused: " .. status.canary.pauseReason -- as Slipway 0.1 wrote it
   end
   hs.message = explain(status, { "Progressing" }, fallback, true)
 elseif phase == "Degraded" or phase == "RolledBack" or phase == "Failed" then
   -- RolledBack too: the stable revision serves, but the spec in git is not what runs
   hs.status = "Degraded"
   local fallback = phase
-  if status.canary ~= nil and status.canary.failureReason ~= nil then
-    fallback = phase .. ": " .. status.canary.failureReason
+  if status.canary ~= nil and status.canary.reason ~= nil and status.canary.message ~= nil then
+    fallback = phase .. ": " .. status.canary.reason .. ": " .. status.canary.message
+  elseif status.canary ~= nil and status.canary.failureReason ~= nil then
+    fallback = phase .. ": " .. status.canary.failureReason -- as Slipway 0.1 wrote it
   end
   hs.message = explain(status, { "Degraded", "Progressing" }, fallback)
   if phase == "RolledBack" then

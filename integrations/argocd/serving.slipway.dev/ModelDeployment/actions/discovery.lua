@@ -39,8 +39,19 @@ if reason == "RevertedToStable" or reason == "CanarySuperseded" then
 end
 
 local canary = status.canary
-local rolledBack = canary.aborted == true
-local failed = canary.failureReason ~= nil and canary.failureReason ~= ""
+local rolledBack = false
+local failed = false
+if canary.state ~= nil then
+  if canary.state == "Withdrawn" then
+    return actions -- the spec moved on: this canary is being withdrawn
+  end
+  rolledBack = canary.state == "RolledBack" or canary.state == "Aborted"
+  failed = canary.state == "Failed"
+else
+  -- a status written by Slipway 0.1: booleans and a failure reason instead of a state
+  rolledBack = canary.aborted == true
+  failed = canary.failureReason ~= nil and canary.failureReason ~= ""
+end
 local runs = not rolledBack and not failed
 
 -- a rolled-back or aborted canary waits for retry (or a new spec) and nothing else

@@ -1,0 +1,143 @@
+"""The kinds of canary step, one row each: the weight it sets, when it is complete, whether it
+waits for a person, and when it wants to be woken.
+
+A new kind of step (say `evaluate`: run a Job and gate on its result) is one more `StepKind`:
+`complete` reads the facts the shell gathered into `Observed` (the Job's result), `failure`
+names why it failed (the machine then fails the canary like any other failure), and `due` says
+when to look again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from slipway.api import (
+    CanaryReason,
+    CanaryStatus,
+    CanaryStep,
+    ModelDeploymentStatus,
+    duration_seconds,
+)
+from slipway.rollout.capacity import canary_replicas_for, stable_replicas_for, weight_in_effect
+from slipway.rollout.facts import Facts, step_started
+from slipway.rollout.times import after
+
+Complete = Callable[[Facts, ModelDeploymentStatus, CanaryStatus, CanaryStep, int], bool]
+Failure = Callable[[Facts, CanaryStatus, CanaryStep], tuple[CanaryReason, str] | None]
+Due = Callable[[Facts, CanaryStatus, CanaryStep], dt.datetime | None]
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """How one kind of step behaves."""
+
+    field: str  # its field in rollout.steps[] (exactly one is set)
+    sets_weight: Callable[[CanaryStep], int | None]  # the weight from this step on; None: kept
+    waits_for_promotion: Callable[[CanaryStep], bool]  # only a person ends it
+    complete: Complete  # (facts, status, canary, step, weight in force) -> whether it is done
+    describe: Callable[[CanaryStep], str]
+    due: Due = lambda facts, canary, step: None  # when its timer runs out, if it has one
+    failure: Failure = lambda facts, canary, step: None  # why it failed, if it did
+
+
+def _pods_at_weight(
+    facts: Facts,
+    status: ModelDeploymentStatus,
+    canary: CanaryStatus,
+    step: CanaryStep,
+    weight: int,
+) -> bool:
+    """setWeight: the canary's pods for the weight are Ready and the stable has made room."""
+    observed = facts.observed
+    target = canary_replicas_for(weight, facts.total)
+    ready = observed.ready(canary.revision)
+    if ready < target:
+        return False
+    stable_revision = status.stable.revision if status.stable is not None else ""
+    in_effect = weight_in_effect(
+        weight, ready, observed.ready(stable_revision), facts.total, gateway=facts.gateway
+    )
+    stable_target = stable_replicas_for(weight, in_effect, facts.total, gateway=facts.gateway)
+    return observed.replicas(stable_revision) <= stable_target
+
+
+def _pause_ends(facts: Facts, canary: CanaryStatus, step: CanaryStep) -> dt.datetime | None:
+    if step.pause is None or step.pause.duration is None:
+        return None
+    return after(step_started(facts, canary), duration_seconds(step.pause.duration))
+
+
+def _pause_over(
+    facts: Facts,
+    status: ModelDeploymentStatus,
+    canary: CanaryStatus,
+    step: CanaryStep,
+    weight: int,
+) -> bool:
+    ends = _pause_ends(facts, canary, step)
+    return ends is not None and facts.now >= ends
+
+
+def _describe_pause(step: CanaryStep) -> str:
+    if step.pause is not None and step.pause.duration is not None:
+        return f"pause {step.pause.duration}"
+    return "pause until promoted"
+
+
+STEP_KINDS: tuple[StepKind, ...] = (
+    StepKind(
+        field="setWeight",
+        sets_weight=lambda step: step.set_weight,
+        waits_for_promotion=lambda step: False,
+        complete=_pods_at_weight,
+        describe=lambda step: f"setWeight {step.set_weight}",
+    ),
+    StepKind(
+        field="pause",
+        sets_weight=lambda step: None,
+        waits_for_promotion=lambda step: step.pause is not None and step.pause.duration is None,
+        complete=_pause_over,
+        describe=_describe_pause,
+        due=_pause_ends,
+    ),
+)
+
+
+def kind_of(step: CanaryStep) -> StepKind:
+    for kind in STEP_KINDS:
+        if getattr(step, _attribute(kind.field)) is not None:
+            return kind
+    raise ValueError(f"a step sets none of {', '.join(k.field for k in STEP_KINDS)}")
+
+
+def _attribute(field: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in field)
+
+
+def weight_at(steps: Sequence[CanaryStep], index: int) -> int:
+    """The canary's weight at step `index`: the last weight set so far; 100 once all are done."""
+    if index >= len(steps):
+        return 100
+    weight = 0
+    for step in steps[: index + 1]:
+        set_to = kind_of(step).sets_weight(step)
+        if set_to is not None:
+            weight = set_to
+    return weight
+
+
+def waits_for_promotion(steps: Sequence[CanaryStep], index: int) -> bool:
+    return index < len(steps) and kind_of(steps[index]).waits_for_promotion(steps[index])
+
+
+def describe_step(step: CanaryStep) -> str:
+    """A step for people: "setWeight 10", "pause 2m" or "pause until promoted"."""
+    return kind_of(step).describe(step)
+
+
+def step_name(steps: Sequence[CanaryStep], index: int) -> str:
+    if index >= len(steps):
+        return "promotion"
+    return f"step {index + 1}/{len(steps)} ({describe_step(steps[index])})"

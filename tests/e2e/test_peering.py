@@ -1,0 +1,125 @@
+"""A standby is passive (issue 15, item 9): with kopf peering, an operator that stands by makes
+no API write and runs no reconcile, through its periodic re-lists and the timers it had set while
+it was active; and a newer operator (a rolling upgrade of the operator Deployment) stands by
+behind the one that is active instead of preempting it.
+
+The re-list period is shortened for these tests (SLIPWAY_RESYNC_SECONDS) so that each one lasts
+longer than several periods.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ROOT, Cluster
+from tests.e2e.conftest import Driver, Operator, OperatorFactory
+from tests.e2e.test_canary import V2, canary, canary_md, start, status
+
+PEERING = "slipway"
+PEERING_CRDS = ROOT / "charts" / "slipway" / "charts" / "kopf-peering" / "crds"
+RESYNC_SECONDS = 2
+FAST_RELIST = {"SLIPWAY_RESYNC_SECONDS": str(RESYNC_SECONDS)}
+
+
+@pytest.fixture
+def peering(cluster: Cluster, namespace: str) -> None:
+    """kopf's peering CRDs and the KopfPeering object of the test's namespace."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING_CRDS))
+    for crd in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-",
+        input=f"apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {{name: {PEERING}}}\n",
+    )  # fmt: skip
+
+
+def peers(k: Driver) -> dict[str, dict[str, object]]:
+    body = k.cluster.kubectl("get", "kopfpeering", PEERING, "-n", k.ns, "-o", "json").stdout
+    return dict(json.loads(body).get("status") or {})
+
+
+def peered(k: Driver, operators: OperatorFactory, name: str, *priority: str) -> Operator:
+    """An operator in the namespace's peering; returned once its keep-alive is recorded."""
+    count = len(peers(k))
+    op = operators("--peering", PEERING, *priority, env=FAST_RELIST, name=name)
+    k.wait(f"{name}'s keep-alive", lambda: len(peers(k)) > count, timeout=30)
+    return op
+
+
+def activity(op: Operator) -> tuple[float, float]:
+    return op.metric("slipway_reconcile_total"), op.metric("slipway_api_writes_total")
+
+
+@pytest.fixture
+def operators(own_operators: OperatorFactory, peering: None) -> Iterator[OperatorFactory]:
+    yield own_operators
+
+
+def test_a_standby_runs_no_reconcile_and_writes_nothing_through_its_relists(
+    k: Driver, operators: OperatorFactory
+) -> None:
+    leader = peered(k, operators, "leader", "--priority", "200")
+    standby = peered(k, operators, "standby", "--priority", "100")
+    started = time.monotonic()
+    steps = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}]
+    start(k, canary_md(steps=steps))
+    k.patch("md", "fraud", {"spec": V2})
+    k.wait(
+        "the leader's promotion",
+        lambda: (
+            (s := status(k)).get("stable", {}).get("version") == "2.0.0"
+            and s.get("phase") == "Ready"
+        ),
+    )
+    # pods the standby saw are gone now; its re-lists see that, and must not act on it
+    time.sleep(max(0.0, started + 4 * RESYNC_SECONDS - time.monotonic()))
+    assert leader.metric("slipway_api_writes_total") > 0
+    assert activity(standby) == (0, 0), standby.log()[-3000:]
+
+
+def test_an_active_operator_that_is_preempted_drops_its_timers(
+    k: Driver, operators: OperatorFactory
+) -> None:
+    """The first operator runs a canary whose timed pause has set a timer; a second one with a
+    higher priority takes over before the timer is due. The first neither reconciles nor writes
+    from then on, though its timer falls due and its re-lists run."""
+    first = peered(k, operators, "first", "--priority", "100")
+    steps = [{"setWeight": 25}, {"pause": {"duration": "15s"}}, {"setWeight": 50}, {"pause": {}}]
+    start(k, canary_md(steps=steps))
+    k.patch("md", "fraud", {"spec": V2})
+    k.wait("the timed pause", lambda: canary(k).get("step") == 1)
+    second = peered(k, operators, "second", "--priority", "200")
+    k.wait("the first to pause", lambda: "Pausing operations" in first.log(), timeout=30)
+    before = activity(first)
+    k.wait(
+        "the second to finish the timed pause",
+        lambda: canary(k).get("weight") == 50 and status(k).get("phase") == "Paused",
+        timeout=60,
+    )
+    time.sleep(2 * RESYNC_SECONDS)
+    assert activity(first) == before, first.log()[-3000:]
+    assert second.metric("slipway_api_writes_total") > 0
+
+
+def test_a_newer_operator_stands_by_behind_the_active_one(
+    k: Driver, operators: OperatorFactory
+) -> None:
+    """Without --priority (as the chart runs them), operators started later stand by: a rolling
+    upgrade of the operator Deployment never preempts the active pod, and when it goes the
+    oldest of the others takes over."""
+    first = peered(k, operators, "first")
+    k.wait("the first to act", lambda: "Resuming operations" in first.log(), timeout=30)
+    newer = [peered(k, operators, f"newer-{i}") for i in range(3)]
+    time.sleep(2)  # each peer has seen the others' keep-alives
+    assert "Pausing operations" not in first.log()
+    for op in newer:
+        assert "Resuming operations" not in op.log(), op.log()[-2000:]
+
+    first.stop()
+    k.wait("the oldest standby to act", lambda: "Resuming operations" in newer[0].log(), 30)
+    time.sleep(2)
+    assert all("Resuming operations" not in op.log() for op in newer[1:])

@@ -1,0 +1,75 @@
+"""Serving never gets worse because of Slipway (issue 15, items 1 and 3): a revision that serves is
+kept until its replacement serves as much, and Services and the URL follow what serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Driver, canary_model_deployment
+from tests.e2e.test_canary import V2, canary, canary_md, condition, paused_at, start, status
+from tests.e2e.test_serving import ReadySampler
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+# KWOK's two nodes have 8 GPUs each: pods asking for 5 fit one per node, so 2 of 4 get Ready
+# (kwok_faults: the test needs those nodes, as the fault tests do)
+GPUS_PER_POD = 5
+
+
+def gpu_model(version: str, **rollout: Any) -> dict[str, Any]:
+    md = canary_model_deployment("gpu", [], version=version, replicas=4, **rollout)
+    md["spec"]["rollout"]["strategy"] = "Rolling"
+    md["spec"]["resources"] = {"limits": {"nvidia.com/gpu": GPUS_PER_POD}}
+    return md
+
+
+@pytest.mark.usefixtures("kwok_faults")
+def test_a_partly_ready_first_revision_is_never_torn_down_for_one_that_does_not_serve(
+    k: Driver,
+) -> None:
+    """A GPU shortage leaves the first revision with 2 of 4 pods Ready; a new version that cannot
+    get Ready either is rolled out as a canary and rolled back at its deadline, and the two Ready
+    pods serve throughout."""
+    k.apply(gpu_model("1.0.0", progressDeadlineSeconds=15))
+    k.wait("2 of 4 pods Ready", lambda: k.ready_pods("gpu") == 2)
+    first = k.md("gpu")["status"]["stable"]["revision"]
+
+    with ReadySampler(k, "gpu") as sampler:
+        k.patch("md", "gpu", {"spec": {"model": {"version": "2.0.0", "uri": "s3://m/gpu/2"}}})
+        md = k.wait(
+            "the new revision to be rolled back at its deadline",
+            lambda: (m := k.md("gpu"))["status"].get("phase") == "RolledBack" and m,
+            timeout=120,
+        )
+    assert md["status"]["stable"]["revision"] == first
+    assert condition(md["status"], "Degraded")["reason"] == "ProgressDeadlineExceeded"
+    assert min(sampler.samples) >= 2, f"Ready pods fell below 2: {sampler.samples}"
+    deployment = k.get("deployment", f"gpu-{first}")
+    assert deployment is not None and deployment["spec"]["replicas"] == 4
+
+
+def test_a_port_change_moves_services_and_url_only_with_the_promotion(k: Driver) -> None:
+    """The stable pods listen on 8080 until the canary that listens on 9090 is promoted: Service
+    `fraud` and `fraud-stable` (and status.url) keep 8080 until then, `fraud-canary` has 9090."""
+    start(k, canary_md())
+    k.patch("md", "fraud", {"spec": {**V2, "runtime": {"port": 9090}}})
+    new = paused_at(k, 25)["revision"]
+
+    def port(service: str) -> int:
+        svc = k.get("service", service)
+        assert svc is not None, service
+        return int(svc["spec"]["ports"][0]["port"])
+
+    assert (port("fraud"), port("fraud-stable"), port("fraud-canary")) == (8080, 8080, 9090)
+    assert status(k)["url"].endswith(":8080")
+
+    k.plugin("promote", "fraud")
+    k.wait(
+        "the promotion",
+        lambda: status(k).get("stable", {}).get("revision") == new and not canary(k),
+    )
+    k.wait("Service fraud to follow", lambda: port("fraud") == 9090)
+    assert port("fraud-stable") == 9090
+    assert status(k)["url"].endswith(":9090")
