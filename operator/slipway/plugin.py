@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from slipway import ACTION_ANNOTATION, GROUP, KIND, VERSION
 from slipway.api import CanaryStatus
-from slipway.governance.annotations import UNDO_TO
+from slipway.governance.annotations import ACTION_BY, UNDO_TO
 
 API_VERSION = f"{GROUP}/{VERSION}"
 
@@ -24,6 +25,10 @@ SERVING_FIELDS = ("model", "runtime", "resources", "template")
 
 class PluginError(Exception):
     """A problem the user can act on; printed without a traceback."""
+
+
+class Conflict(PluginError):
+    """The object changed between reading and writing it (its resourceVersion moved on)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +133,8 @@ class Client:
         try:
             self.kube.patch(API_VERSION, KIND, namespace, name, body, content_type)
         except ApiError as exc:
-            raise PluginError(api_message(exc.status, exc.body, str(exc))) from exc
+            error = Conflict if exc.conflict else PluginError
+            raise error(api_message(exc.status, exc.body, str(exc))) from exc
 
 
 def api_message(status: int, body: str, fallback: str) -> str:
@@ -199,7 +205,7 @@ def format_history(md: Mapping[str, Any], wide: bool = False) -> str:
                 entry.get("revision", ""),
                 entry.get("version", "") or "-",
                 entry.get("promotedAt", "") or "-",
-                entry.get("promotedBy", "") or "-",
+                ", ".join(entry.get("approvedBy") or []) or entry.get("promotedBy", "") or "-",
                 entry.get("promotion", "") or "-",
                 digest(entry.get("modelDigest")),
                 digest(entry.get("imageDigest")),
@@ -309,6 +315,61 @@ def undo_ops(md: Mapping[str, Any], to_revision: int | None) -> tuple[list[dict[
     )
 
 
+# how long an action waits for one asked before it to be taken by the operator
+PENDING_WAIT_SECONDS = 30.0
+
+
+class ActionClient(Protocol):
+    def get(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def patch(self, namespace: str, name: str, body: Any, content_type: str = ...) -> None: ...
+
+
+def request_action(
+    client: ActionClient,
+    namespace: str,
+    name: str,
+    action: str,
+    wait: float = PENDING_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Write the action annotation once no other action waits for the operator, on the object as
+    read (its resourceVersion): two people promoting at once are two approvals, taken one after
+    the other, never one lost under the other."""
+    deadline = clock() + wait
+    told = False
+    while True:
+        md = client.get(namespace, name)  # a clear "not found" before writing
+        meta = md.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        pending = annotations.get(ACTION_ANNOTATION)
+        if pending is None:
+            body = {
+                "metadata": {
+                    "resourceVersion": meta.get("resourceVersion"),
+                    "annotations": {ACTION_ANNOTATION: action},
+                }
+            }
+            try:
+                client.patch(namespace, name, body)
+                return
+            except Conflict:
+                pass  # written meanwhile: read it again
+        else:
+            by = annotations.get(ACTION_BY)
+            waiting = f"{pending!r}" + (f" (asked by {by})" if by else "")
+            if clock() >= deadline:
+                raise PluginError(
+                    f"the action {waiting} has waited {wait:g}s for Slipway to take it: is the "
+                    "operator running? (kubectl slipway status)"
+                )
+            if not told:
+                print(f"waiting for Slipway to take the action {waiting} first", file=sys.stderr)
+                told = True
+        sleep(0.25)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -326,8 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"modeldeployment/{args.name}: {said}")
             return 0
         action = "promote-full" if args.command == "promote" and args.full else args.command
-        kube.get(namespace, args.name)  # a clear "not found" before writing
-        kube.patch(namespace, args.name, {"metadata": {"annotations": {ACTION_ANNOTATION: action}}})
+        request_action(kube, namespace, args.name, action)
         print(f"modeldeployment/{args.name}: {action} requested")
         return 0
     except PluginError as exc:

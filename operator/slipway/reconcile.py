@@ -175,7 +175,8 @@ class Reconciler:
         revision = revision_of(md.spec.serving())
         md, pins = self._pin(md, key, revision)
         route, route_body = self._route(md)
-        observed = self._observe(key, md, revision, pins, route, unresolved(found))
+        actor = (stamps.action_by or None) if action is not None else None
+        observed = self._observe(key, md, revision, pins, route, unresolved(found), actor)
         target = heading_for(md.status, revision, observed)
         measurements = self._measurements(key, md, target, now)
         decision = decide(md, revision, observed, measurements, action, now, pins)
@@ -253,10 +254,12 @@ class Reconciler:
         pins: RevisionPins,
         route: Route | None,
         unresolved: tuple[str, str] | None = None,
+        actor: str | None = None,
     ) -> Observed:
         """Every fact the core decides on: the Deployments and their pods, what the spec cannot
         be built from, the claim and the route it names, the writes refused last time, why the
-        registry could not resolve the spec's models:/ uri."""
+        registry could not resolve the spec's models:/ uri, who asked for this reconcile's
+        action."""
         pods_by_revision: dict[str, list[dict[str, Any]]] = {}
         for pod in self.store.children("Pod", key):
             label = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
@@ -285,6 +288,7 @@ class Reconciler:
             route=route,
             refusals=tuple(self._refusals.get(key, {}).values()),
             unresolved=unresolved,
+            actor=actor,
         )
 
     def _pin(

@@ -213,7 +213,7 @@ def test_every_spec_and_status_field_has_a_description(schema: Schema) -> None:
     [
         ("spec.model.uri", "Where the model lives"),
         ("spec.model", "The model to serve"),
-        ("spec.rollout.steps[]", "exactly one of setWeight or pause"),
+        ("spec.rollout.steps[]", "exactly one of setWeight, pause or approval"),
         ("status.kopf", "kopf"),
     ],
 )
@@ -381,7 +381,7 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "maxSurge and maxUnavailable must not both be zero: the rollout could never make "
             "progress",
         ),
-        ("spec.rollout.steps[]", "a step has exactly one of setWeight or pause"),
+        ("spec.rollout.steps[]", "a step has exactly one of setWeight, pause or approval"),
         (
             "spec",
             "a built-in check on a server without a preset reads the series named in "

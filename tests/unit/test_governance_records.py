@@ -26,7 +26,7 @@ from slipway.governance import (
     stamps_of,
 )
 from slipway.governance.digests import RevisionDigests
-from slipway.rollout import Action, Decision
+from slipway.rollout import Action, Decision, Observed
 from tests.unit.test_rollout import Rollout, canary_rollout, model_deployment
 
 ALICE = Stamps(applied_by="alice", applied_with="kubectl-client-side-apply")
@@ -61,6 +61,10 @@ class Governed(Rollout):
             applied_by=self.stamps.applied_by, applied_with=self.stamps.applied_with
         )
         return recorded
+
+    def observe(self) -> Observed:
+        """What the shell gathers, with who asked for this reconcile's action (the stamp)."""
+        return dataclasses.replace(super().observe(), actor=self.stamps.action_by or None)
 
     def act(self, action: Action, by: str) -> Decision:
         self.stamps = Stamps(
@@ -321,3 +325,24 @@ def test_an_actor_is_said_as_a_person_or_a_gitops_sync(
     user: str | None, manager: str | None, said: str
 ) -> None:
     assert describe_actor(user, manager) == said
+
+
+def test_an_approval_step_records_every_approver_and_who_completed_it() -> None:
+    two = {"approval": {"requiredApprovals": 2}}
+    governed = deployed(canary_rollout([{"setWeight": 25}, two]))
+    governed.apply("1.1.0", by="bob")
+    governed.converge()
+
+    first = governed.act(Action.PROMOTE, by="paula")
+    assert any(
+        e.message.endswith("(asked by paula)") for e in first.events if e.reason == "Approved"
+    )
+    governed.act(Action.PROMOTE, by="olga")
+    governed.converge()
+
+    new, _ = governed.status.history
+    assert (new.promotion, new.promoted_by, new.approved_by) == (
+        Promotion.PROMOTE,
+        "olga",
+        ["paula", "olga"],
+    )

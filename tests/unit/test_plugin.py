@@ -10,12 +10,14 @@ import pytest
 from slipway.governance import UNDO_TO
 from slipway.plugin import (
     ACTION_ANNOTATION,
+    Conflict,
     PluginError,
     api_message,
     build_parser,
     format_history,
     format_status,
     history_rows,
+    request_action,
     short_digest,
     undo_ops,
 )
@@ -435,3 +437,54 @@ def test_the_action_annotation_is_the_contract_name() -> None:
 )
 def test_an_api_refusal_is_printed_as_its_message(body: str, said: str) -> None:
     assert api_message(403, body, "403 Forbidden: <html>proxy error</html>") == said
+
+
+class FakeCluster:
+    """Plays the API server for `request_action`: a pending action the operator takes after a
+    few reads, and a write that another one beat (a 409 the test injects)."""
+
+    def __init__(self, pending_reads: int = 0, conflicts: int = 0) -> None:
+        self.pending_reads = pending_reads
+        self.conflicts = conflicts
+        self.writes: list[Any] = []
+        self.version = 1
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        annotations = {}
+        if self.pending_reads > 0:
+            self.pending_reads -= 1
+            annotations = {ACTION_ANNOTATION: "pause", "serving.slipway.dev/action-by": "alice"}
+        return {"metadata": {"resourceVersion": str(self.version), "annotations": annotations}}
+
+    def patch(self, namespace: str, name: str, body: Any, content_type: str = "") -> None:
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            self.version += 1
+            raise Conflict("the object has been modified (409)")
+        self.writes.append(body)
+
+
+def test_an_action_waits_for_the_one_before_it_and_writes_on_what_it_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cluster = FakeCluster(pending_reads=2, conflicts=1)
+
+    request_action(cluster, "ml", "fraud", "promote", sleep=lambda _: None)
+
+    assert cluster.writes == [
+        {"metadata": {"resourceVersion": "2", "annotations": {ACTION_ANNOTATION: "promote"}}}
+    ]
+    assert "waiting for Slipway to take the action 'pause' (asked by alice) first" in (
+        capsys.readouterr().err
+    )
+
+
+def test_an_action_left_waiting_says_so_after_a_while() -> None:
+    cluster = FakeCluster(pending_reads=1000)
+    ticks = iter(range(0, 1000, 10))
+
+    with pytest.raises(PluginError, match="has waited 30s for Slipway to take it"):
+        request_action(
+            cluster, "ml", "fraud", "promote", sleep=lambda _: None, clock=lambda: next(ticks)
+        )
+    assert cluster.writes == []

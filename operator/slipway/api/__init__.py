@@ -29,6 +29,7 @@ from slipway.api.spec import (
     URI_SCHEMES,
     AnalysisMetric,
     AnalysisSpec,
+    ApprovalStep,
     AutoscalingSpec,
     CanaryStep,
     Check,
@@ -54,6 +55,7 @@ from slipway.api.spec import (
 )
 from slipway.api.status import (
     AnalysisStatus,
+    Approval,
     CanaryReason,
     CanaryState,
     CanaryStatus,
@@ -132,6 +134,8 @@ __all__ = [
     "AnalysisSpec",
     "AnalysisStatus",
     "ApiModel",
+    "Approval",
+    "ApprovalStep",
     "AutoscalingSpec",
     "CanaryReason",
     "CanaryRecord",

@@ -96,6 +96,11 @@ class HistoryRecord(RevisionRecord):
         default=None,
         description="How it became stable: Initial, Rolling, Steps, Promote, Undo or Revert.",
     )
+    approved_by: list[str] | None = Field(
+        default=None,
+        description="Everyone who promoted it while it was the canary (the approvers of its "
+        "approval steps among them), in order.",
+    )
     ended_at: str | None = Field(default=None, description="When it stopped being stable.")
     ended_by: str | None = Field(default=None, description="Who replaced it.")
     end_reason: EndReason | None = Field(

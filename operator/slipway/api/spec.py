@@ -400,15 +400,39 @@ class PauseStep(ApiModel):
     )
 
 
+# the most people an approval step can ask for
+MAX_APPROVALS = 10
+
+
+class ApprovalStep(ApiModel):
+    """Wait for people to approve: `kubectl slipway promote` by `requiredApprovals` distinct users,
+    each holding the promote verb (README: Governance)."""
+
+    required_approvals: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_APPROVALS,
+        description="How many distinct users must promote before the canary goes on (more than "
+        "one needs the chart's governance policies, which say who each one is).",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="How long to wait for the approvals, counted from the step's start as a "
+        "pause's duration is; then the canary fails (ApprovalTimedOut) and is rolled back "
+        "(autoRollback) or held. Empty: wait until approved.",
+    )
+
+
 class CanaryStep(ApiModel):
-    """One step of a canary: exactly one of setWeight or pause."""
+    """One step of a canary: exactly one of setWeight, pause or approval."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.setWeight) != has(self.pause)",
-                    "message": "a step has exactly one of setWeight or pause",
+                    "rule": "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + "
+                    "(has(self.approval) ? 1 : 0) == 1",
+                    "message": "a step has exactly one of setWeight, pause or approval",
                 }
             ]
         }
@@ -421,6 +445,10 @@ class CanaryStep(ApiModel):
         description="Percent of traffic (0-100) the canary gets from this step on.",
     )
     pause: PauseStep | None = Field(default=None, description="Wait before the next step.")
+    approval: ApprovalStep | None = Field(
+        default=None,
+        description="Wait for people to approve (kubectl slipway promote) before the next step.",
+    )
 
 
 # The longest a query may take (a Prometheus that never answers must not hold a measurement longer)

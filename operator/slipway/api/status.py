@@ -68,12 +68,14 @@ class CanaryReason(StrEnum):
 
     # Paused
     WAITING_FOR_PROMOTION = "WaitingForPromotion"  # a pause step without a duration
+    WAITING_FOR_APPROVAL = "WaitingForApproval"  # an approval step short of its approvals
     USER_PAUSED = "UserPaused"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     # Failed and RolledBack
     ANALYSIS_FAILED = "AnalysisFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     CANARY_CRASH_LOOPING = "CanaryCrashLooping"
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"
     # Aborted
     ABORTED = "Aborted"
     # Withdrawn
@@ -149,6 +151,13 @@ class RevisionStatus(RevisionRecord):
     )
 
 
+class Approval(ApiModel):
+    """One person's approval of an approval step."""
+
+    by: str = Field(description="The user, as the admission policy stamped the promote.")
+    at: str = Field(description="When the operator took it (RFC 3339).")
+
+
 class CanaryStatus(RevisionStatus, CanaryRecord):
     """The canary revision and how far it got."""
 
@@ -176,6 +185,10 @@ class CanaryStatus(RevisionStatus, CanaryRecord):
     )
     ready_at: str | None = Field(
         default=None, description="When the canary's pods for the current weight were all Ready."
+    )
+    approvals: list[Approval] = Field(
+        default_factory=list,
+        description="Who approved the current approval step (distinct users), oldest first.",
     )
     # written by Slipway 0.1 (before `state`); read once, never written again
     paused: bool | None = Field(default=None, description="Deprecated: see state.")

@@ -34,8 +34,11 @@ ACTIONS_KEPT = 20
 SLIPWAY = "slipway"
 # actions that can complete a canary's last step
 _PROMOTING = {Action.PROMOTE.value, Action.PROMOTE_FULL.value, Action.RESUME.value}
+# actions that approve a canary (a promote at an approval step is one approval)
+_APPROVING = {Action.PROMOTE.value, Action.PROMOTE_FULL.value}
 # Events only an action produces: they say who asked
 ACTION_REASONS = {
+    "Approved",
     "Promote",
     "PromoteFull",
     "Aborted",
@@ -202,6 +205,8 @@ def _promotion(
         setattr(entry, name, None)
     how, by = _how(before, entry, request, log)
     entry.promotion, entry.promoted_by = how, by or None
+    approvers = [r.by for r in log if r.action in _APPROVING and r.by]
+    entry.approved_by = list(dict.fromkeys(approvers)) or None
     replaced = before.stable.revision if before.stable is not None else None
     for old in status.history[1:]:
         if old.revision == replaced and old.revision != entry.revision and old.ended_at is None:
