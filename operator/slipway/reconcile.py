@@ -10,6 +10,7 @@ makes no write.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -30,7 +31,7 @@ from slipway.api import (
     ServingSpec,
 )
 from slipway.controller import Key, Store
-from slipway.governance import consumed_keys, governance_request, record, stamps_of
+from slipway.governance import Stamps, consumed_keys, governance_request, record, stamps_of
 from slipway.kube import ApiError, Kube, is_subset
 from slipway.monitoring import PodMonitors
 from slipway.registry import Outcome, RegistryResolver, outcome, resolved
@@ -125,6 +126,9 @@ class Reconciler:
     registry: RegistryResolver = field(default_factory=RegistryResolver)
     # writes the API server refused at the last attempt, by ModelDeployment: facts for the core
     _refusals: dict[Key, dict[tuple[str, str], Refusal]] = field(default_factory=dict)
+    # an action taken from its annotation whose decision is not written yet (the status write lost
+    # a race with another write, e.g. the next person's promote): decided again, never lost
+    _taken: dict[Key, tuple[Action | None, Stamps]] = field(default_factory=dict)
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -157,6 +161,7 @@ class Reconciler:
             self.analysis.forget(key)
             self.registry.forget(key)
             self._refusals.pop(key, None)
+            self._taken.pop(key, None)
             return None
         now = self.clock()
         try:
@@ -166,7 +171,17 @@ class Reconciler:
             return None
 
         stamps = stamps_of(body["metadata"].get("annotations") or {})
-        action, body = self._take_action(body)
+        if key in self._taken:
+            # one action per decision: a newer one waits in its annotation for the next
+            action, taken = self._taken[key]
+            stamps = dataclasses.replace(
+                taken, applied_by=stamps.applied_by, applied_with=stamps.applied_with
+            )
+        else:
+            action, after = self._take_action(body)
+            if after is not body:  # taken from the object: this reconcile owns it now
+                self._taken[key] = (action, stamps)
+            body = after
         found = self._resolve(key, md, now)
         if found is not None and found.pending:
             return None  # the registry's first answer wakes this reconcile
@@ -194,6 +209,7 @@ class Reconciler:
         # status first: it is the record a restarted operator resumes from, and its precondition
         # stops a decision made on a stale read before it touches any child
         self._write_status(body, status)
+        self._taken.pop(key, None)  # the decision on it is written
         # then what the decision must leave behind, before any child write can fail
         self._record(md, body, decision, measurements, now)
         refused_before = set(self._refusals.get(key, {}))
