@@ -6,6 +6,7 @@ refused with a conflict, and the decision runs again with the same action.
 
 The reconcile runs in this process against the real API server; the other write is a real one,
 made by the test at that worst moment (the Kube below writes it just before the status write).
+The suite's operator is stopped meanwhile, so that this process alone takes the action.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from slipway.controller import Key, Store
 from slipway.kube import Kube
 from slipway.reconcile import Reconciler
 from tests.conftest import Cluster
+from tests.e2e.conftest import Operator
 from tests.governance import model_deployment
 
 
@@ -43,8 +45,16 @@ def stored(cluster: Cluster, namespace: str) -> dict[str, Any]:
 
 
 def test_an_action_whose_decision_lost_a_write_race_is_decided_again(
-    cluster: Cluster, crds: None, namespace: str, api_client: Any
+    cluster: Cluster, crds: None, namespace: str, api_client: Any, operator: Operator
 ) -> None:
+    operator.stop()
+    try:
+        decided_again(cluster, namespace, api_client)
+    finally:
+        operator.start()
+
+
+def decided_again(cluster: Cluster, namespace: str, api_client: Any) -> None:
     md = model_deployment("fraud")
     md["metadata"]["annotations"] = {"serving.slipway.dev/action": "pause"}
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(md))
