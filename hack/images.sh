@@ -64,10 +64,9 @@ ref_of() {
 tarball_of() { echo "$out/$1-$("key_$1").tar"; }
 
 # Save an image from buildah's storage as a docker-archive tarball, atomically.
-save() { # name
-  local ref tar
+save() { # name tarball (its content key was taken before the build: sources may change meanwhile)
+  local ref tar=$2
   ref=$(ref_of "$1")
-  tar=$(tarball_of "$1")
   rm -f "$tar.tmp"
   bh push --quiet "$ref" "docker-archive:$tar.tmp:$ref" >/dev/null
   mv "$tar.tmp" "$tar"
@@ -137,7 +136,7 @@ ensure() { # name
     if [ "$name" = operator ] || [ "$name" = mlserver ]; then ensure_in_store python; fi
     log "building $name ($(ref_of "$name"))"
     "build_$name"
-    save "$name"
+    save "$name" "$tar"
     log "built $name in $((SECONDS - t0))s: $(du -h "$tar" | cut -f1)"
   fi
   echo "$name $(ref_of "$name") $tar"

@@ -34,6 +34,7 @@ RESYNCED_KINDS = [
     ("v1", "Service", MANAGED),
     ("autoscaling/v2", "HorizontalPodAutoscaler", MANAGED),
     ("v1", "Pod", MANAGED),
+    ("batch/v1", "Job", MANAGED),
 ]
 RELIST_SETTLE_SECONDS = 2.0
 # children are watched with a server-side label selector: other workloads never reach us
@@ -42,6 +43,7 @@ CHILD_SELECTORS: list[tuple[str, str, str] | tuple[str, str]] = [
     ("v1", "services"),
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("v1", "pods"),
+    ("batch", "v1", "jobs"),
 ]
 
 
@@ -285,6 +287,12 @@ async def hpa_event(event: kopf.RawEvent, **_: Any) -> None:
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
     _observe("Pod", event)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY})
+async def job_event(event: kopf.RawEvent, **_: Any) -> None:
+    """An evaluation Job: its end wakes the reconcile that reads its result."""
+    _observe("Job", event)
 
 
 async def podmonitor_crd_event(event: kopf.RawEvent, **_: Any) -> None:

@@ -78,8 +78,8 @@ def object_series(body: Mapping[str, Any]) -> ObjectSeries:
     """What the per-object series of a ModelDeployment say, from its spec and status.
 
     Pure. Condition types and statuses outside the closed sets are left out; thresholds are those
-    of `spec.rollout.analysis.metrics` while a canary exists (the measurements are exported for
-    as long), so a measurement always has its bound beside it.
+    of `spec.rollout.analysis.metrics` and of the evaluate steps' gates while a canary exists (the
+    measurements are exported for as long), so a measurement always has its bound beside it.
     """
     status = body.get("status") or {}
     phase = status.get("phase")
@@ -93,11 +93,20 @@ def object_series(body: Mapping[str, Any]) -> ObjectSeries:
             progressing_reason = c.get("reason")
     thresholds: dict[tuple[str, str], float] = {}
     if status.get("canary") is not None:
-        analysis = ((body.get("spec") or {}).get("rollout") or {}).get("analysis") or {}
-        for metric in analysis.get("metrics") or ():
+        rollout = (body.get("spec") or {}).get("rollout") or {}
+        judged = [
+            *((rollout.get("analysis") or {}).get("metrics") or ()),
+            # the gates of evaluate steps, named as their measurements are
+            *(
+                {**gate, "name": gate.get("name") or gate.get("measure")}
+                for step in rollout.get("steps") or ()
+                for gate in (step.get("evaluate") or {}).get("gates") or ()
+            ),
+        ]
+        for metric in judged:
             for bound in ("min", "max"):
-                if metric.get(bound) is not None:
-                    thresholds[(str(metric["name"]), bound)] = float(metric[bound])
+                if metric.get(bound) is not None and metric.get("name"):
+                    thresholds.setdefault((str(metric["name"]), bound), float(metric[bound]))
     return ObjectSeries(
         phase=phase if phase in PHASES else None,
         conditions=conditions,

@@ -22,8 +22,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from slipway import ACTION_ANNOTATION, DEFAULT_OPERATOR_IMAGE, metrics, notifier
+from slipway.analysis.evaluation import (
+    ResultUnreadable,
+    failed_to_run,
+    judge_evaluation,
+    result_of_pod,
+)
 from slipway.analysis.runner import AnalysisRunner
 from slipway.api import (
+    EvaluationResult,
     Measurement,
     ModelDeployment,
     ModelDeploymentStatus,
@@ -50,12 +57,22 @@ from slipway.resources import (
     revision_of,
     url_for,
 )
+from slipway.resources.evaluation import (
+    EVALUATION_LABEL,
+    desired_evaluation_job,
+    evaluation_job_name,
+    service_url,
+)
 from slipway.resources.metadata import REVISION_LABEL
+from slipway.resources.names import service_name
 from slipway.resources.pins import pin_revisions
+from slipway.resources.presets import runtime_for
 from slipway.rollout import (
     Action,
     Claim,
     Decision,
+    DesiredEvaluation,
+    EvaluationOutcome,
     Event,
     Observed,
     ObservedRevision,
@@ -66,6 +83,8 @@ from slipway.rollout import (
     heading_for,
     unreadable_spec_status,
 )
+from slipway.rollout.facts import steps_of
+from slipway.rollout.steps import evaluate_at
 from slipway.rollout.times import parse_time, rfc3339
 from slipway.storage.errors import FetchError
 from slipway.storage.uri import needs_fetch, parse_model_uri
@@ -191,9 +210,11 @@ class Reconciler:
         md, pins = self._pin(md, key, revision)
         route, route_body = self._route(md)
         actor = (stamps.action_by or None) if action is not None else None
-        observed = self._observe(key, md, revision, pins, route, unresolved(found), actor)
+        observed = self._observe(key, md, revision, pins, route, now, unresolved(found), actor)
         target = heading_for(md.status, revision, observed)
         measurements = self._measurements(key, md, target, now)
+        # a round in flight (perhaps started just now) wakes this reconcile when it ends
+        observed = dataclasses.replace(observed, measuring_until=self.analysis.ends_by(key, now))
         decision = decide(md, revision, observed, measurements, action, now, pins)
         pods = self.store.children("Pod", key)
         asked = governance_request(md, revision, action, stamps, now, pods, observed)
@@ -269,13 +290,14 @@ class Reconciler:
         revision: str,
         pins: RevisionPins,
         route: Route | None,
+        now: dt.datetime,
         unresolved: tuple[str, str] | None = None,
         actor: str | None = None,
     ) -> Observed:
         """Every fact the core decides on: the Deployments and their pods, what the spec cannot
-        be built from, the claim and the route it names, the writes refused last time, why the
-        registry could not resolve the spec's models:/ uri, who asked for this reconcile's
-        action."""
+        be built from, the claim and the route it names, the writes refused last time, what
+        Service <name> selects, the result of a finished evaluation, why the registry could not
+        resolve the spec's models:/ uri, who asked for this reconcile's action."""
         pods_by_revision: dict[str, list[dict[str, Any]]] = {}
         for pod in self.store.children("Pod", key):
             label = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
@@ -303,9 +325,48 @@ class Reconciler:
             claim=None if unresolved else self._claim(md),
             route=route,
             refusals=tuple(self._refusals.get(key, {}).values()),
+            service_revision=self._service_revision(key, md),
+            evaluation=self._evaluation(key, md, now),
             unresolved=unresolved,
             actor=actor,
         )
+
+    def _service_revision(self, key: Key, md: ModelDeployment) -> str | None:
+        """The revision Service <name> selects alone, as last applied (None: every pod)."""
+        name = service_name(md.name)
+        for service in self.store.children("Service", key):
+            if service["metadata"]["name"] == name:
+                selector = (service.get("spec") or {}).get("selector") or {}
+                return selector.get(REVISION_LABEL)
+        return None
+
+    def _evaluation(
+        self, key: Key, md: ModelDeployment, now: dt.datetime
+    ) -> EvaluationOutcome | None:
+        """The canary's running evaluation, once its Job has finished: its gates judged on what
+        the Job's pod reported (read once: the decision records the verdict)."""
+        canary = md.status.canary
+        run = canary.evaluation if canary is not None else None
+        if canary is None or run is None or run.started_at is None or run.verdict is not None:
+            return None
+        evaluate = evaluate_at(steps_of(md, md.status, canary), run.step)
+        name = evaluation_job_name(md, canary.revision, run.step, run.attempt)
+        job = next(
+            (j for j in self.store.children("Job", key) if j["metadata"]["name"] == name), None
+        )
+        if evaluate is None or job is None:
+            return None
+        ended, failure = job_ended(job)
+        if not ended:
+            return None
+        pods = self.kube.list_all("v1", "Pod", md.namespace, f"{EVALUATION_LABEL}={name}")
+        result, problem = evaluation_result(pods)
+        if result is not None:
+            measured = judge_evaluation(evaluate, result, canary.revision, now)
+        else:
+            why = f"its Job failed: {failure}" if failure else problem
+            measured = failed_to_run(evaluate, why, canary.revision, now)
+        return EvaluationOutcome(canary.revision, run.step, run.attempt, tuple(measured))
 
     def _pin(
         self, md: ModelDeployment, key: Key, revision: str
@@ -384,7 +445,7 @@ class Reconciler:
         metrics.set_canary_weight(md.namespace, md.name, decision.canary_weight)
         if status.canary is None:
             metrics.clear_measurements(md.namespace, md.name)
-        for m in measurements or ():
+        for m in [*(measurements or ()), *decision.evaluated]:
             metrics.record_measurement(md.namespace, md.name, m.metric, m.value, m.verdict.value)
         for event in decision.events:
             log_decision(md, event)
@@ -440,7 +501,7 @@ class Reconciler:
         live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
         # every Service listens where the pods it selects do: <name> and <name>-stable on the
         # stable revision's port until a promotion moves them
-        services = [desired_service(md, None, None, decision.port)]
+        services = [desired_service(md, None, decision.service_revision, decision.port)]
         if "stable" in tracked:
             services.append(desired_service(md, "stable", tracked["stable"], stable_port))
         if "canary" in tracked:
@@ -452,6 +513,8 @@ class Reconciler:
         for name in sorted(stale):
             self.kube.delete("v1", "Service", md.namespace, name)
 
+        self._apply_evaluation(key, md, decision.evaluation, stable_port, canary_port)
+
         hpa = desired_hpa(md)
         live_hpa = self.store.children("HorizontalPodAutoscaler", key)
         if hpa is not None:
@@ -460,6 +523,52 @@ class Reconciler:
             name = obj["metadata"]["name"]
             if hpa is None or name != hpa["metadata"]["name"]:
                 self.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", md.namespace, name)
+
+    def _apply_evaluation(
+        self,
+        key: Key,
+        md: ModelDeployment,
+        wanted: DesiredEvaluation | None,
+        stable_port: int,
+        canary_port: int,
+    ) -> None:
+        """Create the decided evaluation Job if it is missing (a Job is never changed: its pod
+        template is immutable); delete every other one."""
+        live = {j["metadata"]["name"]: j for j in self.store.children("Job", key)}
+        name = None
+        if wanted is not None:
+            name = evaluation_job_name(md, wanted.revision, wanted.step, wanted.attempt)
+        if wanted is not None and wanted.evaluate is not None and name not in live:
+            canary = md.status.canary
+            serving = (
+                ServingSpec.model_validate(canary.template)
+                if canary is not None and canary.template
+                else md.spec.serving()
+            )
+            manifest = desired_evaluation_job(
+                md,
+                wanted.step,
+                wanted.attempt,
+                wanted.evaluate,
+                wanted.revision,
+                self.operator_image,
+                self._service_address(key, md, "canary", canary_port),
+                self._service_address(key, md, "stable", stable_port),
+                runtime_for(serving, md.model_name).protocol,
+            )
+            self._apply_if_changed(key, manifest, None, wanted.revision)
+        for stale in sorted(set(live) - {name}):
+            self.kube.delete("batch/v1", "Job", md.namespace, stale)
+
+    def _service_address(self, key: Key, md: ModelDeployment, track: str, port: int) -> str:
+        """Service `<name>-<track>` by its cluster IP (fixed for the Service's life): the
+        evaluation then needs no cluster DNS. Its DNS name while the Service is not seen yet."""
+        name = service_name(md.name, track)
+        for service in self.store.children("Service", key):
+            ip = (service.get("spec") or {}).get("clusterIP")
+            if service["metadata"]["name"] == name and ip and ip != "None":
+                return f"http://{ip}:{port}"
+        return service_url(md, track, port)
 
     def _apply_if_changed(
         self,
@@ -587,6 +696,34 @@ def unbuildable(md: ModelDeployment, revision: str, pins: RevisionPins) -> tuple
         except FetchError as exc:
             errors.append(f"spec.model.uri: {exc}")
     return tuple(errors)
+
+
+def job_ended(job: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """Whether a Job has ended, and when it failed, why (its Failed condition)."""
+    for cond in (job.get("status") or {}).get("conditions") or ():
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return True, None
+        if cond.get("type") == "Failed":
+            reason = cond.get("reason") or "Failed"
+            return True, f"{reason}: {cond.get('message') or 'no message'}"
+    return False, None
+
+
+def evaluation_result(
+    pods: Sequence[Mapping[str, Any]],
+) -> tuple[EvaluationResult | None, str]:
+    """The result an evaluation Job's pod reported, or why there is none."""
+    problem = "its pod is gone"
+    for pod in sorted(
+        pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True
+    ):
+        try:
+            return result_of_pod(pod), ""
+        except ResultUnreadable as exc:
+            problem = str(exc)
+    return None, problem
 
 
 def pods_refused(deployment_status: Mapping[str, Any]) -> str | None:

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,3 +231,36 @@ def test_an_answer_that_is_not_prometheus_is_described_never_echoed(
     assert "page" in events  # the measurement was reported ...
     assert SECRET not in json.dumps(st)  # ... in words of Slipway's own
     assert SECRET not in events
+
+
+WINDOW_SECONDS = 20.0
+
+
+def test_a_round_in_flight_wakes_its_reconcile_when_it_ends_instead_of_asking_every_second(
+    cluster: Cluster, operator: Operator, k: Driver, blackhole: Blackhole, tmp_path: Path
+) -> None:
+    """While a measurement round waits for a Prometheus that never answers, its ModelDeployment
+    is not reconciled again and again to ask whether the round has ended: the round's end wakes
+    it (a safety requeue at the round's time bound aside). Counted with slipway_reconcile_total
+    of an operator watching only this test's namespace, over a window inside the round (its
+    query may take 60s); asking every second (MIN_REQUEUE_SECONDS) made about one reconcile a
+    second."""
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    with operator_alone(cluster, operator, tmp_path, k.ns) as op:
+        hole = f"http://127.0.0.1:{blackhole.port}"
+        start(k, canary_md("slow", replicas=2, steps=steps, analysis=analysis_of(hole)))
+        k.patch("md", "slow", {"spec": V2})
+        k.wait("the round's query to reach the blackhole", lambda: blackhole.accepted > 0)
+        before = op.metric("slipway_reconcile_total")
+
+        time.sleep(WINDOW_SECONDS)  # a window to count in, not a deadline
+
+        after = op.metric("slipway_reconcile_total")
+        print(
+            f"reconciles while the round was in flight: {after - before:g} in {WINDOW_SECONDS:g}s"
+        )
+        assert not (status(k, "slow").get("analysis") or {}).get("measurements"), (
+            "the round ended within the window: the count would not be of a round in flight"
+        )
+        # child events (pods, the Deployment status after its scale) may still come in: a few
+        assert after - before <= 5, f"{after - before:g} reconciles in {WINDOW_SECONDS:g}s"

@@ -45,6 +45,7 @@ GRANTED = {
     "deployments.apps": {"list", "watch", "create", "patch", "delete"},
     "services": {"list", "watch", "create", "patch", "delete"},
     "horizontalpodautoscalers.autoscaling": {"list", "watch", "create", "patch", "delete"},
+    "jobs.batch": {"list", "watch", "create", "patch", "delete"},
     "pods": {"list", "watch"},
     "persistentvolumeclaims": {"get"},
     "httproutes.gateway.networking.k8s.io": {"get", "patch"},

@@ -273,6 +273,7 @@ def test_a_missing_claim_is_reported_and_the_stable_revision_keeps_serving(k: Dr
         ("llm-vllm-gpu.yaml", "chat"),
         ("custom-image.yaml", "ranker"),
         ("canary-with-analysis.yaml", "fraud"),
+        ("canary-with-evaluation.yaml", "iris"),
     ],
 )
 def test_examples_are_accepted_and_become_ready(k: Driver, example: str, name: str) -> None:

@@ -54,6 +54,19 @@ FULL_CANARY = {
         "rollout": {
             "strategy": "Canary",
             "steps": [
+                {
+                    "evaluate": {
+                        "data": {"uri": "s3://eval/fraud.jsonl", "storage": {"secretName": "s3"}},
+                        "compare": "numbers",
+                        "tolerance": 0.01,
+                        "gates": [
+                            {"measure": "agreement", "min": 0.95},
+                            {"measure": "ks", "max": 0.1},
+                            {"measure": "latency-p99", "maxRatioToStable": 1.5},
+                            {"measure": "error-rate", "name": "errors", "max": 0.01},
+                        ],
+                    }
+                },
                 {"setWeight": 10},
                 {"pause": {"duration": "1h30m"}},
                 {"setWeight": 10},
@@ -138,7 +151,13 @@ def test_full_canary_modeldeployment_is_accepted_and_defaulted(
     assert spec["model"]["storage"]["sizeLimit"] == "20Gi"
     assert spec["autoscaling"]["targetCPUUtilizationPercentage"] == 80
     # what the server stored, the operator can parse
-    assert ModelDeployment.from_body(body).spec.rollout.steps[1].pause is not None
+    assert ModelDeployment.from_body(body).spec.rollout.steps[2].pause is not None
+    evaluate = spec["rollout"]["steps"][0]["evaluate"]
+    assert (evaluate["timeout"], evaluate["requestTimeout"], evaluate["concurrency"]) == (
+        "10m",
+        "30s",
+        4,
+    )
 
 
 def test_kopf_bookkeeping_in_status_survives_and_unknown_status_is_pruned(

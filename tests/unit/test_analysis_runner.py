@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from slipway.analysis.runner import AnalysisRunner
+from slipway.analysis.runner import ROUND_GRACE_SECONDS, AnalysisRunner
 from slipway.api import ModelDeployment, Verdict
 from slipway.controller import Key
 
@@ -129,3 +129,21 @@ def test_nothing_starts_when_no_round_is_due(
     assert r.collect(KEY, md(prom.address), "9ab1", "5d8f", False, NOW) is None
     assert not r.running(KEY)
     assert not prom.asked.acquire(blocking=False)
+
+
+def test_a_round_in_flight_says_by_when_it_ends_and_none_once_it_ended(
+    prom: GatedPrometheus, runner: tuple[AnalysisRunner, threading.Event]
+) -> None:
+    r, woken = runner
+    model = md(prom.address)  # prometheus.timeout 20s
+    assert r.ends_by(KEY, NOW) is None
+    r.collect(KEY, model, "9ab1", "5d8f", True, NOW)
+    assert prom.asked.acquire(timeout=10)
+    bound = dt.timedelta(seconds=20 + ROUND_GRACE_SECONDS)
+    assert r.ends_by(KEY, NOW + dt.timedelta(seconds=3)) == NOW + bound
+    # still in flight past its bound (waiting for a slot): another bound from now
+    later = NOW + dt.timedelta(minutes=5)
+    assert r.ends_by(KEY, later) == later + bound
+    prom.gate.set()
+    assert woken.wait(timeout=10)
+    assert r.ends_by(KEY, NOW) is None

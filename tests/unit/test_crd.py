@@ -213,7 +213,8 @@ def test_every_spec_and_status_field_has_a_description(schema: Schema) -> None:
     [
         ("spec.model.uri", "Where the model lives"),
         ("spec.model", "The model to serve"),
-        ("spec.rollout.steps[]", "exactly one of setWeight, pause or approval"),
+        ("spec.rollout.steps[]", "exactly one of setWeight, pause, evaluate or approval"),
+        ("spec.rollout.steps[].evaluate", "judge the answers with gates"),
         ("status.kopf", "kopf"),
     ],
 )
@@ -246,6 +247,7 @@ def test_quantities_and_percentages_are_int_or_string_with_a_pattern(schema: Sch
     }
     assert set(int_or_string) == {
         "spec.model.storage.sizeLimit",
+        "spec.rollout.steps[].evaluate.data.storage.sizeLimit",
         "spec.resources.requests.*",
         "spec.resources.limits.*",
         "spec.rollout.maxSurge",
@@ -381,7 +383,25 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "maxSurge and maxUnavailable must not both be zero: the rollout could never make "
             "progress",
         ),
-        ("spec.rollout.steps[]", "a step has exactly one of setWeight, pause or approval"),
+        (
+            "spec.rollout.steps[]",
+            "a step has exactly one of setWeight, pause, evaluate or approval",
+        ),
+        ("spec.rollout.steps[].evaluate", "gate names must be unique"),
+        (
+            "spec.rollout.steps[].evaluate.data",
+            "uri must start with one of pvc://, s3://, gs://, hf://, http://, https://, oci://",
+        ),
+        (
+            "spec.rollout.steps[].evaluate.gates[]",
+            "a gate needs a threshold: min, max, maxRatioToStable or maxIncreaseOverStable",
+        ),
+        (
+            "spec.rollout.steps[].evaluate.gates[]",
+            "only accuracy, latency-p50, latency-p99 and error-rate have a value for each side to "
+            "compare with stable; agreement, psi, ks and label-distance compare the two already",
+        ),
+        ("spec.rollout.steps[].evaluate.gates[]", "min must not be greater than max"),
         (
             "spec",
             "a built-in check on a server without a preset reads the series named in "

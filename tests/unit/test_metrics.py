@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -328,6 +329,26 @@ def test_object_series_read_phase_conditions_pause_and_thresholds_off_the_object
     body: dict[str, object], expected: ObjectSeries
 ) -> None:
     assert object_series(body) == expected
+
+
+def test_the_gates_of_evaluate_steps_are_thresholds_too_named_as_their_measurements() -> None:
+    body: dict[str, Any] = md("Progressing", "CanaryProgressing", analysis=True)
+    gates = [
+        {"measure": "agreement", "min": 0.95},
+        {"measure": "latency-p99", "name": "p99", "max": 0.5},
+        {"measure": "error-rate", "max": 0.2},
+    ]
+    body["spec"]["rollout"]["steps"] = [
+        {"evaluate": {"data": {"uri": "s3://eval/x.jsonl"}, "gates": gates}},
+        {"setWeight": 50},
+    ]
+    assert object_series(body).thresholds == {
+        ("error-rate", "max"): 0.01,  # the analysis metric's, named alike, is kept
+        ("throughput", "min"): 5,
+        ("throughput", "max"): 500,
+        ("agreement", "min"): 0.95,
+        ("p99", "max"): 0.5,
+    }
 
 
 def test_per_object_series_follow_the_object_and_go_with_it(m: SlipwayMetrics) -> None:

@@ -9,6 +9,8 @@ import pytest
 from slipway.api import ModelDeployment, RevisionPins
 from slipway.kube import ApiError
 from slipway.reconcile import (
+    evaluation_result,
+    job_ended,
     merge_patch,
     pods_failing,
     pods_refused,
@@ -207,3 +209,71 @@ def test_server_message_is_the_status_message_or_the_http_status() -> None:
     assert server_message(ApiError(422, "Unprocessable Entity", "not json")) == (
         "422 Unprocessable Entity"
     )
+
+
+# -- the evaluation Job: ended or not, and what its pod reported ---------------------------------
+
+
+def job(*conditions: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {"type": kind, "status": status, "reason": "DeadlineExceeded", "message": text}
+                for kind, status, text in conditions
+            ]
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "conditions, ended",
+    [
+        ((), (False, None)),
+        ((("SuccessCriteriaMet", "True", ""),), (False, None)),  # its pod may still be there
+        ((("Complete", "True", ""),), (True, None)),
+        ((("Failed", "False", ""),), (False, None)),
+        (
+            (("Failed", "True", "Job was active longer than specified deadline"),),
+            (True, "DeadlineExceeded: Job was active longer than specified deadline"),
+        ),
+    ],
+)
+def test_a_job_has_ended_when_it_is_complete_or_failed(
+    conditions: tuple[tuple[str, str, str], ...], ended: tuple[bool, str | None]
+) -> None:
+    assert job_ended(job(*conditions)) == ended
+
+
+def evaluation_pod(message: str | None, created: str = "2024-05-01T12:00:00Z") -> dict[str, Any]:
+    terminated: dict[str, Any] = {"exitCode": 0 if message else 137, "reason": "Completed"}
+    if message is not None:
+        terminated["message"] = message
+    return {
+        "metadata": {"name": "p", "creationTimestamp": created},
+        "status": {
+            "containerStatuses": [{"name": "evaluate", "state": {"terminated": terminated}}]
+        },
+    }
+
+
+def test_the_result_is_the_termination_message_of_the_evaluate_container() -> None:
+    message = '{"lines":150,"compared":150,"agreement":0.98,"canary":{"requests":150}}'
+    result, problem = evaluation_result([evaluation_pod(message)])
+    assert result is not None and problem == ""
+    assert (result.lines, result.agreement, result.canary.requests) == (150, 0.98, 150)
+
+
+def test_without_a_readable_result_it_says_why() -> None:
+    assert evaluation_result([]) == (None, "its pod is gone")
+    result, problem = evaluation_result([evaluation_pod(None)])
+    assert result is None
+    assert problem == "the evaluation container ended (Completed, exit code 137) without a result"
+    result, problem = evaluation_result([evaluation_pod("not json")])
+    assert result is None and "not one Slipway can read" in problem
+
+
+def test_the_newest_pod_with_a_result_is_read() -> None:
+    old = evaluation_pod('{"lines": 1}', created="2024-05-01T12:00:00Z")
+    new = evaluation_pod('{"lines": 2}', created="2024-05-01T12:05:00Z")
+    result, _ = evaluation_result([old, new])
+    assert result is not None and result.lines == 2

@@ -381,12 +381,20 @@ def test_services_listen_on_the_runtime_port_and_target_the_named_port() -> None
     ]
 
 
-@pytest.mark.parametrize(("track", "revision"), [("stable", None), (None, "0123456789")])
-def test_a_track_service_needs_a_revision_and_the_main_one_takes_none(
-    track: str | None, revision: str | None
-) -> None:
+@pytest.mark.parametrize("track", ["stable", "canary"])
+def test_a_track_service_needs_a_revision(track: str) -> None:
     with pytest.raises(ValueError, match="needs its revision"):
-        desired_service(model_deployment(), track, revision, 8080)
+        desired_service(model_deployment(), track, None, 8080)
+
+
+def test_the_main_service_may_select_one_revision_alone() -> None:
+    service = desired_service(model_deployment(), None, "0123456789", 8080)
+    assert service["metadata"]["name"] == "fraud"
+    assert service["spec"]["selector"] == {
+        "serving.slipway.dev/modeldeployment": "fraud",
+        "serving.slipway.dev/revision": "0123456789",
+    }
+    assert "serving.slipway.dev/track" not in service["metadata"]["labels"]
 
 
 def test_the_url_is_the_main_service_in_cluster() -> None:

@@ -40,6 +40,7 @@ def job(model: ModelDeployment | None = None, step: EvaluateStep | None = None) 
     return desired_evaluation_job(
         model,
         2,
+        1,
         step or evaluate(),
         "9ab1c0de77",
         OPERATOR,
@@ -52,7 +53,7 @@ def job(model: ModelDeployment | None = None, step: EvaluateStep | None = None) 
 def test_the_job_runs_slipway_evaluate_against_both_services() -> None:
     manifest = job()
     assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "Job")
-    assert manifest["metadata"]["name"] == "fraud-eval-9ab1c0de77-2"
+    assert manifest["metadata"]["name"] == "fraud-eval-9ab1c0de77-2-1"
     [container] = manifest["spec"]["template"]["spec"]["containers"]
     assert container["image"] == OPERATOR and container["command"] == ["slipway"]
     assert container["args"] == [
@@ -82,7 +83,7 @@ def test_the_job_is_owned_by_the_modeldeployment_but_its_pod_is_no_serving_pod()
     pod_labels = manifest["spec"]["template"]["metadata"]["labels"]
     # Services, the scale subresource and the HPA select serving pods by this label
     assert "serving.slipway.dev/modeldeployment" not in pod_labels
-    assert pod_labels == {"serving.slipway.dev/evaluation": "fraud-eval-9ab1c0de77-2"}
+    assert pod_labels == {"serving.slipway.dev/evaluation": "fraud-eval-9ab1c0de77-2-1"}
 
 
 def test_the_evaluation_pod_is_restricted_and_never_talks_to_the_api_server() -> None:
@@ -155,5 +156,5 @@ def test_the_steps_options_reach_the_command(extra: dict[str, Any], args: list[s
 
 
 def test_a_long_name_still_gives_a_job_name_its_pods_can_carry() -> None:
-    name = evaluation_job_name(md("f" * 120), "9ab1c0de77", 13)
-    assert len(name) <= 63 and name.endswith("-eval-9ab1c0de77-13")
+    name = evaluation_job_name(md("f" * 120), "9ab1c0de77", 13, 7)
+    assert len(name) <= 63 and name.endswith("-eval-9ab1c0de77-13-7")

@@ -1,13 +1,15 @@
 """Properties of the rollout state machine over many random (but seeded) histories.
 
 Each history starts from a stable revision, Ready or (a GPU shortage) only partly Ready, and then,
-step by step, lets pods get Ready, lets time pass, answers analysis with random verdicts, consumes
-random actions, scales, and changes the spec (new versions, some of them broken, some refused by
-the cluster, some that cannot be served at all; reverts; undos), with the traffic route sometimes
-missing. Through all of it:
-- what serves is never torn down for what does not: the Ready pods of all revisions never drop
-  below what they were (or spec.replicas, if that is lower), so a serving revision loses Ready
-  pods only to a replacement that has at least as many (maxUnavailable 0);
+step by step, lets pods get Ready, lets time pass, answers analysis and evaluation Jobs with random
+verdicts, consumes random actions, scales, and changes the spec (new versions, some of them broken,
+some refused by the cluster, some that cannot be served at all; reverts; undos), with the traffic
+route sometimes missing. Through all of it:
+- what serves is never torn down for what does not: the Ready pods that users reach (a canary
+  being evaluated behind a Service <name> that selects stable alone is reached by none) never
+  drop below what they were (or spec.replicas, if that is lower), so a serving revision loses
+  Ready pods only to a replacement that has at least as many (maxUnavailable 0);
+- Service <name> never takes in a canary's pods before its first weight;
 - a canary with no Ready pod never has weight;
 - every problem the core was told of is in a condition that names it, and kstatus's Reconciling
   and Stalled are never both True;
@@ -24,6 +26,8 @@ import pytest
 
 from slipway.api import Measurement, Phase, Verdict
 from slipway.rollout import Action, Decision, Observed, decide
+from slipway.rollout.facts import steps_of
+from slipway.rollout.steps import weight_at
 from tests.unit.test_rollout import (
     ANALYSIS,
     BAD,
@@ -31,14 +35,20 @@ from tests.unit.test_rollout import (
     GOOD,
     NO_DATA,
     PINS,
-    Rollout,
     measured,
     model_deployment,
 )
+from tests.unit.test_rollout_evaluation import EVALUATE, EvaluatingRollout, gates
 
 SEEDS = range(120)
 ROUNDS = 80
 ERROR = measured(Verdict.ERROR, None, "query failed")
+OK = Verdict.SUCCESSFUL
+JOB_VERDICTS = [(OK, OK)] * 4 + [
+    (Verdict.FAILED, OK),
+    (OK, Verdict.INCONCLUSIVE),
+    (Verdict.ERROR,) * 2,
+]
 
 
 def random_rollout(rng: random.Random) -> dict[str, Any]:
@@ -47,9 +57,12 @@ def random_rollout(rng: random.Random) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     weight = 0
     for _ in range(rng.randint(0, 5)):
-        if rng.random() < 0.5:
+        roll = rng.random()
+        if roll < 0.4:
             weight = min(100, weight + rng.choice([5, 10, 25, 50]))
             steps.append({"setWeight": weight})
+        elif roll < 0.6:
+            steps.append(EVALUATE)
         else:
             steps.append({"pause": rng.choice([{}, {"duration": "30s"}, {"duration": "2m"}])})
     rollout: dict[str, Any] = {
@@ -67,17 +80,34 @@ def random_rollout(rng: random.Random) -> dict[str, Any]:
     return rollout
 
 
-def served(observed: Observed) -> int:
-    return sum(r.ready_replicas for r in observed.revisions.values())
+def reached(ready: dict[str, int], service_revision: str | None) -> int:
+    """Ready pods that users reach through Service <name>."""
+    if service_revision is not None:
+        return ready.get(service_revision, 0)
+    return sum(ready.values())
 
 
-def check(rollout: Rollout, decision: Decision, observed_before: Observed, now: Any) -> None:
+def check(
+    rollout: EvaluatingRollout, decision: Decision, observed_before: Observed, now: Any
+) -> None:
     status = decision.status
     total = rollout.md.spec.replicas
     cluster = rollout.cluster
-    after = sum(cluster.ready(rev) for rev in cluster.deployments)
-    floor = min(served(observed_before), total)
+    before = {rev: r.ready_replicas for rev, r in observed_before.revisions.items()}
+    after = reached(
+        {rev: cluster.ready(rev) for rev in cluster.deployments}, rollout.service_revision
+    )
+    floor = min(reached(before, observed_before.service_revision), total)
     assert after >= floor, f"Ready pods dropped to {after} (floor {floor}): {cluster.snapshot()}"
+    canary = status.canary
+    ratio = rollout.md.spec.rollout.traffic_routing is None
+    if canary is not None and ratio and rollout.service_revision is None:
+        steps = steps_of(rollout.md, status, canary)
+        before_any_weight = weight_at(steps, canary.step) == 0
+        assert not (before_any_weight and cluster.ready(canary.revision)), (
+            "Service <name> takes in a canary pod before its first weight",
+            cluster.snapshot(),
+        )
 
     assert decision.stable_weight + decision.canary_weight == 100
     assert 0 <= decision.canary_weight <= 100
@@ -113,11 +143,11 @@ def check(rollout: Rollout, decision: Decision, observed_before: Observed, now: 
     assert again.requeue_after == decision.requeue_after
 
 
-def start(rng: random.Random, md: Any, metrics: Any) -> Rollout:
+def start(rng: random.Random, md: Any, metrics: Any) -> EvaluatingRollout:
     """A Ready first revision, or (one history in four) one that only part of its pods serve."""
     if rng.random() < 0.75:
-        return Rollout.deployed(md, metrics=metrics)
-    rollout = Rollout(md=md, metrics=metrics)
+        return EvaluatingRollout.deployed(md, metrics=metrics)
+    rollout = EvaluatingRollout(md=md, metrics=metrics)
     rollout.cluster.broken[rollout.revision] = "not-ready"
     rollout.reconcile()
     pods = rollout.cluster.deployments[rollout.revision]
@@ -164,6 +194,10 @@ def test_random_histories_keep_what_serves_say_every_problem_and_are_idempotent(
             rollout.change(replicas=rng.randint(1, 8))  # kubectl scale, an HPA
         elif roll < 0.7 and rollout.md.spec.rollout.traffic_routing is not None:
             rollout.route_missing = not rollout.route_missing
+        elif roll < 0.8:
+            for job in rollout.jobs.values():
+                if job.outcome is None:
+                    job.outcome = gates(*rng.choice(JOB_VERDICTS))
         observed = rollout.observe()
         now = rollout.now
         decision = rollout.reconcile(action=action)

@@ -74,7 +74,13 @@ The rules the operator needs in every namespace it serves: exact resources and v
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [list, watch, create, patch, delete]
-# Read-only: pods to see crash loops and missing secrets, a claim to check a pvc:// model exists.
+# The Jobs of evaluate steps (`slipway evaluate` from the operator's image): created once each,
+# never changed, deleted when stale; their pods' results are read through the pods' list below.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [list, watch, create, patch, delete]
+# Read-only: pods to see crash loops and missing secrets and an evaluation Job's result (its
+# pod's termination message), a claim to check a pvc:// model exists.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]

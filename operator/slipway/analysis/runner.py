@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from slipway.analysis.measure import measure
-from slipway.analysis.prometheus import TIMEOUT_CAP_SECONDS
+from slipway.analysis.prometheus import TIMEOUT_CAP_SECONDS, query_timeout
 from slipway.api import Measurement, ModelDeployment, Verdict
 from slipway.controller import Key
 from slipway.rollout.times import rfc3339
@@ -37,6 +37,8 @@ ROUND_GRACE_SECONDS = 5.0
 class _Round:
     revision: str
     future: concurrent.futures.Future[list[Measurement]]
+    started: dt.datetime  # the reconcile's time when it was started
+    bound: float  # seconds it takes at most once it runs (its queries are bounded)
 
 
 class AnalysisRunner:
@@ -76,9 +78,23 @@ class AnalysisRunner:
                 return self._result(md, revision, current, now)
             if current is None and due:
                 self._rounds[key] = _Round(
-                    revision, self._start(key, md, revision, stable_revision, now)
+                    revision,
+                    self._start(key, md, revision, stable_revision, now),
+                    started=now,
+                    bound=round_bound(md),
                 )
         return None
+
+    def ends_by(self, key: Key, now: dt.datetime) -> dt.datetime | None:
+        """When the round of `key` in flight will have ended at the latest (its end wakes the
+        reconcile; this is the safety net), or None when none is in flight. A round still
+        waiting for its turn past its bound gets another bound from `now`."""
+        with self._lock:
+            found = self._rounds.get(key)
+            if found is None or found.future.done():
+                return None
+            ends = found.started + dt.timedelta(seconds=found.bound)
+        return ends if ends > now else now + dt.timedelta(seconds=found.bound)
 
     def running(self, key: Key) -> bool:
         """Whether a round of `key` is in flight."""
@@ -177,3 +193,13 @@ class AnalysisRunner:
             )
             for m in metrics
         ]
+
+
+def round_bound(md: ModelDeployment) -> float:
+    """Seconds a round of `md` takes at most: its queries run at once, each bounded by
+    `prometheus.timeout`, and the whole round by the cap."""
+    spec = md.spec.rollout.analysis
+    cap = TIMEOUT_CAP_SECONDS + ROUND_GRACE_SECONDS
+    if spec is None:
+        return cap
+    return min(cap, query_timeout(spec.prometheus.timeout) + ROUND_GRACE_SECONDS)

@@ -26,7 +26,6 @@ from slipway.api.records import (
 )
 from slipway.api.spec import (
     PRESET_FORMATS,
-    URI_SCHEMES,
     AnalysisMetric,
     AnalysisSpec,
     ApprovalStep,
@@ -38,7 +37,6 @@ from slipway.api.spec import (
     ModelDeploymentSpec,
     ModelRegistry,
     ModelSpec,
-    ModelStorage,
     MonitoringSpec,
     PauseStep,
     PodMonitorSpec,
@@ -61,6 +59,7 @@ from slipway.api.status import (
     CanaryStatus,
     Condition,
     ConditionType,
+    EvaluationStatus,
     HistoryEntry,
     Measurement,
     ModelDeploymentStatus,
@@ -69,6 +68,7 @@ from slipway.api.status import (
     RevisionStatus,
     Verdict,
 )
+from slipway.api.storage import URI_SCHEMES, ModelStorage
 from slipway.api.types import ApiModel, duration_seconds
 
 # A ModelDeployment's children are named <name>-<revision> (10 hex characters) and <name>-canary:
@@ -151,6 +151,7 @@ __all__ = [
     "EvaluationData",
     "EvaluationGate",
     "EvaluationResult",
+    "EvaluationStatus",
     "GatewayAPIRouting",
     "HistoryEntry",
     "HistoryRecord",

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
-from slipway.api.spec import URI_SCHEMES, ModelStorage
+from slipway.api.storage import URI_SCHEMES, ModelStorage
 from slipway.api.types import DNS_LABEL, ApiModel, Duration
 
 
@@ -128,9 +128,28 @@ class EvaluationGate(ApiModel):
         return self.max_ratio_to_stable is not None or self.max_increase_over_stable is not None
 
 
+def _gate_name(var: str) -> str:
+    """A gate's name in CEL: its name, or its measure when it has none."""
+    return f"(has({var}.name) ? {var}.name : {var}.measure)"
+
+
 class EvaluateStep(ApiModel):
     """Send the evaluation set to the canary and to stable (their Services) and judge the
     answers with gates; a failed gate fails the canary like a failed analysis."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.gates.all(a, self.gates.exists_one(b, "
+                    f"{_gate_name('b')} == {_gate_name('a')}))",
+                    "message": "gate names must be unique (a gate without a name is named after "
+                    "its measure): name the second one",
+                    "fieldPath": ".gates",
+                }
+            ]
+        }
+    )
 
     data: EvaluationData = Field(description="The evaluation set.")
     output: str | None = Field(

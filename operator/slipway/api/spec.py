@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
+from slipway.api.evaluation import EvaluateStep
+from slipway.api.storage import URI_SCHEMES, ModelStorage
 from slipway.api.types import (
     DNS_LABEL,
     ApiModel,
@@ -26,7 +28,6 @@ PRESET_FORMATS = (
     "tensorrt",
     "huggingface",
 )
-URI_SCHEMES = ("pvc", "s3", "gs", "hf", "http", "https", "oci")
 # how often a registry alias is looked up again, at least and at most
 REGISTRY_POLL_MIN = "10s"
 REGISTRY_POLL_MAX = "1h"
@@ -45,27 +46,6 @@ class Strategy(StrEnum):
 
     CANARY = "Canary"
     ROLLING = "Rolling"
-
-
-class ModelStorage(ApiModel):
-    """How the model files are fetched (s3, gs, hf, http(s) URIs)."""
-
-    secret_name: str | None = Field(
-        default=None,
-        description="Secret with the credentials for the model store, given to the fetcher as "
-        "environment variables (AWS_ACCESS_KEY_ID, GOOGLE_APPLICATION_CREDENTIALS, HF_TOKEN, ...). "
-        "Empty: the pod's own workload identity.",
-    )
-    size_limit: Quantity = Field(
-        default="20Gi",
-        description="Size limit of the volume the model is downloaded into.",
-    )
-    sha256: str | None = Field(
-        default=None,
-        pattern=r"^[a-f0-9]{64}$",
-        description="Expected sha256 of the downloaded model (a file, or the sorted file tree); "
-        "a mismatch fails the pod with a clear message.",
-    )
 
 
 # a version in a model registry, as MLflow writes it: models:/NAME@ALIAS or models:/NAME/VERSION
@@ -423,16 +403,41 @@ class ApprovalStep(ApiModel):
     )
 
 
+_STEP_FIELDS = ("setWeight", "pause", "evaluate", "approval")
+_STEPS_SET = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in _STEP_FIELDS)
+_ONE_STEP = "a step has exactly one of setWeight, pause, evaluate or approval"
+_STEP_MASK = " + ".join(f"(has(self.{f}) ? {1 << i} : 0)" for i, f in enumerate(_STEP_FIELDS))
+
+
+def _named(mask: int) -> str:
+    names = [f for i, f in enumerate(_STEP_FIELDS) if mask & (1 << i)]
+    if len(names) <= 2:
+        return " and ".join(names) or "none"
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+# the message names what the step has (constant strings only: the API server bounds CEL's cost)
+_WHAT_IT_HAS = (
+    "".join(
+        f"({_STEP_MASK}) == {mask} ? '{_named(mask)}' : "
+        for mask in range(1 << len(_STEP_FIELDS))
+        if bin(mask).count("1") != 1
+    )
+    + "''"
+)
+
+
 class CanaryStep(ApiModel):
-    """One step of a canary: exactly one of setWeight, pause or approval."""
+    """One step of a canary: exactly one of setWeight, pause, evaluate or approval."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + "
-                    "(has(self.approval) ? 1 : 0) == 1",
-                    "message": "a step has exactly one of setWeight, pause or approval",
+                    "rule": f"{_STEPS_SET} == 1",
+                    "message": _ONE_STEP,
+                    "messageExpression": f"'{_ONE_STEP}; this one has ' + ({_WHAT_IT_HAS}) + "
+                    "': put each in a step of its own'",
                 }
             ]
         }
@@ -445,6 +450,12 @@ class CanaryStep(ApiModel):
         description="Percent of traffic (0-100) the canary gets from this step on.",
     )
     pause: PauseStep | None = Field(default=None, description="Wait before the next step.")
+    evaluate: EvaluateStep | None = Field(
+        default=None,
+        description="Send an evaluation set to the canary and to stable and judge the answers "
+        "with gates (a Job running `slipway evaluate`). Before the first setWeight above 0 the "
+        "canary runs one pod that gets no user traffic for it.",
+    )
     approval: ApprovalStep | None = Field(
         default=None,
         description="Wait for people to approve (kubectl slipway promote) before the next step.",

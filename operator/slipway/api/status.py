@@ -158,6 +158,31 @@ class Approval(ApiModel):
     at: str = Field(description="When the operator took it (RFC 3339).")
 
 
+class EvaluationStatus(ApiModel):
+    """The canary's latest evaluation (an evaluate step): its Job and its verdict."""
+
+    step: int = Field(ge=0, description="Index of the evaluate step in rollout.steps.")
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        description="Which evaluation of this canary it is (1, 2, ...; a resume after an "
+        "Inconclusive one, or a retry, runs another); its Job is "
+        "<name>-eval-<revision>-<step>-<attempt>.",
+    )
+    started_at: str | None = Field(
+        default=None,
+        description="When its Job was started; empty while it waits for the canary's pod and "
+        "the stable's to be Ready.",
+    )
+    finished_at: str | None = Field(default=None, description="When its result was judged.")
+    verdict: Verdict | None = Field(
+        default=None,
+        description="Successful when every gate passed, else the worst verdict of its gates "
+        "(Failed, Error, Inconclusive); empty until judged. The gates' measurements are in "
+        "status.analysis.",
+    )
+
+
 class CanaryStatus(RevisionStatus, CanaryRecord):
     """The canary revision and how far it got."""
 
@@ -189,6 +214,9 @@ class CanaryStatus(RevisionStatus, CanaryRecord):
     approvals: list[Approval] = Field(
         default_factory=list,
         description="Who approved the current approval step (distinct users), oldest first.",
+    )
+    evaluation: EvaluationStatus | None = Field(
+        default=None, description="The latest evaluation of the canary (an evaluate step)."
     )
     # written by Slipway 0.1 (before `state`); read once, never written again
     paused: bool | None = Field(default=None, description="Deprecated: see state.")
@@ -257,6 +285,11 @@ class Measurement(ApiModel):
     query: str = Field(default="", description="The query as sent, templates resolved.")
     at: str = Field(description="When it was measured (RFC 3339).")
     revision: str = Field(default="", description="The canary revision measured.")
+    step: int | None = Field(
+        default=None,
+        description="The index of the evaluate step whose gate this is; empty for analysis "
+        "metrics.",
+    )
     stable_value: float | None = Field(
         default=None,
         description="Stable's value over the same window, for a comparison with stable (empty: "

@@ -32,10 +32,10 @@ FINISHED_JOB_SECONDS = 86400
 RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 
-def evaluation_job_name(md: ModelDeployment, canary_revision: str, step: int) -> str:
-    """`<name>-eval-<canary revision>-<step>`, fitted to 63 characters (the Job's name is a label
-    value of its pods)."""
-    return fitted(md.name, f"-eval-{canary_revision}-{step}", DNS_LABEL_MAX)
+def evaluation_job_name(md: ModelDeployment, canary_revision: str, step: int, attempt: int) -> str:
+    """`<name>-eval-<canary revision>-<step>-<attempt>`, fitted to 63 characters (the Job's name
+    is a label value of its pods). Each evaluation of a canary has a Job of its own."""
+    return fitted(md.name, f"-eval-{canary_revision}-{step}-{attempt}", DNS_LABEL_MAX)
 
 
 def service_url(md: ModelDeployment, track: str, port: int) -> str:
@@ -46,6 +46,7 @@ def service_url(md: ModelDeployment, track: str, port: int) -> str:
 def desired_evaluation_job(
     md: ModelDeployment,
     step: int,
+    attempt: int,
     evaluate: EvaluateStep,
     canary_revision: str,
     operator_image: str,
@@ -54,7 +55,7 @@ def desired_evaluation_job(
     protocol: Protocol,
 ) -> dict[str, Any]:
     """The Job that sends `evaluate.data` to `canary_url` and `stable_url` for step `step`."""
-    name = evaluation_job_name(md, canary_revision, step)
+    name = evaluation_job_name(md, canary_revision, step, attempt)
     labels = {
         **child_labels(md, md.model_name, md.spec.model.version, canary_revision),
         EVALUATION_LABEL: str(step),

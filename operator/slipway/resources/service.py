@@ -13,14 +13,15 @@ from slipway.resources.names import service_name
 def desired_service(
     md: ModelDeployment, track: str | None, revision: str | None, port: int
 ) -> dict[str, Any]:
-    """Service `<name>` (track None: every serving pod, the split is the replica ratio), or
-    `<name>-<track>` selecting the pods of `revision` only.
+    """Service `<name>` (track None: every serving pod, the split is the replica ratio; with a
+    `revision`, that revision's pods alone: a canary evaluated before its first weight gets no
+    user traffic), or `<name>-<track>` selecting the pods of `revision` only.
 
     The target port is the container port's name, so revisions listening on different
     ports can share Service `<name>`.
     """
-    if (track is None) != (revision is None):
-        raise ValueError("a track Service needs its revision; Service <name> takes neither")
+    if track is not None and revision is None:
+        raise ValueError("a track Service needs its revision")
     labels = child_labels(md, md.model_name, md.spec.model.version, track=track)
     return {
         "apiVersion": "v1",

@@ -86,16 +86,18 @@ def plan_replicas(
     total: int,
     budget: Budget,
     grow_freely: Collection[str] = (),
+    idle: Collection[str] = (),
 ) -> dict[str, int]:
     """Replicas to set now for each revision of `targets`, one safe move toward the targets.
 
     `targets` is in priority order: the first listed gives up Ready pods first. A revision in
     `grow_freely` (a stable revision restoring its own capacity) grows at once; the others grow
     only within the surge budget. Revisions not in `targets` are about to be deleted and count
-    for nothing.
+    for nothing; nor do the Ready pods of revisions in `idle`, which no user traffic reaches (a
+    canary evaluated behind a Service that selects the stable alone).
     """
     current = {rev: observed.replicas(rev) for rev in targets}
-    ready = {rev: min(observed.ready(rev), current[rev]) for rev in targets}
+    ready = {rev: 0 if rev in idle else min(observed.ready(rev), current[rev]) for rev in targets}
     planned = dict(current)
     # Ready pods that may go without the model dropping below its minimum
     spare = sum(ready.values()) - (total - budget.unavailable)

@@ -76,6 +76,14 @@ class Facts:
     def rollout(self) -> RolloutSpec:
         return self.md.spec.rollout
 
+    def reaching_users(self, revision: str) -> int:
+        """Ready pods of `revision` that user traffic reaches through Service <name>: none while
+        <name> selects another revision alone (a canary being evaluated before any weight)."""
+        pinned = self.observed.service_revision
+        if not self.gateway and pinned is not None and pinned != revision:
+            return 0
+        return self.observed.ready(revision)
+
     @property
     def held(self) -> bool:
         """The spec cannot be served: what runs is judged, but nothing moves toward the spec."""
@@ -125,12 +133,19 @@ def is_undo(status: ModelDeploymentStatus, revision: str) -> bool:
 def analysis_applies(
     md: ModelDeployment, status: ModelDeploymentStatus, canary: CanaryStatus
 ) -> bool:
+    """Whether analysis metrics judge this canary (strategy Canary with metrics, not an undo)."""
     rollout = md.spec.rollout
     return (
         rollout.strategy is Strategy.CANARY
         and rollout.analysis is not None
         and not is_undo(status, canary.revision)
     )
+
+
+def judged(md: ModelDeployment, status: ModelDeploymentStatus, canary: CanaryStatus) -> bool:
+    """Whether anything measures this canary into status.analysis: metrics or evaluate steps."""
+    evaluates = any(step.evaluate is not None for step in steps_of(md, status, canary))
+    return analysis_applies(md, status, canary) or evaluates
 
 
 def steps_of(

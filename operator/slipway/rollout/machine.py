@@ -34,6 +34,7 @@ from slipway.api import (
     CanaryState,
     CanaryStatus,
     CanaryStep,
+    EvaluationStatus,
     HistoryEntry,
     Measurement,
     ModelDeployment,
@@ -55,6 +56,7 @@ from slipway.rollout.facts import (
     Facts,
     analysis_applies,
     is_undo,
+    judged,
     next_measurement_at,
     running_canary,
     step_started,
@@ -64,6 +66,7 @@ from slipway.rollout.facts import (
 from slipway.rollout.model import (
     Action,
     Decision,
+    DesiredEvaluation,
     DesiredRevision,
     Event,
     EventType,
@@ -73,6 +76,9 @@ from slipway.rollout.model import (
 from slipway.rollout.report import conditions_for, phase_of
 from slipway.rollout.steps import (
     approvals_needed,
+    canary_pods_at,
+    current_evaluation,
+    evaluate_at,
     kind_of,
     step_name,
     waits_for_promotion,
@@ -125,8 +131,9 @@ def analysis_due(md: ModelDeployment, revision: str, now: dt.datetime) -> bool:
 
     True when analysis is configured for this canary (strategy Canary, not an undo), the canary of
     `revision` (see `heading_for`) runs and is not paused by the user, it had a Ready pod at the
-    last reconcile, and an interval has passed since the last measurement (the first one comes an
-    interval after the canary's pods for its first step were all Ready, so it has seen traffic).
+    last reconcile and its step gives it user traffic (a canary evaluated before any weight has
+    none to measure), and an interval has passed since the last measurement (the first one comes
+    an interval after the canary's pods for its first step were all Ready, so it has seen traffic).
     """
     status = md.status
     canary = status.canary
@@ -134,7 +141,7 @@ def analysis_due(md: ModelDeployment, revision: str, now: dt.datetime) -> bool:
         return False
     if not analysis_applies(md, status, canary) or _user_paused(canary):
         return False
-    if canary.ready_replicas < 1:
+    if not _gets_traffic(md, status, canary):
         return False
     due = next_measurement_at(md, status, canary)
     return due is not None and now >= due
@@ -172,9 +179,11 @@ def decide(
         _act(facts, draft, action)
     if measurements:
         _record_measurements(facts, draft, measurements)
+    _record_evaluation(facts, draft)
     _note_readiness(facts, draft)
     _detect_failure(facts, draft)
     _advance(facts, draft)
+    _start_evaluation(facts, draft)
     return _finish(facts, draft)
 
 
@@ -187,6 +196,7 @@ class _Draft:
 
     status: ModelDeploymentStatus
     events: list[Event] = field(default_factory=list)
+    evaluated: list[Measurement] = field(default_factory=list)  # gates judged now
 
     def note(
         self,
@@ -209,6 +219,7 @@ class _Plan:
     targets: dict[str, int]  # where each revision is going, in the order they give up pods
     replicas: dict[str, int]  # what each revision gets now
     weight: int  # the canary's traffic in effect
+    service_revision: str | None = None  # Service <name> selects this revision alone
 
 
 # -- the transition table --------------------------------------------------------------------------
@@ -336,7 +347,7 @@ def _pause_inconclusive(
 def _lift_inconclusive_pause(
     facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None
 ) -> None:
-    if canary.reason is not R.ANALYSIS_INCONCLUSIVE:
+    if canary.reason is not R.ANALYSIS_INCONCLUSIVE or _evaluation_holds(canary):
         return
     _align_with_step(facts, draft, canary)
     draft.note(
@@ -469,8 +480,11 @@ def _abort(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | Non
 
 def _retry(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
     canary.step, canary.started_at = 0, facts.stamp
-    if analysis_applies(facts.md, draft.status, canary):
+    if judged(facts.md, draft.status, canary):
         draft.status.analysis = AnalysisStatus(revision=canary.revision)
+    if canary.evaluation is not None:
+        # every evaluation runs again, each in a Job of its own
+        canary.evaluation = _next_evaluation(canary, canary.evaluation.step)
     draft.note(
         "Normal",
         "Retry",
@@ -498,6 +512,9 @@ def _user_pause(
 def _resume(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> str | None:
     if canary.reason is R.WAITING_FOR_APPROVAL:
         return f"resume does not approve: {canary.message}"
+    if _evaluation_holds(canary):
+        # an evaluation that gave no verdict is run again (a Job of its own), not skipped
+        canary.evaluation = _next_evaluation(canary, canary.step)
     if canary.reason is R.WAITING_FOR_PROMOTION:
         _enter_step(facts, draft, canary, canary.step + 1)
         steps = _steps(facts, draft, canary)
@@ -618,7 +635,7 @@ def _start_canary(facts: Facts, draft: _Draft) -> None:
         step_started_at=facts.stamp,
     )
     status.canary = canary
-    if analysis_applies(facts.md, status, canary):
+    if judged(facts.md, status, canary):
         status.analysis = AnalysisStatus(revision=canary.revision)
     if is_undo(status, canary.revision):
         draft.note(
@@ -709,7 +726,7 @@ def _follows_its_step(canary: CanaryStatus) -> bool:
 
 def _ready_at_weight(facts: Facts, draft: _Draft, canary: CanaryStatus) -> bool:
     steps = _steps(facts, draft, canary)
-    target = canary_replicas_for(weight_at(steps, canary.step), facts.total)
+    target = canary_pods_at(steps, canary.step, facts.total)
     return facts.observed.ready(canary.revision) >= target
 
 
@@ -822,7 +839,11 @@ def _evidence_allows(facts: Facts, status: ModelDeploymentStatus, canary: Canary
     analysis = status.analysis
     if analysis is None or analysis.revision != canary.revision:
         return False
-    latest = {m.metric: m for m in analysis.measurements if m.revision in ("", canary.revision)}
+    latest = {
+        m.metric: m
+        for m in analysis.measurements
+        if m.revision in ("", canary.revision) and m.step is None  # not an evaluation's gate
+    }
     return all(
         metric.name in latest and latest[metric.name].verdict is Verdict.SUCCESSFUL
         for metric in spec.metrics
@@ -831,6 +852,127 @@ def _evidence_allows(facts: Facts, status: ModelDeploymentStatus, canary: Canary
 
 def _user_paused(canary: CanaryStatus) -> bool:
     return canary.state is S.PAUSED and canary.reason is R.USER_PAUSED
+
+
+def _gets_traffic(md: ModelDeployment, status: ModelDeploymentStatus, canary: CanaryStatus) -> bool:
+    """Whether user traffic reaches the canary: it has a Ready pod and its step a weight (before
+    the first weight, a canary's pod is there for an evaluation only)."""
+    steps = steps_of(md, status, canary)
+    return canary.ready_replicas >= 1 and weight_at(steps, canary.step) > 0
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+_WORST_FIRST = (Verdict.FAILED, Verdict.ERROR, Verdict.INCONCLUSIVE, Verdict.SUCCESSFUL)
+
+
+def _next_evaluation(canary: CanaryStatus, step: int) -> EvaluationStatus:
+    """A new evaluation of `step`, not started yet; its attempt number is the canary's next, so
+    that its Job has a name of its own."""
+    previous = canary.evaluation.attempt if canary.evaluation is not None else 0
+    return EvaluationStatus(step=step, attempt=previous + 1)
+
+
+def _evaluation_holds(canary: CanaryStatus) -> bool:
+    """The current step's evaluation was judged and gave no verdict to go on (Inconclusive or
+    Error): only resume (which runs it again) or promote (which skips it) moves the canary."""
+    run = current_evaluation(canary)
+    return run is not None and run.verdict in (Verdict.INCONCLUSIVE, Verdict.ERROR)
+
+
+def _start_evaluation(facts: Facts, draft: _Draft) -> None:
+    """At an evaluate step: its evaluation starts once the canary's pod for it is Ready."""
+    canary = running_canary(facts, draft.status)
+    if canary is None or canary.state is not S.PROGRESSING or facts.held:
+        return
+    steps = _steps(facts, draft, canary)
+    evaluate = evaluate_at(steps, canary.step)
+    if evaluate is None:
+        return
+    run = current_evaluation(canary)
+    if run is None:
+        run = canary.evaluation = _next_evaluation(canary, canary.step)
+    if run.started_at is not None or not _ready_at_weight(facts, draft, canary):
+        return
+    run.started_at = facts.stamp
+    draft.note(
+        "Normal",
+        "EvaluationStarted",
+        f"evaluation {run.attempt} of canary {canary.revision} at "
+        f"{step_name(steps, canary.step)}: {evaluate.data.uri} goes to the canary and to stable, "
+        f"judged by {len(evaluate.gates)} gates",
+        canary.revision,
+        canary.step,
+    )
+
+
+def _record_evaluation(facts: Facts, draft: _Draft) -> None:
+    """The judged gates of a finished evaluation: kept in status.analysis, and acted on as an
+    analysis round is (a failed gate fails the canary at once: an evaluation is not repeated)."""
+    status = draft.status
+    canary = running_canary(facts, status)
+    seen = facts.observed.evaluation
+    run = canary.evaluation if canary is not None else None
+    if canary is None or run is None or seen is None:
+        return
+    if run.started_at is None or run.verdict is not None:
+        return
+    if (seen.revision, seen.step, seen.attempt) != (canary.revision, run.step, run.attempt):
+        return
+    stamped = {"step": run.step, "revision": canary.revision}
+    measured = [m.model_copy(update=stamped) for m in seen.measurements]
+    draft.evaluated.extend(measured)
+    verdicts = {m.verdict for m in measured} or {Verdict.ERROR}
+    run.verdict = next(v for v in _WORST_FIRST if v in verdicts)
+    run.finished_at = facts.stamp
+    before = status.analysis
+    if before is None or before.revision != canary.revision:
+        before = AnalysisStatus(revision=canary.revision)
+    metrics = len(facts.rollout.analysis.metrics) if facts.rollout.analysis else 0
+    kept = max(MEASUREMENTS_KEPT, metrics, len(measured))
+    analysis = before.model_copy(update={"measurements": [*before.measurements, *measured][-kept:]})
+    status.analysis = analysis
+    steps = _steps(facts, draft, canary)
+    where = f"evaluation {run.attempt} at {step_name(steps, run.step)}"
+    if run.verdict is Verdict.SUCCESSFUL:
+        analysis.successes += 1
+        draft.note(
+            "Normal",
+            "EvaluationPassed",
+            f"{where}: " + "; ".join(_describe_measurement(m) for m in measured),
+            canary.revision,
+            run.step,
+        )
+        return
+    if run.verdict is Verdict.FAILED:
+        analysis.failures += 1
+        failed = [m for m in measured if m.verdict is Verdict.FAILED]
+        evidence = "; ".join(_describe_measurement(m) for m in failed)
+        cause = Cause(R.ANALYSIS_FAILED, f"{where}: {evidence}")
+        _fire(facts, draft, canary, Trigger.FAILED, cause)
+        return
+    analysis.inconclusive += 1
+    unsure = [m for m in measured if m.verdict is not Verdict.SUCCESSFUL]
+    evidence = "; ".join(_describe_measurement(m) for m in unsure)
+    cause = Cause(R.ANALYSIS_INCONCLUSIVE, f"{where}: {evidence}; resume runs it again")
+    _fire(facts, draft, canary, Trigger.INCONCLUSIVE, cause)
+
+
+def _evaluation_job(facts: Facts, status: ModelDeploymentStatus) -> DesiredEvaluation | None:
+    """The evaluation Job that should exist: the running evaluation's, while its canary runs at
+    its step; a judged one's (never created again) while its canary is in status."""
+    canary = status.canary
+    run = canary.evaluation if canary is not None else None
+    if canary is None or run is None or run.started_at is None:
+        return None
+    if run.verdict is not None:
+        return DesiredEvaluation(canary.revision, run.step, run.attempt, None)
+    if canary.state not in RUNNING or run.step != canary.step:
+        return None  # rolled back, withdrawn or moved on meanwhile: it stops
+    evaluate = evaluate_at(steps_of(facts.md, status, canary), run.step)
+    if evaluate is None:
+        return None
+    return DesiredEvaluation(canary.revision, run.step, run.attempt, evaluate)
 
 
 # -- progress and failure --------------------------------------------------------------------------
@@ -864,7 +1006,7 @@ def _failure_of(facts: Facts, draft: _Draft, canary: CanaryStatus) -> Cause | No
             return Cause(*failed)
     deadline = facts.rollout.progress_deadline_seconds
     if canary.ready_at is None and facts.now >= after(step_started(facts, canary), deadline):
-        target = canary_replicas_for(weight_at(steps, canary.step), facts.total)
+        target = canary_pods_at(steps, canary.step, facts.total)
         ready = facts.observed.ready(canary.revision)
         return Cause(
             R.PROGRESS_DEADLINE_EXCEEDED,
@@ -893,7 +1035,8 @@ def _finish(facts: Facts, draft: _Draft) -> Decision:
         canary.replicas = plan.replicas[canary.revision]
         canary.ready_replicas = observed.ready(canary.revision)
         canary.weight = plan.weight
-        ready += canary.ready_replicas
+        # a canary pod that no user reaches (an evaluation's, before any weight) serves nobody
+        ready += facts.reaching_users(canary.revision)
     status.replicas = facts.total
     status.ready_replicas = ready
     status.observed_generation = facts.md.metadata.generation
@@ -912,6 +1055,9 @@ def _finish(facts: Facts, draft: _Draft) -> Decision:
         events=draft.events,
         requeue_after=_requeue_after(facts, status),
         port=port,
+        service_revision=plan.service_revision,
+        evaluation=_evaluation_job(facts, status),
+        evaluated=draft.evaluated,
     )
 
 
@@ -926,9 +1072,13 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
     targets: dict[str, int] = {}
     weight = 0
     stable_target = facts.total
+    service_revision = None
+    idle: set[str] = set()
     if canary is not None:
-        canary_ready = observed.ready(canary.revision)
+        canary_ready = facts.reaching_users(canary.revision)
         stable_ready = observed.ready(stable.revision)
+        steps = steps_of(facts.md, status, canary)
+        step_weight = weight_at(steps, canary.step)
         if canary.state in (*ROLLED_BACK, S.WITHDRAWN) or canary.revision != facts.revision:
             # with a route the weight is ours to take back; with the ratio it goes with the pods
             if not facts.gateway:
@@ -937,22 +1087,53 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
                 )
             targets[canary.revision] = 0
         else:
-            steps = steps_of(facts.md, status, canary)
-            step_weight = weight_at(steps, canary.step)
             weight = weight_in_effect(
                 step_weight, canary_ready, stable_ready, facts.total, gateway=facts.gateway
             )
-            targets[canary.revision] = canary_replicas_for(step_weight, facts.total)
+            targets[canary.revision] = canary_pods_at(steps, canary.step, facts.total)
             stable_target = stable_replicas_for(
                 step_weight, weight, facts.total, gateway=facts.gateway
             )
+            # a pod the step needs beyond its weight's (an evaluation's) comes from the surge;
+            # without one, from a stable pod that maxUnavailable lets go
+            extra = targets[canary.revision] - canary_replicas_for(step_weight, facts.total)
+            stable_target -= max(0, extra - facts.budget.surge)
+        if _shields_canary(facts, canary.revision, step_weight, targets[canary.revision]):
+            service_revision = stable.revision
+            if observed.service_revision != stable.revision:
+                # no new canary pod before Service <name> leaves the canary's pods out
+                targets[canary.revision] = min(
+                    targets[canary.revision], observed.replicas(canary.revision)
+                )
+        if not facts.gateway and observed.service_revision == stable.revision:
+            idle.add(canary.revision)  # its Ready pods get no user traffic: no capacity
     targets[stable.revision] = stable_target
     replicas = plan_replicas(
-        targets, observed, total=facts.total, budget=facts.budget, grow_freely={stable.revision}
+        targets,
+        observed,
+        total=facts.total,
+        budget=facts.budget,
+        grow_freely={stable.revision},
+        idle=idle,
     )
     # old revisions serve no track: their pods are neither capacity to count on nor to protect
     kept = _kept_revisions(facts, status)
-    return _Plan(targets={**kept, **targets}, replicas={**kept, **replicas}, weight=weight)
+    return _Plan(
+        targets={**kept, **targets},
+        replicas={**kept, **replicas},
+        weight=weight,
+        service_revision=service_revision,
+    )
+
+
+def _shields_canary(facts: Facts, revision: str, step_weight: int, target: int) -> bool:
+    """Whether Service <name> must select the stable revision alone: the canary must get no user
+    traffic (its step's weight is 0: an evaluation before the first weight) but has, or is to
+    get, pods. Replica ratio only: with an HTTPRoute its weight of 0 does it."""
+    if facts.gateway or step_weight > 0:
+        return False
+    observed = facts.observed
+    return target > 0 or observed.replicas(revision) > 0 or observed.ready(revision) > 0
 
 
 def _kept_revisions(facts: Facts, status: ModelDeploymentStatus) -> dict[str, int]:
@@ -1029,9 +1210,11 @@ def _requeue_after(facts: Facts, status: ModelDeploymentStatus) -> float | None:
         measured = (
             analysis_applies(facts.md, status, canary)
             and not _user_paused(canary)
-            and canary.ready_replicas >= 1
+            and _gets_traffic(facts.md, status, canary)
         )
-        due = next_measurement_at(facts.md, status, canary) if measured else None
+        # a round in flight wakes the reconcile when it ends; the bound of its time is a safety net
+        in_flight = facts.observed.measuring_until
+        due = (in_flight or next_measurement_at(facts.md, status, canary)) if measured else None
         if due is not None:
             moments.append(due)
     scale_down = _scale_down_until(facts, status)

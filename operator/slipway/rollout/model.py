@@ -7,12 +7,13 @@ that every decision, and every condition, is the core's.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from slipway.api import ModelDeploymentStatus, RevisionPins
+from slipway.api import EvaluateStep, Measurement, ModelDeploymentStatus, RevisionPins
 
 Track = Literal["stable", "canary"]
 EventType = Literal["Normal", "Warning"]
@@ -60,6 +61,17 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class EvaluationOutcome:
+    """The Job of the canary's latest evaluation, finished, and its gates judged on what its pod
+    reported (its termination message); an Error per gate when it ended without a result."""
+
+    revision: str  # the canary revision it evaluated
+    step: int  # the evaluate step it ran for
+    attempt: int
+    measurements: tuple[Measurement, ...]  # one per gate, in spec order
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything a decision rests on besides the ModelDeployment itself.
 
@@ -80,6 +92,9 @@ class Observed:
     # who asked for the action consumed in this reconcile, as the admission policy stamped it
     # (None: not stamped, e.g. without the chart's governance policies)
     actor: str | None = None
+    service_revision: str | None = None
+    evaluation: EvaluationOutcome | None = None
+    measuring_until: dt.datetime | None = None
 
     def replicas(self, revision: str) -> int:
         found = self.revisions.get(revision)
@@ -124,6 +139,20 @@ class DesiredRevision:
 
 
 @dataclass(frozen=True)
+class DesiredEvaluation:
+    """The Job of the canary's latest evaluation, which should exist.
+
+    `evaluate` is None once its result was judged: the Job is kept (for `kubectl logs`) while the
+    canary is in status, but never created again.
+    """
+
+    revision: str
+    step: int
+    attempt: int
+    evaluate: EvaluateStep | None  # what to run; None: keep it, never (re)create it
+
+
+@dataclass(frozen=True)
 class Event:
     """A decision, as a Kubernetes Event on the ModelDeployment and a log line.
 
@@ -148,3 +177,8 @@ class Decision:
     events: list[Event]
     requeue_after: float | None  # seconds until a timer needs a reconcile; None: no timer runs
     port: int  # the port of Service <name> and status.url: the stable revision's
+    # Service <name> selects this revision alone (a canary that gets no user traffic has pods);
+    # None: every serving pod, the split being the replica ratio
+    service_revision: str | None = None
+    evaluation: DesiredEvaluation | None = None  # the evaluation Job; every other one goes
+    evaluated: list[Measurement] = field(default_factory=list)  # gates judged by this decision

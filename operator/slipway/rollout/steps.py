@@ -1,10 +1,10 @@
-"""The kinds of canary step, one row each: the weight it sets, when it is complete, whether it
-waits for a person (or for several: an approval step), and when it wants to be woken.
+"""The kinds of canary step, one row each: the weight it sets, the canary pods it needs, when
+it is complete, whether it waits for a person (or for several: an approval step), and when it
+wants to be woken.
 
-A new kind of step (say `evaluate`: run a Job and gate on its result) is one more `StepKind`:
-`complete` reads the facts the shell gathered into `Observed` (the Job's result), `failure`
-names why it failed (the machine then fails the canary like any other failure), and `due` says
-when to look again.
+`evaluate` runs a Job that sends an evaluation set to the canary and to stable: it needs one
+canary pod even before any weight (a pod that gets no user traffic), and it is complete when its
+evaluation, judged by the machine from the Job's result (`Observed.evaluation`), passed every gate.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from slipway.api import (
     CanaryReason,
     CanaryStatus,
     CanaryStep,
+    EvaluateStep,
+    EvaluationStatus,
     ModelDeploymentStatus,
+    Verdict,
     duration_seconds,
 )
 from slipway.rollout.capacity import canary_replicas_for, stable_replicas_for, weight_in_effect
@@ -40,6 +43,7 @@ class StepKind:
     describe: Callable[[CanaryStep], str]
     due: Due = lambda facts, canary, step: None  # when its timer runs out, if it has one
     failure: Failure = lambda facts, canary, step: None  # why it failed, if it did
+    canary_pods: Callable[[CanaryStep], int] = lambda step: 0  # it needs at least this many
     # distinct people who must approve it (kubectl slipway promote); 0: none
     approvals: Callable[[CanaryStep], int] = lambda step: 0
 
@@ -59,7 +63,11 @@ def _pods_at_weight(
         return False
     stable_revision = status.stable.revision if status.stable is not None else ""
     in_effect = weight_in_effect(
-        weight, ready, observed.ready(stable_revision), facts.total, gateway=facts.gateway
+        weight,
+        facts.reaching_users(canary.revision),
+        observed.ready(stable_revision),
+        facts.total,
+        gateway=facts.gateway,
     )
     stable_target = stable_replicas_for(weight, in_effect, facts.total, gateway=facts.gateway)
     return observed.replicas(stable_revision) <= stable_target
@@ -114,6 +122,37 @@ def _describe_approval(step: CanaryStep) -> str:
     return "approval" if wanted == 1 else f"approval by {wanted}"
 
 
+# the Job's activeDeadlineSeconds ends it; this long after, a reconcile looks even without its event
+EVALUATION_GRACE_SECONDS = 30.0
+
+
+def current_evaluation(canary: CanaryStatus) -> EvaluationStatus | None:
+    """The evaluation of the canary's current step, if it has one."""
+    run = canary.evaluation
+    return run if run is not None and run.step == canary.step else None
+
+
+def _evaluation_passed(
+    facts: Facts,
+    status: ModelDeploymentStatus,
+    canary: CanaryStatus,
+    step: CanaryStep,
+    weight: int,
+) -> bool:
+    run = current_evaluation(canary)
+    return run is not None and run.verdict is Verdict.SUCCESSFUL
+
+
+def _evaluation_ends(facts: Facts, canary: CanaryStatus, step: CanaryStep) -> dt.datetime | None:
+    """When the running evaluation's Job has ended at the latest (a safety net: its end wakes the
+    reconcile through the Job's watch)."""
+    run = current_evaluation(canary)
+    if step.evaluate is None or run is None or run.started_at is None or run.verdict is not None:
+        return None
+    bound = duration_seconds(step.evaluate.timeout) + EVALUATION_GRACE_SECONDS
+    return after(run.started_at, bound)
+
+
 STEP_KINDS: tuple[StepKind, ...] = (
     StepKind(
         field="setWeight",
@@ -129,6 +168,15 @@ STEP_KINDS: tuple[StepKind, ...] = (
         complete=_pause_over,
         describe=_describe_pause,
         due=_pause_ends,
+    ),
+    StepKind(
+        field="evaluate",
+        sets_weight=lambda step: None,
+        waits_for_promotion=lambda step: False,
+        complete=_evaluation_passed,
+        describe=lambda step: f"evaluate {step.evaluate.data.uri}" if step.evaluate else "evaluate",
+        due=_evaluation_ends,
+        canary_pods=lambda step: 1,
     ),
     StepKind(
         field="approval",
@@ -165,6 +213,20 @@ def weight_at(steps: Sequence[CanaryStep], index: int) -> int:
         if set_to is not None:
             weight = set_to
     return weight
+
+
+def canary_pods_at(steps: Sequence[CanaryStep], index: int, total: int) -> int:
+    """The canary's pods at step `index`: those its weight asks for, and at least those the step
+    itself needs (an evaluation's pod, which gets no user traffic before the first weight)."""
+    pods = canary_replicas_for(weight_at(steps, index), total)
+    if index < len(steps):
+        pods = max(pods, kind_of(steps[index]).canary_pods(steps[index]))
+    return pods
+
+
+def evaluate_at(steps: Sequence[CanaryStep], index: int) -> EvaluateStep | None:
+    """The evaluation of step `index`, when it is an evaluate step."""
+    return steps[index].evaluate if 0 <= index < len(steps) else None
 
 
 def waits_for_promotion(steps: Sequence[CanaryStep], index: int) -> bool:

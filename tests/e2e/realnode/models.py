@@ -5,6 +5,7 @@
   is exactly what the served model computes. Created once per machine (from PyPI).
 - `train(directory)`: the model versions the tests roll out, as `<name>/<version>/model.joblib`.
 - `predict(model_file, rows)`: the same model's predictions computed here, to check the server's.
+- `iris_data()`: the iris measurements and their classes (scikit-learn's copy), for evaluation sets.
 - `ModelStore`: moto's S3 server listening on the real node's bridge address (pods cannot reach
   the host's loopback), in its own process that stops by itself after a bounded lifetime.
 
@@ -52,17 +53,20 @@ ROWS: list[list[float]] = [
 
 # version -> estimator, trained on iris. 2.0.0-bad is a CategoricalNB (fitted on whole
 # centimetres), which refuses negative inputs when it predicts ("Negative values in data passed
-# to CategoricalNB"): a model that errors on part of its inputs.
+# to CategoricalNB"): a model that errors on part of its inputs. 3.0.0-worse answers every input,
+# always with the most frequent class: a model whose predictions differ from the others'.
 VERSIONS: dict[str, str] = {
     "1.0.0": "LogisticRegression(max_iter=500)",
     "1.1.0": "LogisticRegression(max_iter=500, C=0.05)",
     "2.0.0-bad": "CategoricalNB()",
+    "3.0.0-worse": "DummyClassifier(strategy='most_frequent')",
 }
 
 _TRAIN = """
 import json, sys, joblib
 from pathlib import Path
 from sklearn.datasets import load_iris
+from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import CategoricalNB
 X, y = load_iris(return_X_y=True)
@@ -84,6 +88,14 @@ for row in rows:
     except ValueError:
         out.append(None)
 print(json.dumps(out))
+"""
+
+
+_IRIS = """
+import json
+from sklearn.datasets import load_iris
+X, y = load_iris(return_X_y=True)
+print(json.dumps({"rows": X.tolist(), "labels": y.tolist()}))
 """
 
 
@@ -132,6 +144,15 @@ def predict(model_file: Path, rows: Sequence[Sequence[float]]) -> list[int | Non
         timeout=120,
     ).stdout
     return list(json.loads(out))
+
+
+def iris_data() -> tuple[list[list[float]], list[int]]:
+    """The 150 iris measurements and their classes, as scikit-learn ships them."""
+    out = subprocess.run(
+        [str(ml_python()), "-c", _IRIS], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    data = json.loads(out)
+    return [list(map(float, row)) for row in data["rows"]], [int(label) for label in data["labels"]]
 
 
 def v2_request(rows: Sequence[Sequence[float]]) -> dict[str, Any]:
