@@ -126,6 +126,8 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
     reconciler.analysis.notify = queue.add  # a finished measurement round wakes its reconcile
+    reconciler.registry.kube = kube  # reads a registry's credentials Secret
+    reconciler.registry.notify = queue.add  # a registry's answer wakes its reconcile
     if pod_monitors is not None:
         pod_monitors.retry = queue.add_after
     metrics.watch_work_queue(lambda: queue.depth)

@@ -25,6 +25,7 @@ _KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "PersistentVolumeClaim"): ("/api/v1", "persistentvolumeclaims"),
     ("v1", "Pod"): ("/api/v1", "pods"),
+    ("v1", "Secret"): ("/api/v1", "secrets"),
     ("batch/v1", "Job"): ("/apis/batch/v1", "jobs"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): (
         "/apis/autoscaling/v2",
@@ -277,19 +278,27 @@ class Kube:
     ) -> dict[str, Any] | None:
         """Remove an annotation if the object is still at resource_version: the object after,
         or None when the object moved on (or the annotation is gone already)."""
+        return self.remove_annotations(namespace, name, [key], resource_version)
+
+    def remove_annotations(
+        self, namespace: str, name: str, keys: list[str], resource_version: str
+    ) -> dict[str, Any] | None:
+        """Remove annotations in one write if the object is still at resource_version: the object
+        after, or None when the object moved on (or one of them is gone already)."""
         path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name)
         metrics.record_write("metadata")
-        pointer = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-        ops = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-            {"op": "remove", "path": pointer},
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
         ]
+        for key in keys:
+            pointer = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+            ops.append({"op": "remove", "path": pointer})
         try:
             result: dict[str, Any] = self._call(
                 "PATCH", path, body=ops, content_type="application/json-patch+json"
             )
         except ApiError as exc:
-            # 422: the test op failed (the object moved on) or the annotation is already gone
+            # 422: the test op failed (the object moved on) or an annotation is already gone
             if exc.status in (409, 422):
                 return None
             raise

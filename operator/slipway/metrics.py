@@ -210,7 +210,7 @@ class SlipwayMetrics:
         self.rollout_paused = Gauge(
             "slipway_rollout_paused",
             "1 while a ModelDeployment is Paused, by why (its Progressing reason: "
-            "WaitingForPromotion, RolloutPaused, AnalysisInconclusive).",
+            "WaitingForPromotion, WaitingForApproval, RolloutPaused, AnalysisInconclusive).",
             ["namespace", "name", "reason"],
             registry=registry,
         )

@@ -54,6 +54,8 @@ MOMENT_OF_EVENT: Mapping[str, Moment] = {
 # Events after which the canary may stand at a step that waits for `promote`
 _STEP_EVENTS = frozenset({"CanaryStarted", "Retry", "CanaryStep"})
 WAITING_FOR_PROMOTION = "WaitingForPromotion"
+# an approval step waits for people too (slipway.rollout.steps)
+_WAITING_FOR_PEOPLE = frozenset({WAITING_FOR_PROMOTION, "WaitingForApproval"})
 
 _TITLES: Mapping[Moment, str] = {
     Moment.STARTED: "rollout started",
@@ -145,7 +147,7 @@ def _waits_for_promotion(status: ModelDeploymentStatus) -> bool:
     if status.phase is not Phase.PAUSED:
         return False
     return any(
-        c.type == "Progressing" and c.reason == WAITING_FOR_PROMOTION for c in status.conditions
+        c.type == "Progressing" and c.reason in _WAITING_FOR_PEOPLE for c in status.conditions
     )
 
 

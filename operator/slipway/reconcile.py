@@ -38,8 +38,11 @@ from slipway.api import (
     ServingSpec,
 )
 from slipway.controller import Key, Store
+from slipway.governance import Stamps, consumed_keys, governance_request, record, stamps_of
 from slipway.kube import ApiError, Kube, is_subset
 from slipway.monitoring import PodMonitors
+from slipway.registry import Outcome, RegistryResolver, outcome, resolved
+from slipway.registry import report as registry_report
 from slipway.resources import (
     HTTPRouteNotWired,
     deployment_name,
@@ -138,8 +141,13 @@ class Reconciler:
     # measurements run there, never on a reconcile worker (a Prometheus may never answer)
     analysis: AnalysisRunner = field(default_factory=AnalysisRunner)
     pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
+    # models:/ uris are resolved there, never on a reconcile worker (a registry may never answer)
+    registry: RegistryResolver = field(default_factory=RegistryResolver)
     # writes the API server refused at the last attempt, by ModelDeployment: facts for the core
     _refusals: dict[Key, dict[tuple[str, str], Refusal]] = field(default_factory=dict)
+    # an action taken from its annotation whose decision is not written yet (the status write lost
+    # a race with another write, e.g. the next person's promote): decided again, never lost
+    _taken: dict[Key, tuple[Action | None, Stamps]] = field(default_factory=dict)
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -170,7 +178,9 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             metrics.forget(key.namespace, key.name)
             self.analysis.forget(key)
+            self.registry.forget(key)
             self._refusals.pop(key, None)
+            self._taken.pop(key, None)
             return None
         now = self.clock()
         try:
@@ -179,16 +189,37 @@ class Reconciler:
             self._report_unreadable(body, exc, now)
             return None
 
-        action, body = self._take_action(body)
+        stamps = stamps_of(body["metadata"].get("annotations") or {})
+        if key in self._taken:
+            # one action per decision: a newer one waits in its annotation for the next
+            action, taken = self._taken[key]
+            stamps = dataclasses.replace(
+                taken, applied_by=stamps.applied_by, applied_with=stamps.applied_with
+            )
+        else:
+            action, after = self._take_action(body)
+            if after is not body:  # taken from the object: this reconcile owns it now
+                self._taken[key] = (action, stamps)
+            body = after
+        found = self._resolve(key, md, now)
+        if found is not None and found.pending:
+            return None  # the registry's first answer wakes this reconcile
+        if found is not None and found.resolution is not None:
+            md = resolved(md, found.resolution)
         revision = revision_of(md.spec.serving())
         md, pins = self._pin(md, key, revision)
         route, route_body = self._route(md)
-        observed = self._observe(key, md, revision, pins, route, now)
+        actor = (stamps.action_by or None) if action is not None else None
+        observed = self._observe(key, md, revision, pins, route, now, unresolved(found), actor)
         target = heading_for(md.status, revision, observed)
         measurements = self._measurements(key, md, target, now)
         # a round in flight (perhaps started just now) wakes this reconcile when it ends
         observed = dataclasses.replace(observed, measuring_until=self.analysis.ends_by(key, now))
         decision = decide(md, revision, observed, measurements, action, now, pins)
+        pods = self.store.children("Pod", key)
+        asked = governance_request(md, revision, action, stamps, now, pods, observed)
+        decision = record(md.status, decision, asked)
+        decision = registry_report(md.status, decision, found, revision, now, rfc3339(now))
         status = decision.status.model_copy(
             update={
                 "url": url_for(md, decision.port),
@@ -199,6 +230,7 @@ class Reconciler:
         # status first: it is the record a restarted operator resumes from, and its precondition
         # stops a decision made on a stale read before it touches any child
         self._write_status(body, status)
+        self._taken.pop(key, None)  # the decision on it is written
         # then what the decision must leave behind, before any child write can fail
         self._record(md, body, decision, measurements, now)
         refused_before = set(self._refusals.get(key, {}))
@@ -213,20 +245,25 @@ class Reconciler:
     # -- reading ------------------------------------------------------------------------------
 
     def _take_action(self, body: dict[str, Any]) -> tuple[Action | None, dict[str, Any]]:
-        """Consume the action annotation. Removed first: a crash may lose it, never repeat it.
+        """Consume the action annotation (with an undo's and their stamps). Removed first: a crash
+        may lose it, never repeat it.
 
         Returns the action and the object as it is after the removal.
         """
         meta = body["metadata"]
-        value = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
-        if value is None:
+        annotations = meta.get("annotations") or {}
+        keys = consumed_keys(annotations)
+        if not keys:
             return None, body
-        after = self.kube.remove_annotation(
-            meta["namespace"], meta["name"], ACTION_ANNOTATION, meta["resourceVersion"]
+        after = self.kube.remove_annotations(
+            meta["namespace"], meta["name"], keys, meta["resourceVersion"]
         )
         if after is None:
             return None, body  # the object moved on; the next event brings the action again
         self.store.upsert("ModelDeployment", after)
+        value = annotations.get(ACTION_ANNOTATION)
+        if value is None:
+            return None, after
         try:
             return Action(value), after
         except ValueError:
@@ -241,6 +278,11 @@ class Reconciler:
             )
             return None, after
 
+    def _resolve(self, key: Key, md: ModelDeployment, now: dt.datetime) -> Outcome | None:
+        """What the model registry answered for a models:/ uri (None: not a registry's)."""
+        lookup = self.registry.lookup(key, md, now)
+        return None if lookup is None else outcome(md, lookup, rfc3339(now))
+
     def _observe(
         self,
         key: Key,
@@ -249,10 +291,13 @@ class Reconciler:
         pins: RevisionPins,
         route: Route | None,
         now: dt.datetime,
+        unresolved: tuple[str, str] | None = None,
+        actor: str | None = None,
     ) -> Observed:
         """Every fact the core decides on: the Deployments and their pods, what the spec cannot
         be built from, the claim and the route it names, the writes refused last time, what
-        Service <name> selects, and the result of a finished evaluation."""
+        Service <name> selects, the result of a finished evaluation, why the registry could not
+        resolve the spec's models:/ uri, who asked for this reconcile's action."""
         pods_by_revision: dict[str, list[dict[str, Any]]] = {}
         for pod in self.store.children("Pod", key):
             label = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
@@ -275,12 +320,15 @@ class Reconciler:
             )
         return Observed(
             revisions=revisions,
-            spec_errors=unbuildable(md, revision, pins),
-            claim=self._claim(md),
+            # a models:/ uri nothing resolved yet cannot be built: the registry says why
+            spec_errors=() if unresolved else unbuildable(md, revision, pins),
+            claim=None if unresolved else self._claim(md),
             route=route,
             refusals=tuple(self._refusals.get(key, {}).values()),
             service_revision=self._service_revision(key, md),
             evaluation=self._evaluation(key, md, now),
+            unresolved=unresolved,
+            actor=actor,
         )
 
     def _service_revision(self, key: Key, md: ModelDeployment) -> str | None:
@@ -625,6 +673,13 @@ class Reconciler:
             self.kube.emit_event(body, "Warning", "InvalidSpec", message, now)
 
 
+def unresolved(found: Outcome | None) -> tuple[str, str] | None:
+    """(reason, message) when the spec's models:/ uri has no resolution to serve."""
+    if found is None or found.resolution is not None:
+        return None
+    return found.reason, f"spec.model.uri: {found.message}"
+
+
 def unbuildable(md: ModelDeployment, revision: str, pins: RevisionPins) -> tuple[str, ...]:
     """Why the spec's revision cannot be built, each naming the field: what the builders (and the
     fetcher's URI parser) refuse. Empty when it can be."""
@@ -783,6 +838,10 @@ def pods_failing(pods: Sequence[Mapping[str, Any]]) -> tuple[bool, str | None]:
             text += f" (restarts {restarts})"
             if waiting.get("message"):
                 text += f": {waiting['message']}"
+            # what the container said as it last exited (slipway fetch: why the fetch failed)
+            said = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
+            if said:
+                text += f"; it last said: {said.strip()[:300]}"
             if crashing:
                 return True, text
             named = named or text

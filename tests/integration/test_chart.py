@@ -49,6 +49,17 @@ def operator_args(docs: list[dict[str, Any]]) -> list[str]:
     return list(container["args"])
 
 
+def operator_roles(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The roles of `kind` bound to the operator's ServiceAccount (not the people's roles)."""
+    bound = {
+        b["roleRef"]["name"]
+        for b in docs
+        if b["kind"] in ("ClusterRoleBinding", "RoleBinding")
+        and any(s["kind"] == "ServiceAccount" for s in b["subjects"])
+    }
+    return [role for role in of_kind(docs, kind) if role["metadata"]["name"] in bound]
+
+
 def release_name() -> str:
     return f"sw-{uuid.uuid4().hex[:6]}"
 
@@ -132,6 +143,11 @@ def test_default_render_is_accepted_by_the_api_server(
         "ClusterRoleBinding",
         "Deployment",
         "Service",
+        # governance (README: Governance), on by default
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     args = operator_args(docs)
     assert args[:3] == ["run", "--all-namespaces", "--standalone"]
@@ -153,9 +169,14 @@ def test_namespaced_mode_renders_roles_per_namespace_and_is_accepted(
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(
         [namespace, other_namespace]
     )
-    [discovery] = of_kind(docs, "ClusterRole")
+    [discovery] = operator_roles(docs, "ClusterRole")
     cluster_wide = {res for rule in discovery["rules"] for res in rule["resources"]}
     assert cluster_wide == {"customresourcedefinitions", "namespaces"}
+    # the governance policies act where the operator does
+    for kind in ("MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicyBinding"):
+        [binding] = of_kind(docs, kind)
+        [selected] = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert selected["values"] == [namespace, other_namespace]
     args = operator_args(docs)
     assert args[1:5] == ["--namespace", namespace, "--namespace", other_namespace]
     assert "--all-namespaces" not in args
@@ -340,6 +361,29 @@ def test_values_schema_is_valid_json_for_draft_07() -> None:
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(defaults) <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    ("sets", "granted"), [((), False), (("modelRegistry.readCredentialSecrets=true",), True)]
+)
+def test_secrets_are_read_only_when_registry_credentials_are_wanted(
+    cluster: Cluster, sets: tuple[str, ...], granted: bool
+) -> None:
+    docs = manifests(render(cluster, "slipway-system", *sets))
+    rules = [r for kind in RBAC_KINDS for role in operator_roles(docs, kind) for r in role["rules"]]
+
+    secrets = [r for r in rules if "secrets" in r["resources"]]
+    assert secrets == (
+        [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}] if granted else []
+    )
+
+
+def test_governance_can_be_left_out(cluster: Cluster) -> None:
+    docs = manifests(render(cluster, "slipway-system", "governance.enabled=false"))
+
+    kinds = {doc["kind"] for doc in docs}
+    assert not {k for k in kinds if k.endswith(("AdmissionPolicy", "AdmissionPolicyBinding"))}
+    assert all(r in operator_roles(docs, "ClusterRole") for r in of_kind(docs, "ClusterRole"))
 
 
 @pytest.mark.parametrize(

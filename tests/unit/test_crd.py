@@ -213,7 +213,7 @@ def test_every_spec_and_status_field_has_a_description(schema: Schema) -> None:
     [
         ("spec.model.uri", "Where the model lives"),
         ("spec.model", "The model to serve"),
-        ("spec.rollout.steps[]", "exactly one of setWeight, pause or evaluate"),
+        ("spec.rollout.steps[]", "exactly one of setWeight, pause, evaluate or approval"),
         ("spec.rollout.steps[].evaluate", "judge the answers with gates"),
         ("status.kopf", "kopf"),
     ],
@@ -359,8 +359,19 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
         (
             "spec.model",
             "uri must start with one of pvc://, s3://, gs://, hf://, http://, https://, oci:// "
-            "and name something after it",
+            "and name something after it, or be a registry's models:/NAME@ALIAS or "
+            "models:/NAME/VERSION",
         ),
+        ("spec.model", "version is required: it names the revision in status and labels"),
+        (
+            "spec.model",
+            "version must be empty with a models:/ uri: the registry says which version it is",
+        ),
+        (
+            "spec.model",
+            "a models:/ uri needs registry.mlflow: the tracking server that resolves it",
+        ),
+        ("spec.model.registry.mlflow", "pollInterval must be between 10s and 1h"),
         (
             "spec.model",
             "a pvc:// uri names a claim",
@@ -372,7 +383,10 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "maxSurge and maxUnavailable must not both be zero: the rollout could never make "
             "progress",
         ),
-        ("spec.rollout.steps[]", "a step has exactly one of setWeight, pause or evaluate"),
+        (
+            "spec.rollout.steps[]",
+            "a step has exactly one of setWeight, pause, evaluate or approval",
+        ),
         ("spec.rollout.steps[].evaluate", "gate names must be unique"),
         (
             "spec.rollout.steps[].evaluate.data",

@@ -129,6 +129,15 @@ def test_each_pause_that_waits_for_promotion_is_announced() -> None:
     assert rollout.sent[2].message != rollout.sent[1].message  # step 4 now, not step 2
 
 
+def test_an_approval_step_is_announced_as_a_wait_for_people() -> None:
+    rollout = deployed([{"setWeight": 25}, {"approval": {"requiredApprovals": 2}}])
+    rollout.change(version="2.0.0")
+    rollout.converge()
+
+    assert rollout.moments() == [Moment.STARTED, Moment.WAITING_FOR_PROMOTION]
+    assert "waits for 2 approvals" in rollout.sent[1].message
+
+
 def test_a_failed_analysis_notifies_the_rollback_with_its_measurements() -> None:
     rollout = deployed([{"setWeight": 50}, {"pause": {"duration": "1m"}}], metrics=lambda r: BAD)
     rollout.change(version="2.0.0")

@@ -7,13 +7,18 @@ from typing import Any
 
 import pytest
 
+from slipway.governance import UNDO_TO
 from slipway.plugin import (
     ACTION_ANNOTATION,
+    Conflict,
     PluginError,
+    api_message,
     build_parser,
     format_history,
     format_status,
     history_rows,
+    request_action,
+    short_digest,
     undo_ops,
 )
 
@@ -224,15 +229,83 @@ def test_history_numbers_from_the_oldest_and_marks_the_stable() -> None:
         (1, "aaaa"),
     ]
     lines = format_history(obj).splitlines()
-    assert lines[0].split() == ["NUMBER", "REVISION", "VERSION", "PROMOTED", "URI"]
-    assert lines[1].split() == ["3", "cccc", "3.0.0", "2026-11-26T10:00:00Z", "s3://m/3.0.0"]
-    assert lines[2].endswith("s3://m/2.0.0 (stable)")
+    assert lines[0].split() == [
+        "NUMBER",
+        "REVISION",
+        "VERSION",
+        "PROMOTED",
+        "BY",
+        "HOW",
+        "MODEL",
+        "IMAGE",
+        "ENDED",
+        "URI",
+    ]
+    assert lines[1].split() == [
+        "3",
+        "cccc",
+        "3.0.0",
+        "2026-11-26T10:00:00Z",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "s3://m/3.0.0",
+    ]
+    assert "(stable)" in lines[2]
     assert "(stable)" not in lines[1] + lines[3]
 
 
+def test_history_says_who_promoted_what_bytes_and_how_each_ended() -> None:
+    model, image = "sha256:" + "ab" * 32, "docker.io/seldonio/mlserver@sha256:" + "cd" * 32
+    [new, old] = history(("bbbb", "2.0.0", None), ("aaaa", "1.0.0", None))
+    new |= {"promotedBy": "paula", "promotion": "Promote", "modelDigest": model}
+    new |= {"imageDigest": image}
+    old |= {"promotedBy": "alice", "promotion": "Initial", "endReason": "PromotedOver"}
+    old |= {"endedBy": "paula", "endedAt": "2026-11-26T10:09:00Z"}
+    obj = md({"stable": {"revision": "bbbb"}, "history": [new, old]})
+
+    short = format_history(obj).splitlines()
+    wide = format_history(obj, wide=True).splitlines()
+
+    assert short[1].split()[4:9] == [
+        "paula",
+        "Promote",
+        "sha256:abababababab",
+        "mlserver@sha256:cdcdcdcdcdcd",
+        "(stable)",
+    ]
+    assert " ".join(short[2].split()[4:6]) == "alice Initial"
+    assert "PromotedOver by paula at 2026-11-26T10:09:00Z" in short[2]
+    assert model in wide[1] and image in wide[1]
+
+
+@pytest.mark.parametrize(
+    ("digest", "short"),
+    [
+        (None, "-"),
+        ("sha256:" + "0123456789ab" * 5 + "cdef", "sha256:0123456789ab"),
+        ("docker.io/seldonio/mlserver@sha256:" + "f" * 64, "mlserver@sha256:ffffffffffff"),
+        ("registry.local/mlserver:1.7.1", "registry.local/mlserver:1.7.1"),
+    ],
+)
+def test_digests_are_shortened_like_kubectl_shortens_ids(digest: str | None, short: str) -> None:
+    assert short_digest(digest) == short
+
+
 def test_history_of_a_model_never_promoted_is_just_the_header() -> None:
-    assert format_history(md(None)).splitlines() == [
-        "NUMBER REVISION    VERSION         PROMOTED              URI"
+    assert format_history(md(None)).split() == [
+        "NUMBER",
+        "REVISION",
+        "VERSION",
+        "PROMOTED",
+        "BY",
+        "HOW",
+        "MODEL",
+        "IMAGE",
+        "ENDED",
+        "URI",
     ]
 
 
@@ -262,9 +335,25 @@ def test_undo_puts_a_previous_serving_spec_back(
         entries = entries[1:]
     ops, message = undo_ops(md({"stable": {"revision": stable}, "history": entries}), to_revision)
     assert message == said
+    target = next(e["revision"] for e in entries if e.get("template") == template)
     assert ops == [
-        {"op": "add", "path": f"/spec/{field}", "value": value} for field, value in template.items()
+        *({"op": "add", "path": f"/spec/{f}", "value": value} for f, value in template.items()),
+        {"op": "add", "path": "/metadata/annotations", "value": {UNDO_TO: target}},
     ]
+
+
+def test_undo_adds_its_annotation_beside_the_others() -> None:
+    entries = history(("bbbb", "2.0.0", TEMPLATE_2), ("aaaa", "1.0.0", TEMPLATE_1))
+    obj = md({"stable": {"revision": "bbbb"}, "history": entries})
+    obj["metadata"]["annotations"] = {"serving.slipway.dev/applied-by": "bob"}
+
+    ops, _ = undo_ops(obj, None)
+
+    assert ops[-1] == {
+        "op": "add",
+        "path": "/metadata/annotations/serving.slipway.dev~1undo-to",
+        "value": "aaaa",
+    }
 
 
 @pytest.mark.parametrize(
@@ -332,3 +421,70 @@ def test_command_line_refuses(argv: list[str]) -> None:
 
 def test_the_action_annotation_is_the_contract_name() -> None:
     assert ACTION_ANNOTATION == "serving.slipway.dev/action"
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (
+            '{"kind":"Status","message":"modeldeployments \\"fraud\\" is forbidden: user '
+            '\'alice\' may not promote","reason":"Forbidden"}',
+            "modeldeployments \"fraud\" is forbidden: user 'alice' may not promote (403)",
+        ),
+        ("<html>proxy error</html>", "403 Forbidden: <html>proxy error</html>"),
+        ('["not", "a", "status"]', "403 Forbidden: <html>proxy error</html>"),
+    ],
+)
+def test_an_api_refusal_is_printed_as_its_message(body: str, said: str) -> None:
+    assert api_message(403, body, "403 Forbidden: <html>proxy error</html>") == said
+
+
+class FakeCluster:
+    """Plays the API server for `request_action`: a pending action the operator takes after a
+    few reads, and a write that another one beat (a 409 the test injects)."""
+
+    def __init__(self, pending_reads: int = 0, conflicts: int = 0) -> None:
+        self.pending_reads = pending_reads
+        self.conflicts = conflicts
+        self.writes: list[Any] = []
+        self.version = 1
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        annotations = {}
+        if self.pending_reads > 0:
+            self.pending_reads -= 1
+            annotations = {ACTION_ANNOTATION: "pause", "serving.slipway.dev/action-by": "alice"}
+        return {"metadata": {"resourceVersion": str(self.version), "annotations": annotations}}
+
+    def patch(self, namespace: str, name: str, body: Any, content_type: str = "") -> None:
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            self.version += 1
+            raise Conflict("the object has been modified (409)")
+        self.writes.append(body)
+
+
+def test_an_action_waits_for_the_one_before_it_and_writes_on_what_it_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cluster = FakeCluster(pending_reads=2, conflicts=1)
+
+    request_action(cluster, "ml", "fraud", "promote", sleep=lambda _: None)
+
+    assert cluster.writes == [
+        {"metadata": {"resourceVersion": "2", "annotations": {ACTION_ANNOTATION: "promote"}}}
+    ]
+    assert "waiting for Slipway to take the action 'pause' (asked by alice) first" in (
+        capsys.readouterr().err
+    )
+
+
+def test_an_action_left_waiting_says_so_after_a_while() -> None:
+    cluster = FakeCluster(pending_reads=1000)
+    ticks = iter(range(0, 1000, 10))
+
+    with pytest.raises(PluginError, match="has waited 30s for Slipway to take it"):
+        request_action(
+            cluster, "ml", "fraud", "promote", sleep=lambda _: None, clock=lambda: next(ticks)
+        )
+    assert cluster.writes == []

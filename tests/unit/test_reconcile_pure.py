@@ -134,6 +134,20 @@ def test_pods_failing_tells_crash_loops_from_pods_that_cannot_start(
         assert reason is not None and "p-1" in reason
 
 
+def test_a_failing_fetch_is_named_with_what_it_last_said() -> None:
+    said = "slipway fetch: s3://m/1: sha256 mismatch: expected aaaa, got bbbb"
+    fetcher = {
+        "name": "storage-initializer",
+        "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+        "lastState": {"terminated": {"exitCode": 5, "message": said + "\n"}},
+    }
+    looping, reason = pods_failing([pod("p-1", fetcher)])
+
+    assert looping is True
+    assert reason is not None and reason.endswith(f"back-off 40s; it last said: {said}")
+
+
 def test_ready_pods_counts_ready_pods_and_ignores_terminating_ones() -> None:
     pods = [pod("a", ready=True), pod("b", ready=False), pod("c", ready=True)]
     pods[2]["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:00Z"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 
 from slipway.storage import ExitCode, fetch_main
 from slipway.storage.placement import READY_MARKER, read_marker
+from slipway.storage.report import digest_in_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fetch_servers import HttpServer, http_server
@@ -104,3 +106,55 @@ def test_a_checksum_mismatch_fails_and_nothing_reaches_the_final_path(
     assert fetch(f"{server.url}/model.onnx", str(tmp_path), "--sha256", wrong) == 5
     assert f"sha256 mismatch: expected {wrong}, got {MODEL_SHA}" in capsys.readouterr().err
     assert visible(tmp_path) == []
+
+
+@pytest.fixture
+def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file the kubelet gives a container as /dev/termination-log."""
+    log = tmp_path / "termination-log"
+    log.write_text("")
+    monkeypatch.setattr("slipway.storage.command.TERMINATION_LOG", log)
+    return log
+
+
+def test_the_digest_of_what_was_placed_is_the_termination_message(
+    server: HttpServer, tmp_path: Path, termination_log: Path
+) -> None:
+    uri = f"{server.url}/model.onnx"
+    assert fetch(uri, str(tmp_path / "dest")) == ExitCode.OK
+
+    assert digest_in_report(termination_log.read_text()) == f"sha256:{MODEL_SHA}"
+    assert json.loads(termination_log.read_text())["uri"] == uri
+
+    # a second run that finds the model in place reports the same digest
+    termination_log.write_text("")
+    assert fetch(uri, str(tmp_path / "dest")) == ExitCode.OK
+    assert digest_in_report(termination_log.read_text()) == f"sha256:{MODEL_SHA}"
+
+
+def test_a_failed_fetch_reports_its_error_and_no_digest(
+    server: HttpServer, tmp_path: Path, termination_log: Path
+) -> None:
+    assert fetch(f"{server.url}/model.onnx", str(tmp_path), "--sha256", "0" * 64) == 5
+
+    assert "sha256 mismatch" in termination_log.read_text()
+    assert digest_in_report(termination_log.read_text()) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "digest"),
+    [
+        ('{"modelDigest": "sha256:' + "a" * 64 + '", "uri": "s3://m"}', "sha256:" + "a" * 64),
+        ('{"modelDigest": "sha256:' + "A" * 64 + '"}', None),
+        ('{"modelDigest": "md5:abc"}', None),
+        ('{"modelDigest": "sha256:' + "a" * 30, None),  # cut off at 4096 bytes
+        ("slipway fetch: s3://m: not found", None),
+        ("[1, 2]", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_only_a_whole_report_of_a_sha256_is_a_digest(
+    message: str | None, digest: str | None
+) -> None:
+    assert digest_in_report(message) == digest

@@ -87,6 +87,13 @@ The rules the operator needs in every namespace it serves: exact resources and v
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get]
+{{- if .Values.modelRegistry.readCredentialSecrets }}
+# The credentials of a model registry (spec.model.registry.mlflow.secretName), only when enabled:
+# the validating policy lets nobody name a Secret they could not read themselves.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 # The weights of a user's HTTPRoute (Gateway API); Slipway never creates or deletes routes.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
@@ -118,4 +125,48 @@ The rules the operator needs in every namespace it serves: exact resources and v
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [get, list, watch]
+{{- end }}
+
+{{/* The values of serving.slipway.dev/action, as a CEL list (slipway.rollout.Action). */}}
+{{- define "slipway.actions" -}}
+['promote', 'promote-full', 'abort', 'retry', 'pause', 'resume']
+{{- end }}
+
+{{/*
+CEL variables both governance policies read: the annotations before and after the request, who
+makes it, and what it asks for. An action or an undo is "set" when the request gives its annotation
+a value it did not have; the serving spec (model, runtime, resources, template: what makes a
+revision) "changed" on create or when any of its parts differs.
+*/}}
+{{- define "slipway.governanceVariables" -}}
+- name: ann
+  expression: "has(object.metadata.annotations) ? object.metadata.annotations : {}"
+- name: oldAnn
+  expression: >-
+    oldObject != null && has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {}
+- name: user
+  expression: request.userInfo.username
+- name: manager
+  expression: >-
+    has(request.options) && has(request.options.fieldManager) ? request.options.fieldManager : ''
+- name: action
+  expression: >-
+    'serving.slipway.dev/action' in variables.ann ? variables.ann['serving.slipway.dev/action'] : ''
+- name: actionSet
+  expression: >-
+    variables.action != '' && (!('serving.slipway.dev/action' in variables.oldAnn) ||
+      variables.oldAnn['serving.slipway.dev/action'] != variables.action)
+- name: undoTo
+  expression: >-
+    'serving.slipway.dev/undo-to' in variables.ann ? variables.ann['serving.slipway.dev/undo-to'] : ''
+- name: undoSet
+  expression: >-
+    variables.undoTo != '' && (!('serving.slipway.dev/undo-to' in variables.oldAnn) ||
+      variables.oldAnn['serving.slipway.dev/undo-to'] != variables.undoTo)
+- name: servingChanged
+  expression: >-
+    oldObject == null || object.spec.model != oldObject.spec.model ||
+    ['runtime', 'resources', 'template'].exists(f,
+      (f in object.spec) != (f in oldObject.spec) ||
+      (f in object.spec && object.spec[f] != oldObject.spec[f]))
 {{- end }}

@@ -28,6 +28,9 @@ PRESET_FORMATS = (
     "tensorrt",
     "huggingface",
 )
+# how often a registry alias is looked up again, at least and at most
+REGISTRY_POLL_MIN = "10s"
+REGISTRY_POLL_MAX = "1h"
 
 
 class Protocol(StrEnum):
@@ -45,6 +48,55 @@ class Strategy(StrEnum):
     ROLLING = "Rolling"
 
 
+# a version in a model registry, as MLflow writes it: models:/NAME@ALIAS or models:/NAME/VERSION
+REGISTRY_URI = r"^models:/[^/@]+(@[A-Za-z0-9_-]+|/[1-9][0-9]*)$"
+_IS_REGISTRY = "self.uri.startsWith('models:/')"
+
+
+class MlflowRegistry(ApiModel):
+    """An MLflow tracking server whose model registry names the model's versions."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"duration(self.pollInterval) >= duration('{REGISTRY_POLL_MIN}') && "
+                    f"duration(self.pollInterval) <= duration('{REGISTRY_POLL_MAX}')",
+                    "message": f"pollInterval must be between {REGISTRY_POLL_MIN} and "
+                    f"{REGISTRY_POLL_MAX}",
+                    "fieldPath": ".pollInterval",
+                }
+            ]
+        }
+    )
+
+    tracking_uri: str = Field(
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        max_length=2048,
+        description="Base URL of the MLflow tracking server, e.g. http://mlflow.mlops:5000; the "
+        "operator calls its REST API (/api/2.0/mlflow/...).",
+    )
+    secret_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Secret with MLFLOW_TRACKING_TOKEN (a bearer token), or "
+        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD. Read by the operator (the chart's "
+        "modelRegistry.readCredentialSecrets); whoever names it must be allowed to read it. "
+        "Empty: no credentials.",
+    )
+    poll_interval: Duration = Field(
+        default="1m",
+        description=f"How often the alias is looked up again ({REGISTRY_POLL_MIN} to "
+        f"{REGISTRY_POLL_MAX}); moving it starts a canary of the version it names.",
+    )
+
+
+class ModelRegistry(ApiModel):
+    """Where a models:/ uri is resolved."""
+
+    mlflow: MlflowRegistry = Field(description="An MLflow model registry.")
+
+
 class ModelSpec(ApiModel):
     """The model to serve."""
 
@@ -52,12 +104,35 @@ class ModelSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+')",
+                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+') || "
+                    f"self.uri.matches('{REGISTRY_URI}')",
                     "message": "uri must start with one of "
                     + ", ".join(f"{s}://" for s in URI_SCHEMES)
-                    + " and name something after it",
+                    + " and name something after it, or be a registry's models:/NAME@ALIAS or "
+                    "models:/NAME/VERSION",
                     "fieldPath": ".uri",
                     "reason": "FieldValueInvalid",
+                },
+                {
+                    "rule": f"{_IS_REGISTRY} || (has(self.version) && self.version != '')",
+                    "message": "version is required: it names the revision in status and labels "
+                    "(only a models:/ uri takes it from the registry)",
+                    "fieldPath": ".version",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": f"!{_IS_REGISTRY} || !has(self.version) || self.version == ''",
+                    "message": "version must be empty with a models:/ uri: the registry says "
+                    "which version it is",
+                    "fieldPath": ".version",
+                    "reason": "FieldValueForbidden",
+                },
+                {
+                    "rule": f"!{_IS_REGISTRY} || has(self.registry)",
+                    "message": "a models:/ uri needs registry.mlflow: the tracking server that "
+                    "resolves it",
+                    "fieldPath": ".registry",
+                    "reason": "FieldValueRequired",
                 },
                 {
                     "rule": "!self.uri.startsWith('pvc://') || ("
@@ -79,17 +154,19 @@ class ModelSpec(ApiModel):
         description="Name the server publishes the model under. Default: metadata.name.",
     )
     version: str = Field(
-        min_length=1,
+        default="",
         max_length=63,
-        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$",
         description="Version of the model, e.g. 2.1.0; shown in status and as the "
-        "app.kubernetes.io/version label.",
+        "app.kubernetes.io/version label. Required, except with a models:/ uri (the registry's "
+        "version).",
     )
     uri: str = Field(
         min_length=1,
         max_length=2048,
         description="Where the model lives: pvc://CLAIM/path, s3://bucket/key, gs://bucket/key, "
-        "hf://org/model[@revision], http(s)://host/path or oci://image.",
+        "hf://org/model[@revision], http(s)://host/path, oci://image, or a version in a model "
+        "registry: models:/NAME@ALIAS (follows the alias) or models:/NAME/VERSION.",
     )
     format: str = Field(
         min_length=1,
@@ -102,6 +179,27 @@ class ModelSpec(ApiModel):
         default=None,
         description="Credentials, size limit and checksum for downloaded models.",
     )
+    registry: ModelRegistry | None = Field(
+        default=None,
+        description="The model registry that resolves a models:/ uri to a version and the "
+        "location of its files (fetched with storage's credentials).",
+    )
+
+    @model_validator(mode="after")
+    def _version_from_the_registry_or_the_spec(self) -> ModelSpec:
+        if self.registry_ref:
+            if self.version:
+                raise ValueError("version must be empty with a models:/ uri")
+            if self.registry is None:
+                raise ValueError("a models:/ uri needs registry.mlflow")
+        elif not self.version:
+            raise ValueError("version is required")
+        return self
+
+    @property
+    def registry_ref(self) -> bool:
+        """Whether the uri names a version in the model registry (models:/...)."""
+        return self.uri.startswith("models:/")
 
 
 # A series selector: a metric name, optional label matchers: http_requests_total{code="500"}
@@ -282,19 +380,55 @@ class PauseStep(ApiModel):
     )
 
 
-_STEP_FIELDS = ("setWeight", "pause", "evaluate")
+# the most people an approval step can ask for
+MAX_APPROVALS = 10
+
+
+class ApprovalStep(ApiModel):
+    """Wait for people to approve: `kubectl slipway promote` by `requiredApprovals` distinct users,
+    each holding the promote verb (README: Governance)."""
+
+    required_approvals: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_APPROVALS,
+        description="How many distinct users must promote before the canary goes on (more than "
+        "one needs the chart's governance policies, which say who each one is).",
+    )
+    timeout: Duration | None = Field(
+        default=None,
+        description="How long to wait for the approvals, counted from the step's start as a "
+        "pause's duration is; then the canary fails (ApprovalTimedOut) and is rolled back "
+        "(autoRollback) or held. Empty: wait until approved.",
+    )
+
+
+_STEP_FIELDS = ("setWeight", "pause", "evaluate", "approval")
 _STEPS_SET = " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in _STEP_FIELDS)
-_ONE_STEP = "a step has exactly one of setWeight, pause or evaluate"
+_ONE_STEP = "a step has exactly one of setWeight, pause, evaluate or approval"
+_STEP_MASK = " + ".join(f"(has(self.{f}) ? {1 << i} : 0)" for i, f in enumerate(_STEP_FIELDS))
+
+
+def _named(mask: int) -> str:
+    names = [f for i, f in enumerate(_STEP_FIELDS) if mask & (1 << i)]
+    if len(names) <= 2:
+        return " and ".join(names) or "none"
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 # the message names what the step has (constant strings only: the API server bounds CEL's cost)
 _WHAT_IT_HAS = (
-    f"{_STEPS_SET} == 0 ? 'none' : {_STEPS_SET} == 3 ? 'setWeight, pause and evaluate' : "
-    "!has(self.evaluate) ? 'setWeight and pause' : "
-    "has(self.setWeight) ? 'setWeight and evaluate' : 'pause and evaluate'"
+    "".join(
+        f"({_STEP_MASK}) == {mask} ? '{_named(mask)}' : "
+        for mask in range(1 << len(_STEP_FIELDS))
+        if bin(mask).count("1") != 1
+    )
+    + "''"
 )
 
 
 class CanaryStep(ApiModel):
-    """One step of a canary: exactly one of setWeight, pause or evaluate."""
+    """One step of a canary: exactly one of setWeight, pause, evaluate or approval."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -321,6 +455,10 @@ class CanaryStep(ApiModel):
         description="Send an evaluation set to the canary and to stable and judge the answers "
         "with gates (a Job running `slipway evaluate`). Before the first setWeight above 0 the "
         "canary runs one pod that gets no user traffic for it.",
+    )
+    approval: ApprovalStep | None = Field(
+        default=None,
+        description="Wait for people to approve (kubectl slipway promote) before the next step.",
     )
 
 

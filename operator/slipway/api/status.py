@@ -10,6 +10,12 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
+from slipway.api.records import (
+    CanaryRecord,
+    HistoryRecord,
+    RegistryResolution,
+    RevisionRecord,
+)
 from slipway.api.types import ApiModel
 
 
@@ -62,12 +68,14 @@ class CanaryReason(StrEnum):
 
     # Paused
     WAITING_FOR_PROMOTION = "WaitingForPromotion"  # a pause step without a duration
+    WAITING_FOR_APPROVAL = "WaitingForApproval"  # an approval step short of its approvals
     USER_PAUSED = "UserPaused"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     # Failed and RolledBack
     ANALYSIS_FAILED = "AnalysisFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
     CANARY_CRASH_LOOPING = "CanaryCrashLooping"
+    APPROVAL_TIMED_OUT = "ApprovalTimedOut"
     # Aborted
     ABORTED = "Aborted"
     # Withdrawn
@@ -112,9 +120,16 @@ class RevisionPins(ApiModel):
         description="Generation of Slipway's pod defaults (probes, graceful shutdown, security "
         "context) the pods are built with.",
     )
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[a-f0-9]{64}$",
+        description="The model digest its fetcher verifies (slipway fetch --sha256): the "
+        "revision's recorded modelDigest, pinned once the revision no longer serves, so that an "
+        "undo to it serves the same bytes or fails saying they changed.",
+    )
 
 
-class RevisionStatus(ApiModel):
+class RevisionStatus(RevisionRecord):
     """One revision (one Deployment) as observed."""
 
     revision: str = Field(description="Hash of everything that shapes a serving pod.")
@@ -134,6 +149,13 @@ class RevisionStatus(ApiModel):
         default=None,
         description="Images and pod defaults chosen when this revision was created.",
     )
+
+
+class Approval(ApiModel):
+    """One person's approval of an approval step."""
+
+    by: str = Field(description="The user, as the admission policy stamped the promote.")
+    at: str = Field(description="When the operator took it (RFC 3339).")
 
 
 class EvaluationStatus(ApiModel):
@@ -161,7 +183,7 @@ class EvaluationStatus(ApiModel):
     )
 
 
-class CanaryStatus(RevisionStatus):
+class CanaryStatus(RevisionStatus, CanaryRecord):
     """The canary revision and how far it got."""
 
     weight: int = Field(default=0, description="Percent of traffic the canary gets now.")
@@ -188,6 +210,10 @@ class CanaryStatus(RevisionStatus):
     )
     ready_at: str | None = Field(
         default=None, description="When the canary's pods for the current weight were all Ready."
+    )
+    approvals: list[Approval] = Field(
+        default_factory=list,
+        description="Who approved the current approval step (distinct users), oldest first.",
     )
     evaluation: EvaluationStatus | None = Field(
         default=None, description="The latest evaluation of the canary (an evaluate step)."
@@ -294,7 +320,7 @@ class AnalysisStatus(ApiModel):
     )
 
 
-class HistoryEntry(ApiModel):
+class HistoryEntry(HistoryRecord):
     """A revision that was promoted to stable."""
 
     revision: str = Field(description="The revision hash.")
@@ -348,4 +374,9 @@ class ModelDeploymentStatus(ApiModel):
     last_action: str | None = Field(
         default=None,
         description="The last action annotation consumed, with its time (promote, abort, ...).",
+    )
+    registry: RegistryResolution | None = Field(
+        default=None,
+        description="The model registry's answer for a models:/ uri: the version and the "
+        "artifacts the spec's revision is made of (kept while the registry cannot be reached).",
     )

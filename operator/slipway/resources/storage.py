@@ -68,8 +68,11 @@ class StorageWiring:
     server_mount: dict[str, Any] = field(default_factory=dict)
 
 
-def storage_wiring(model: ModelSpec, operator_image: str) -> StorageWiring:
-    """Volumes, init containers and the server's read-only mount for `model.uri`."""
+def storage_wiring(
+    model: ModelSpec, operator_image: str, verify_sha256: str | None = None
+) -> StorageWiring:
+    """Volumes, init containers and the server's read-only mount for `model.uri`; a fetched model
+    is verified against `verify_sha256` when model.storage.sha256 does not say what to expect."""
     source = model_source(model.uri)
     server_mount: dict[str, Any] = {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True}
     if source.scheme == "pvc":
@@ -91,19 +94,25 @@ def storage_wiring(model: ModelSpec, operator_image: str) -> StorageWiring:
             {"name": MODEL_VOLUME, "emptyDir": {"sizeLimit": size_limit}},
             {"name": FETCH_TMP_VOLUME, "emptyDir": {}},
         ],
-        init_containers=[storage_initializer(model, operator_image)],
+        init_containers=[storage_initializer(model, operator_image, verify_sha256=verify_sha256)],
         server_mount=server_mount,
     )
 
 
 def storage_initializer(
-    model: ModelSpec, operator_image: str, dest: str = MODEL_DIR, volume: str = MODEL_VOLUME
+    model: ModelSpec,
+    operator_image: str,
+    dest: str = MODEL_DIR,
+    volume: str = MODEL_VOLUME,
+    verify_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The init container that downloads `model.uri` into `dest` (the volume `volume`, by default
-    the model's at MODEL_DIR) with `slipway fetch`."""
+    the model's at MODEL_DIR) with `slipway fetch`, checking model.storage.sha256 (or, without
+    it, `verify_sha256`: the digest a revision recorded, pinned for an undo)."""
     args = ["fetch", model.uri, dest]
-    if model.storage and model.storage.sha256:
-        args += ["--sha256", model.storage.sha256]
+    expected = (model.storage.sha256 if model.storage else None) or verify_sha256
+    if expected:
+        args += ["--sha256", expected]
     container: dict[str, Any] = {
         "name": STORAGE_INITIALIZER,
         "image": operator_image,

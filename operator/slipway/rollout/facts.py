@@ -93,6 +93,8 @@ class Facts:
 def spec_problems(observed: Observed) -> tuple[tuple[str, str], ...]:
     """Why the spec's revision cannot be served, as (reason, message), each naming the field."""
     problems = [("InvalidSpec", error) for error in observed.spec_errors]
+    if observed.unresolved is not None:
+        problems.append(observed.unresolved)
     claim = observed.claim
     if claim is not None and not claim.exists:
         problems.append(

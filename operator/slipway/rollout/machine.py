@@ -29,6 +29,7 @@ from typing import Any
 
 from slipway.api import (
     AnalysisStatus,
+    Approval,
     CanaryReason,
     CanaryState,
     CanaryStatus,
@@ -74,6 +75,7 @@ from slipway.rollout.model import (
 )
 from slipway.rollout.report import conditions_for, phase_of
 from slipway.rollout.steps import (
+    approvals_needed,
     canary_pods_at,
     current_evaluation,
     evaluate_at,
@@ -380,18 +382,33 @@ def _forget(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | No
     draft.status.canary = None
 
 
-def _promote_step(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
-    _promote_to(facts, draft, canary, Action.PROMOTE, canary.step + 1)
+def _promote_step(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None
+) -> str | None:
+    return _promote_to(facts, draft, canary, Action.PROMOTE, canary.step + 1)
 
 
-def _promote_full(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
-    _promote_to(facts, draft, canary, Action.PROMOTE_FULL, len(_steps(facts, draft, canary)))
+def _promote_full(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None
+) -> str | None:
+    return _promote_to(facts, draft, canary, Action.PROMOTE_FULL, len(_steps(facts, draft, canary)))
 
 
 def _promote_to(
     facts: Facts, draft: _Draft, canary: CanaryStatus, action: Action, target: int
-) -> None:
+) -> str | None:
     steps = _steps(facts, draft, canary)
+    if approvals_needed(steps, canary.step):
+        # a promote at an approval step is one approval: the step ends with the last one needed
+        complete, why = _approve(facts, draft, canary, steps)
+        if why is not None:
+            return why
+        if not complete:
+            _align_with_step(facts, draft, canary)
+            return None
+    # nobody skips an approval step by promoting past it: the canary stops at the next one
+    gates = [i for i in range(canary.step + 1, len(steps)) if approvals_needed(steps, i)]
+    target = min([target, *gates[:1]])
     draft.note(
         "Normal",
         "PromoteFull" if action is Action.PROMOTE_FULL else "Promote",
@@ -404,6 +421,48 @@ def _promote_to(
         _enter_step(facts, draft, canary, min(target, len(steps)))
     else:
         _align_with_step(facts, draft, canary)
+    return None
+
+
+def _approve(
+    facts: Facts, draft: _Draft, canary: CanaryStatus, steps: Sequence[CanaryStep]
+) -> tuple[bool, str | None]:
+    """Count the promote of `facts.observed.actor` as an approval of the canary's step: whether
+    the step now has every approval it needs, and why the promote cannot count, if it cannot."""
+    needed = approvals_needed(steps, canary.step)
+    actor = facts.observed.actor
+    if actor is None and needed > 1:
+        return False, (
+            f"{step_name(steps, canary.step)} needs {needed} distinct people, and this promote "
+            "does not say who asked (the chart's governance policies stamp it)"
+        )
+    if actor is not None and any(a.by == actor for a in canary.approvals):
+        return False, f"{actor} has approved {step_name(steps, canary.step)} already"
+    canary.approvals = [*canary.approvals, Approval(by=actor or "", at=facts.stamp)]
+    draft.note(
+        "Normal",
+        "Approved",
+        f"approval {len(canary.approvals)} of {needed} for {step_name(steps, canary.step)} of "
+        f"canary {canary.revision}" + (f" ({_approvers(canary)})" if actor else ""),
+        canary.revision,
+        canary.step,
+    )
+    return len(canary.approvals) >= needed, None
+
+
+def _approvers(canary: CanaryStatus) -> str:
+    return ", ".join(a.by for a in canary.approvals if a.by)
+
+
+def _approval_message(steps: Sequence[CanaryStep], canary: CanaryStatus) -> str:
+    needed = approvals_needed(steps, canary.step)
+    given = len(canary.approvals)
+    so_far = f"{given} so far" + (f" ({_approvers(canary)})" if _approvers(canary) else "")
+    return (
+        f"{step_name(steps, canary.step)} waits for {needed} approval"
+        + ("s" if needed > 1 else "")
+        + f" (kubectl slipway promote, by distinct people with the promote verb); {so_far}"
+    )
 
 
 def _abort(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
@@ -450,7 +509,9 @@ def _user_pause(
     return None
 
 
-def _resume(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> None:
+def _resume(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | None) -> str | None:
+    if canary.reason is R.WAITING_FOR_APPROVAL:
+        return f"resume does not approve: {canary.message}"
     if _evaluation_holds(canary):
         # an evaluation that gave no verdict is run again (a Job of its own), not skipped
         canary.evaluation = _next_evaluation(canary, canary.step)
@@ -462,6 +523,7 @@ def _resume(facts: Facts, draft: _Draft, canary: CanaryStatus, cause: Cause | No
         _align_with_step(facts, draft, canary)
         message = f"canary {canary.revision} resumed by the user"
     draft.note("Normal", "Resumed", message, canary.revision, canary.step)
+    return None
 
 
 # -- why an action does not apply ------------------------------------------------------------------
@@ -628,6 +690,7 @@ def _enter_step(
     steps = _steps(facts, draft, canary)
     canary.step = min(index, len(steps))
     canary.step_started_at = facts.stamp
+    canary.approvals = []  # approvals belong to the step they were given at
     canary.ready_at = facts.stamp if _ready_at_weight(facts, draft, canary) else None
     _align_with_step(facts, draft, canary)
     if not quiet:
@@ -643,6 +706,9 @@ def _align_with_step(facts: Facts, draft: _Draft, canary: CanaryStatus) -> None:
     steps = _steps(facts, draft, canary)
     if canary.step >= len(steps):
         canary.state, canary.reason, canary.message = S.PROMOTING, None, ""
+    elif approvals_needed(steps, canary.step):
+        canary.state, canary.reason = S.PAUSED, R.WAITING_FOR_APPROVAL
+        canary.message = _approval_message(steps, canary)
     elif waits_for_promotion(steps, canary.step):
         canary.state, canary.reason = S.PAUSED, R.WAITING_FOR_PROMOTION
         canary.message = f"{step_name(steps, canary.step)} waits for `kubectl slipway promote`"
@@ -653,7 +719,8 @@ def _align_with_step(facts: Facts, draft: _Draft, canary: CanaryStatus) -> None:
 def _follows_its_step(canary: CanaryStatus) -> bool:
     """Whether the canary's state is the one its step gives it (not a pause or a failure)."""
     return canary.state in (S.PROGRESSING, S.PROMOTING) or (
-        canary.state is S.PAUSED and canary.reason is R.WAITING_FOR_PROMOTION
+        canary.state is S.PAUSED
+        and canary.reason in (R.WAITING_FOR_PROMOTION, R.WAITING_FOR_APPROVAL)
     )
 
 
@@ -1131,7 +1198,9 @@ def _requeue_after(facts: Facts, status: ModelDeploymentStatus) -> float | None:
     if canary is not None:
         steps = steps_of(facts.md, status, canary)
         started = step_started(facts, canary)
-        if canary.step < len(steps) and canary.state is S.PROGRESSING and not facts.held:
+        waiting = canary.state is S.PAUSED and canary.reason is R.WAITING_FOR_APPROVAL
+        running = canary.state is S.PROGRESSING and not facts.held
+        if canary.step < len(steps) and (running or waiting):
             step = steps[canary.step]
             due = kind_of(step).due(facts, canary, step)
             if due is not None:

@@ -78,7 +78,8 @@ class Observed:
     revisions: the Deployments by revision (a missing key: no Deployment yet); spec_errors: why the
     spec's revision cannot be built (a builder's ValueError, naming the field); claim, route: what
     the spec refers to, when it refers to one; refusals: the writes the API server refused at the
-    last attempt.
+    last attempt; unresolved: why the registry gave no version for the spec's models:/ uri; actor:
+    who asked for the action of this decision.
     """
 
     revisions: Mapping[str, ObservedRevision] = field(default_factory=dict)
@@ -86,6 +87,11 @@ class Observed:
     claim: Claim | None = None
     route: Route | None = None
     refusals: tuple[Refusal, ...] = ()
+    # (reason, message): the spec's models:/ uri has no resolution to serve (slipway.registry)
+    unresolved: tuple[str, str] | None = None
+    # who asked for the action consumed in this reconcile, as the admission policy stamped it
+    # (None: not stamped, e.g. without the chart's governance policies)
+    actor: str | None = None
     service_revision: str | None = None
     evaluation: EvaluationOutcome | None = None
     measuring_until: dt.datetime | None = None

@@ -1,5 +1,6 @@
 """The kinds of canary step, one row each: the weight it sets, the canary pods it needs, when
-it is complete, whether it waits for a person, and when it wants to be woken.
+it is complete, whether it waits for a person (or for several: an approval step), and when it
+wants to be woken.
 
 `evaluate` runs a Job that sends an evaluation set to the canary and to stable: it needs one
 canary pod even before any weight (a pod that gets no user traffic), and it is complete when its
@@ -43,6 +44,8 @@ class StepKind:
     due: Due = lambda facts, canary, step: None  # when its timer runs out, if it has one
     failure: Failure = lambda facts, canary, step: None  # why it failed, if it did
     canary_pods: Callable[[CanaryStep], int] = lambda step: 0  # it needs at least this many
+    # distinct people who must approve it (kubectl slipway promote); 0: none
+    approvals: Callable[[CanaryStep], int] = lambda step: 0
 
 
 def _pods_at_weight(
@@ -91,6 +94,32 @@ def _describe_pause(step: CanaryStep) -> str:
     if step.pause is not None and step.pause.duration is not None:
         return f"pause {step.pause.duration}"
     return "pause until promoted"
+
+
+def _approval_ends(facts: Facts, canary: CanaryStatus, step: CanaryStep) -> dt.datetime | None:
+    if step.approval is None or step.approval.timeout is None:
+        return None
+    return after(step_started(facts, canary), duration_seconds(step.approval.timeout))
+
+
+def _approval_timed_out(
+    facts: Facts, canary: CanaryStatus, step: CanaryStep
+) -> tuple[CanaryReason, str] | None:
+    ends = _approval_ends(facts, canary, step)
+    if ends is None or facts.now < ends or step.approval is None:
+        return None
+    wanted = step.approval.required_approvals
+    given = ", ".join(a.by for a in canary.approvals) or "none"
+    return (
+        CanaryReason.APPROVAL_TIMED_OUT,
+        f"the approval step waited {step.approval.timeout} for {wanted} approvals and got "
+        f"{len(canary.approvals)} ({given})",
+    )
+
+
+def _describe_approval(step: CanaryStep) -> str:
+    wanted = step.approval.required_approvals if step.approval is not None else 1
+    return "approval" if wanted == 1 else f"approval by {wanted}"
 
 
 # the Job's activeDeadlineSeconds ends it; this long after, a reconcile looks even without its event
@@ -149,6 +178,17 @@ STEP_KINDS: tuple[StepKind, ...] = (
         due=_evaluation_ends,
         canary_pods=lambda step: 1,
     ),
+    StepKind(
+        field="approval",
+        sets_weight=lambda step: None,
+        # only people end it, but a promote counts as one approval among those it needs
+        waits_for_promotion=lambda step: False,
+        complete=lambda facts, status, canary, step, weight: False,
+        describe=_describe_approval,
+        due=_approval_ends,
+        failure=_approval_timed_out,
+        approvals=lambda step: step.approval.required_approvals if step.approval else 0,
+    ),
 )
 
 
@@ -193,8 +233,13 @@ def waits_for_promotion(steps: Sequence[CanaryStep], index: int) -> bool:
     return index < len(steps) and kind_of(steps[index]).waits_for_promotion(steps[index])
 
 
+def approvals_needed(steps: Sequence[CanaryStep], index: int) -> int:
+    """Distinct people who must approve step `index` before the canary goes on (0: none)."""
+    return kind_of(steps[index]).approvals(steps[index]) if index < len(steps) else 0
+
+
 def describe_step(step: CanaryStep) -> str:
-    """A step for people: "setWeight 10", "pause 2m" or "pause until promoted"."""
+    """A step for people: "setWeight 10", "pause 2m", "pause until promoted", "approval by 2"."""
     return kind_of(step).describe(step)
 
 

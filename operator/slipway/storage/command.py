@@ -17,6 +17,7 @@ from pathlib import Path
 
 from slipway.storage.errors import ExitCode, FetchError
 from slipway.storage.fetch import FetchOptions, fetch_model
+from slipway.storage.report import fetch_report
 from slipway.storage.retry import Backoff
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -85,12 +86,14 @@ def run_fetch(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     try:
-        fetch_model(args.uri, args.dest, options, emit=_log)
+        result = fetch_model(args.uri, args.dest, options, emit=_log)
     except FetchError as error:
         return _fail(error.code, error.message)
     except Exception as error:
         traceback.print_exc()
         return _fail(ExitCode.FAILED, f"{args.uri}: unexpected error: {error!r}")
+    # the operator reads the digest of what was placed from the pod's status
+    _terminate_with(fetch_report(result.marker.sha256, args.uri))
     return ExitCode.OK
 
 
@@ -107,8 +110,13 @@ def _log(line: str) -> None:
 def _fail(code: ExitCode, message: str) -> int:
     line = f"slipway fetch: {message}"
     print(line, file=sys.stderr, flush=True)
-    # Kubernetes shows this file as the container's termination message (kubectl describe).
+    _terminate_with(line + "\n")
+    return int(code)
+
+
+def _terminate_with(message: str) -> None:
+    """Kubernetes shows this file as the container's termination message (kubectl describe, and
+    the pod's status, where the operator reads it)."""
     if TERMINATION_LOG.exists():
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(line + "\n")
-    return int(code)
+            TERMINATION_LOG.write_text(message)
