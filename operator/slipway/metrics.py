@@ -42,12 +42,16 @@ ErrorReason = Literal["conflict", "invalid_spec", "api_error", "analysis_error",
 RolloutOutcome = Literal["promoted", "rolled_back", "aborted"]
 WriteVerb = Literal["apply", "patch", "delete", "status", "metadata", "event"]
 NotificationResult = Literal["sent", "failed", "dropped"]
+# why a key waits in the work queue: its children changed, a timer fell due or its last write is
+# to be looked at again (progress), or the ModelDeployment itself changed (change)
+QueueLane = Literal["progress", "change"]
 
 RECONCILE_RESULTS: Final = frozenset(get_args(ReconcileResult))
 ERROR_REASONS: Final = frozenset(get_args(ErrorReason))
 ROLLOUT_OUTCOMES: Final = frozenset(get_args(RolloutOutcome))
 WRITE_VERBS: Final = frozenset(get_args(WriteVerb))
 NOTIFICATION_RESULTS: Final = frozenset(get_args(NotificationResult))
+QUEUE_LANES: Final = frozenset(get_args(QueueLane))
 CONDITION_STATUSES: Final = ("True", "False", "Unknown")
 PHASES: Final = tuple(phase.value for phase in Phase)
 VERDICTS: Final = frozenset(verdict.value for verdict in Verdict)
@@ -57,6 +61,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # A reconcile is a few API calls: milliseconds to seconds.
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Time a key waits in the work queue: nothing when idle, minutes when thousands arrive at once.
+QUEUE_WAIT_BUCKETS: Final = (
+    *(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    *(5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+)
 # A rollout is a sequence of steps and pauses: minutes to a day.
 ROLLOUT_BUCKETS: Final = (
     *(30.0, 60.0, 120.0, 300.0, 600.0, 900.0),
@@ -217,6 +226,15 @@ class SlipwayMetrics:
             "ModelDeployments waiting in the work queue for a reconcile.",
             registry=registry,
         )
+        self.work_queue_wait = Histogram(
+            "slipway_work_queue_wait_seconds",
+            "Time a ModelDeployment waited in the work queue before its reconcile started, by "
+            "lane (progress: its children changed, a timer fell due, its last write is looked "
+            "at again; change: the ModelDeployment itself changed). Progress is served first.",
+            ["lane"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
         self.notifications_total = Counter(
             "slipway_notifications_total",
             "Notifications, by channel and result (sent; failed after the retries; dropped "
@@ -326,6 +344,10 @@ class SlipwayMetrics:
     def watch_work_queue(self, depth: Callable[[], int]) -> None:
         """Export the work queue's depth, read at every scrape."""
         self.work_queue_depth.set_function(lambda: float(depth()))
+
+    def observe_queue_wait(self, lane: QueueLane, seconds: float) -> None:
+        """Note how long a key waited in the work queue before its reconcile started."""
+        self.work_queue_wait.labels(_require(lane, QUEUE_LANES, "lane")).observe(seconds)
 
     def record_notification(self, channel: str, result: NotificationResult) -> None:
         """Count one notification by channel (a configured name) and result."""
@@ -437,6 +459,11 @@ def export_object(body: Mapping[str, Any]) -> None:
 def watch_work_queue(depth: Callable[[], int]) -> None:
     """Export the work queue's depth, read at every scrape."""
     METRICS.watch_work_queue(depth)
+
+
+def observe_queue_wait(lane: QueueLane, seconds: float) -> None:
+    """Note how long a key waited in the work queue."""
+    METRICS.observe_queue_wait(lane, seconds)
 
 
 def record_notification(channel: str, result: NotificationResult) -> None:
