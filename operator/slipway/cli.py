@@ -92,8 +92,9 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument(
         "--resync-seconds",
         type=float,
-        default=float(os.environ.get("SLIPWAY_RESYNC_SECONDS", "300")),
-        help="how often every watched object is listed afresh (default 300)",
+        default=float(os.environ.get("SLIPWAY_RESYNC_SECONDS", "0")),
+        help="list every watched object afresh that often (default 0: never; the watches resume "
+        "where they were, and list afresh only when the API server no longer has their place)",
     )
     run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"
