@@ -7,6 +7,7 @@ that every decision, and every condition, is the core's.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +31,7 @@ class ObservedRevision:
     # the cluster refuses to create its pods (ReplicaSet FailedCreate: Pod Security, quota,
     # admission): the server's message
     refused: str | None = None
+    created_at: dt.datetime | None = None  # when the Deployment was created
 
 
 @dataclass(frozen=True)
@@ -142,3 +144,6 @@ class Decision:
     events: list[Event]
     requeue_after: float | None  # seconds until a timer needs a reconcile; None: no timer runs
     port: int  # the port of Service <name> and status.url: the stable revision's
+    # seconds the status may wait before it is written (None: write it now): a new
+    # ModelDeployment's first status waits a moment for its pods, to be written once, Ready
+    report_after: float | None = None
