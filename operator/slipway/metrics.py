@@ -104,9 +104,11 @@ def object_series(body: Mapping[str, Any]) -> ObjectSeries:
     if status.get("canary") is not None:
         analysis = ((body.get("spec") or {}).get("rollout") or {}).get("analysis") or {}
         for metric in analysis.get("metrics") or ():
+            # a built-in check is named after itself (AnalysisMetric._named_after_the_check)
+            name = metric.get("name") or metric.get("check")
             for bound in ("min", "max"):
-                if metric.get(bound) is not None:
-                    thresholds[(str(metric["name"]), bound)] = float(metric[bound])
+                if name and metric.get(bound) is not None:
+                    thresholds[(str(name), bound)] = float(metric[bound])
     return ObjectSeries(
         phase=phase if phase in PHASES else None,
         conditions=conditions,

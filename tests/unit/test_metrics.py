@@ -413,3 +413,12 @@ def test_the_metrics_server_serves_numbers_that_move(
     assert 'slipway_rollouts_total{outcome="rolled_back"} 1.0' in after
     for name in EVERY_METRIC:
         assert name in after, name
+
+
+def test_a_built_in_check_without_a_name_exports_its_threshold_under_the_checks_name() -> None:
+    body = {
+        "metadata": {"namespace": "ml", "name": "fraud"},
+        "spec": {"rollout": {"analysis": {"metrics": [{"check": "error-rate", "max": 0.05}]}}},
+        "status": {"phase": "Progressing", "canary": {"revision": "abc"}},
+    }
+    assert object_series(body).thresholds == {("error-rate", "max"): 0.05}
