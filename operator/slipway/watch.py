@@ -193,9 +193,8 @@ class Informer:
                 version = str(meta.get("resourceVersion") or "")
                 break
         owners = self.store.replace(self.watched.kind, items, self.namespace)
-        if self.on_body is not None:
-            for item in items:
-                self.on_body(item)
+        for item in items:
+            self._saw(item)
         del items
         self._version = version
         if not self._stop.is_set():
@@ -268,11 +267,20 @@ class Informer:
                 owner, changed = self.store.observe(kind, obj)
                 if changed and owner is not None:
                     owners.add(owner)
-                if self.on_body is not None:
-                    self.on_body(obj)
+                self._saw(obj)
             self._version = version or self._version
         if (owners or deleted) and not self._stop.is_set():
             self.deliver(Change(kind, frozenset(owners), frozenset(deleted)))
+
+    def _saw(self, body: Mapping[str, Any]) -> None:
+        """`on_body`, whose failure must never stop the watch (the store comes first)."""
+        if self.on_body is None:
+            return
+        try:
+            self.on_body(body)
+        except Exception:
+            meta = body.get("metadata") or {}
+            log.exception("%s: %s/%s", self._name(), meta.get("namespace"), meta.get("name"))
 
 
 def _batches(raw: Any) -> Iterator[list[dict[str, Any]]]:
