@@ -158,6 +158,7 @@ def test_a_reconcile_that_asks_to_run_again_at_once_goes_to_the_progress_lane() 
 
 
 def wait_count(lane: str) -> float:
-    return metrics.REGISTRY.get_sample_value(
-        "slipway_work_queue_wait_seconds_count", {"lane": lane}
-    ) or 0.0
+    return (
+        metrics.REGISTRY.get_sample_value("slipway_work_queue_wait_seconds_count", {"lane": lane})
+        or 0.0
+    )
