@@ -56,7 +56,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=os.environ.get("SLIPWAY_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
         help="image of the model-fetching init containers (Slipway's own image)",
     )
-    run.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="reconciles running at once (default 16: each mostly waits on the API server, and "
+        "fewer leave it idle while ModelDeployments wait)",
+    )
     notify = run.add_argument_group(
         "notifications",
         "rollout notifications, sent to the channels a ModelDeployment names in its "

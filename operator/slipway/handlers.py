@@ -56,7 +56,7 @@ class Options:
 
     api_client: client.ApiClient
     operator_image: str
-    workers: int = 4
+    workers: int = 16
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     resync_seconds: float = 0.0  # > 0: list everything afresh that often (0: never)
     peering: str | None = None  # the kopf peering object, when peered
