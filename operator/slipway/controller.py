@@ -15,6 +15,7 @@ the same queue, so no kopf timer, and so no finalizer, is needed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
@@ -46,17 +47,28 @@ class Key(NamedTuple):
         return f"{self.namespace}/{self.name}"
 
 
+class _Kept(NamedTuple):
+    """One object as the store keeps it: `project`'s parts as compact JSON text (a third of the
+    memory of the dicts it decodes to), its resourceVersion apart, so that two versions that
+    differ in nothing else compare equal."""
+
+    text: str
+    version: str
+    uid: str
+    owner: Key | None
+
+
 class Store:
     """Local copies of the objects Slipway watches (as `project` keeps them), indexed by owning
     ModelDeployment.
 
     Written by the watches (their threads) and by the reconcile's write-through (worker threads);
-    read by reconcile workers.
+    read by reconcile workers, each read a fresh copy.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+        self._objects: dict[str, dict[tuple[str, str], _Kept]] = defaultdict(dict)
         self._by_owner: dict[str, dict[Key, set[str]]] = defaultdict(lambda: defaultdict(set))
         # pods carry the ModelDeployment's name as a label value, which long names do not fit
         self._name_of_label: dict[tuple[str, str], str] = {}
@@ -78,25 +90,26 @@ class Store:
                 self._name_of_label[(namespace, label_value(name))] = name
         owner = self._owner_of(kind, meta)
         kept = project(kind, body)
+        kept_meta = kept["metadata"]
+        version = str(kept_meta.pop("resourceVersion", ""))
+        new = _Kept(_freeze(kept), version, str(meta.get("uid", "")), owner)
         with self._lock:
             old = self._objects[kind].get((namespace, name))
-            if old is not None and _older(meta, old.get("metadata") or {}):
+            if old is not None and _older(new, old):
                 return owner, False  # a late watch event: our own write put a newer copy here
-            if old is not None:
-                old_owner = self._owner_of(kind, old.get("metadata") or {})
-                if old_owner is not None and old_owner != owner:
-                    self._by_owner[kind][old_owner].discard(name)
-            self._objects[kind][(namespace, name)] = kept
+            if old is not None and old.owner is not None and old.owner != owner:
+                self._by_owner[kind][old.owner].discard(name)
+            self._objects[kind][(namespace, name)] = new
             if owner is not None:
                 self._by_owner[kind][owner].add(name)
-        return owner, old is None or not same_but_version(old, kept)
+        return owner, old is None or old.text != new.text
 
     def remove(self, kind: str, body: Mapping[str, Any]) -> Key | None:
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        owner = self._owner_of(kind, meta)
         with self._lock:
-            self._objects[kind].pop((namespace, name), None)
+            old = self._objects[kind].pop((namespace, name), None)
+            owner = old.owner if old is not None else self._owner_of(kind, meta)
             if owner is not None:
                 names = self._by_owner[kind].get(owner)
                 if names is not None:
@@ -125,25 +138,28 @@ class Store:
                 owners.add(owner)
         with self._lock:
             gone = [
-                body
-                for ref, body in self._objects[kind].items()
+                ref
+                for ref in self._objects[kind]
                 if ref not in fresh and (not namespace or ref[0] == namespace)
             ]
-        for body in gone:
-            owner = self.remove(kind, body)
+        for ref_namespace, ref_name in gone:
+            owner = self.remove(kind, {"metadata": {"namespace": ref_namespace, "name": ref_name}})
             if owner is not None:
                 owners.add(owner)
         return owners
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of the object as kept, or None."""
         with self._lock:
-            return self._objects[kind].get((namespace, name))
+            kept = self._objects[kind].get((namespace, name))
+        return _thaw(kept) if kept is not None else None
 
     def children(self, kind: str, owner: Key) -> list[dict[str, Any]]:
-        """Objects of `kind` labelled as belonging to the ModelDeployment `owner`."""
+        """Copies of the objects of `kind` labelled as belonging to the ModelDeployment `owner`."""
         with self._lock:
             names = sorted(self._by_owner[kind].get(owner, ()))
-            return [self._objects[kind][(owner.namespace, n)] for n in names]
+            found = [self._objects[kind][(owner.namespace, n)] for n in names]
+        return [_thaw(kept) for kept in found]
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
         with self._lock:
@@ -171,6 +187,7 @@ class Store:
 
 # metadata the reconcile never reads (managedFields is most of a small object's size)
 _DROPPED_METADATA = frozenset({"managedFields", "creationTimestamp", "generateName"})
+_DROPPED_TOP = frozenset({"apiVersion", "kind", "metadata", "status"})
 _KEPT_POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
 
 
@@ -189,7 +206,8 @@ def project(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
             "metadata": {k: meta[k] for k in _KEPT_POD_METADATA if k in meta},
             "status": _pod_status(body.get("status") or {}),
         }
-    kept: dict[str, Any] = {k: v for k, v in body.items() if k not in ("metadata", "status")}
+    # apiVersion and kind too: list items come without them, watch events and answers with
+    kept: dict[str, Any] = {k: v for k, v in body.items() if k not in _DROPPED_TOP}
     kept["metadata"] = {k: v for k, v in meta.items() if k not in _DROPPED_METADATA}
     if kind == "Deployment":
         kept["metadata"]["creationTimestamp"] = meta.get("creationTimestamp")
@@ -237,33 +255,27 @@ def _container_status(cs: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def same_but_version(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Whether two kept copies of an object differ in nothing but their resourceVersion."""
-    if old.keys() != new.keys():
-        return False
-    for key, value in new.items():
-        if key != "metadata":
-            if old[key] != value:
-                return False
-            continue
-        before = old[key]
-        if before.keys() != value.keys():
-            return False
-        if any(before[k] != v for k, v in value.items() if k != "resourceVersion"):
-            return False
-    return True
+def _freeze(kept: Mapping[str, Any]) -> str:
+    return json.dumps(kept, separators=(",", ":"), sort_keys=True)
 
 
-def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+def _thaw(kept: _Kept) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(kept.text)
+    if kept.version:
+        obj["metadata"]["resourceVersion"] = kept.version
+    return obj
+
+
+def _older(new: _Kept, old: _Kept) -> bool:
     """Whether `new` is an older version of the same object than `old`.
 
     resourceVersions are opaque, but etcd's are integers that only grow; when either is not one,
     nothing is assumed.
     """
-    if new.get("uid") != old.get("uid"):
+    if new.uid != old.uid:
         return False
     try:
-        return int(new.get("resourceVersion", "")) < int(old.get("resourceVersion", ""))
+        return int(new.version) < int(old.version)
     except ValueError:
         return False
 

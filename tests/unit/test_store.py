@@ -143,3 +143,12 @@ def test_a_fresh_list_drops_what_was_deleted_meanwhile_in_its_namespace_only() -
     assert store.replace("Deployment", [], namespace="ml") == {OWNER}
     assert store.children("Deployment", OWNER) == []
     assert store.get("Deployment", "other", "x-abc") is not None
+
+
+def test_a_listed_object_and_the_same_from_a_watch_event_are_the_same() -> None:
+    """List items come without apiVersion and kind; watch events and apply answers with."""
+    store = Store()
+    listed = deployment("10")
+    del listed["apiVersion"], listed["kind"]
+    store.upsert("Deployment", listed)
+    assert store.observe("Deployment", deployment("10")) == (OWNER, False)
