@@ -73,6 +73,10 @@ class Gone(Exception):
     """The API server no longer has the resourceVersion the watch would resume from."""
 
 
+class _Stopped(Exception):
+    """The informer was stopped in the middle of a list."""
+
+
 class NotServed(Exception):
     """The API server does not serve the kind (404): a CRD not installed, or deleted."""
 
@@ -175,7 +179,19 @@ class Informer:
         return result
 
     def _list(self) -> None:
-        items: list[dict[str, Any]] = []
+        """List the kind page by page into the store (one page in memory at a time)."""
+        listed: list[str] = []
+        try:
+            owners = self.store.replace(self.watched.kind, self._items(listed), self.namespace)
+        except _Stopped:
+            return
+        self._version = listed[0]
+        if not self._stop.is_set():
+            self.deliver(Change(self.watched.kind, frozenset(owners), listed=True))
+        self.synced.set()
+
+    def _items(self, version: list[str]) -> Iterator[dict[str, Any]]:
+        """Every listed object; the list's resourceVersion goes into `version` at the end."""
         token = ""
         while True:
             query = [("limit", str(LIST_PAGE))]
@@ -185,21 +201,15 @@ class Informer:
                 query.append(("continue", token))
             page = self._get(query)
             if self._stop.is_set():
-                return
-            items.extend(page.get("items") or ())
+                raise _Stopped
+            for item in page.get("items") or ():
+                self._saw(item)
+                yield item
             meta = page.get("metadata") or {}
             token = meta.get("continue") or ""
             if not token:
-                version = str(meta.get("resourceVersion") or "")
-                break
-        owners = self.store.replace(self.watched.kind, items, self.namespace)
-        for item in items:
-            self._saw(item)
-        del items
-        self._version = version
-        if not self._stop.is_set():
-            self.deliver(Change(self.watched.kind, frozenset(owners), listed=True))
-        self.synced.set()
+                version.append(str(meta.get("resourceVersion") or ""))
+                return
 
     def _watch(self) -> None:
         seconds = int(WATCH_SECONDS * random.uniform(1.0, 2.0))
