@@ -365,7 +365,7 @@ def test_a_new_modeldeployments_first_status_waits_for_its_pods_and_says_it_all_
     assert first.report_after == FIRST_REPORT_SECONDS  # no Deployment yet: it is created now
     assert [e.reason for e in first.events] == ["Deploying"]
 
-    assert first_look(md, 4, ready=1).report_after == FIRST_REPORT_SECONDS - 4
+    assert first_look(md, 4, ready=0).report_after == FIRST_REPORT_SECONDS - 4
 
     ready = first_look(md, 4, ready=2)
     assert ready.report_after is None
@@ -373,9 +373,17 @@ def test_a_new_modeldeployments_first_status_waits_for_its_pods_and_says_it_all_
     assert [(e.type, e.reason) for e in ready.events] == [("Normal", "Deployed")]
 
 
+def test_a_new_modeldeployment_is_recorded_as_soon_as_one_of_its_pods_serves() -> None:
+    """A spec edit must find the revision that serves recorded: without a record the next
+    decision would replace it outright."""
+    partly = first_look(model_deployment(replicas=2), 1, ready=1)
+    assert partly.report_after is None
+    assert partly.status.phase is Phase.PROGRESSING
+
+
 def test_a_new_modeldeployment_whose_pods_take_long_is_reported_progressing() -> None:
     md = model_deployment(replicas=2)
-    late = first_look(md, FIRST_REPORT_SECONDS, ready=1)
+    late = first_look(md, FIRST_REPORT_SECONDS, ready=0)
     assert late.report_after is None
     assert late.status.phase is Phase.PROGRESSING
     assert [e.reason for e in late.events] == ["Deploying"]
@@ -386,6 +394,13 @@ def test_a_new_modeldeployment_in_trouble_is_reported_at_once() -> None:
     crashing = first_look(md, 1, ready=0, broken=True)
     assert crashing.report_after is None
     assert crashing.status.phase is Phase.FAILED
+
+
+def test_a_new_modeldeployment_with_another_revisions_deployment_is_reported_at_once() -> None:
+    md = model_deployment(replicas=2)
+    other = ObservedRevision(revision="0ld0ld0ld0", replicas=2, ready_replicas=0)
+    observed = Observed(revisions={"0ld0ld0ld0": other})
+    assert decide(md, revision_of(md), observed, None, None, T0, PINS).report_after is None
 
 
 def test_only_the_first_status_of_a_modeldeployment_waits() -> None:

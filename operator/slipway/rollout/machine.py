@@ -856,9 +856,10 @@ def _first_report_wait(facts: Facts, draft: _Draft) -> float | None:
     """Seconds a new ModelDeployment's first status may wait for its pods (None: none).
 
     Only a plain first deployment that goes well waits: nothing recorded yet, nothing to warn
-    about, its pods on their way. Until then the object keeps the status the CRD defaults
-    (observedGeneration 0: kstatus and Argo CD read it as in progress); once its pods are
-    Ready, one status write and one Event (Deployed) say it all.
+    about, its pods on their way and none of them Ready yet (once one serves, the record that
+    protects it from a spec edit must exist). Until then the object keeps the status the CRD
+    defaults (observedGeneration 0: kstatus and Argo CD read it as in progress); when its pods
+    get Ready together, one status write and one Event (Deployed) say it all.
     """
     status = draft.status
     if facts.md.status.stable is not None or status.stable is None or status.canary is not None:
@@ -868,6 +869,10 @@ def _first_report_wait(facts: Facts, draft: _Draft) -> float | None:
     if any(event.type == "Warning" for event in draft.events):
         return None
     found = facts.observed.revisions.get(status.stable.revision)
+    if found is not None and found.ready_replicas > 0:
+        return None
+    if any(revision != status.stable.revision for revision in facts.observed.revisions):
+        return None  # another revision's Deployment: whatever it is, say what is decided
     created = found.created_at if found is not None and found.created_at else facts.now
     wait = (created - facts.now).total_seconds() + FIRST_REPORT_SECONDS
     return wait if wait > 0 else None
