@@ -93,6 +93,9 @@ class Informer:
         deliver: Deliver,
         namespace: str = "",
         on_body: Callable[[Mapping[str, Any]], None] | None = None,
+        *,
+        watch_seconds: int = WATCH_SECONDS,
+        resume_from: str | None = None,
     ) -> None:
         self.api = api
         self.watched = watched
@@ -103,8 +106,12 @@ class Informer:
         self.synced = threading.Event()  # the first list is in the store
         self.not_served = threading.Event()  # it stopped on a 404
         self._stop = threading.Event()
+        self.watch_seconds = watch_seconds
+        self.lists = 0  # how often it listed (once, unless the server forgot its place)
+        self.watches = 0  # how many watch requests it made (one per server timeout)
         self._response: Any = None
-        self._version: str | None = None
+        # where its watch goes on from (None: list first); resume_from: as if it had listed
+        self._version: str | None = resume_from
         self._lock = threading.Lock()
         where = f" in {namespace}" if namespace else ""
         self._thread = threading.Thread(
@@ -123,6 +130,13 @@ class Informer:
             # unblocks the thread's read (one already closed has nothing to unblock)
             with contextlib.suppress(Exception):
                 response.shutdown()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def wait_synced(self, timeout: float) -> bool:
         """Wait until the first list is in the store: False when stopped (or timed out) first."""
@@ -181,6 +195,7 @@ class Informer:
     def _list(self) -> None:
         """List the kind page by page into the store (one page in memory at a time)."""
         listed: list[str] = []
+        self.lists += 1
         try:
             owners = self.store.replace(self.watched.kind, self._items(listed), self.namespace)
         except _Stopped:
@@ -212,7 +227,8 @@ class Informer:
                 return
 
     def _watch(self) -> None:
-        seconds = int(WATCH_SECONDS * random.uniform(1.0, 2.0))
+        self.watches += 1
+        seconds = int(self.watch_seconds * random.uniform(1.0, 2.0))
         query = [
             ("watch", "1"),
             ("allowWatchBookmarks", "true"),
