@@ -455,7 +455,7 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 # KUBECONFIG too: `import kopf` fixes the client's default kubeconfig path
                 # before `slipway run` applies --kubeconfig, and kopf logs in through that path
-                env={**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"},
+                env=self._env(),
                 start_new_session=True,
             )
         if self.pid_file.parent.is_dir():
@@ -472,6 +472,13 @@ class OperatorProcess:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"the operator's metrics never answered: {self.tail()}")
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        # another source tree for the operator alone (an older commit, to measure "before")
+        if source := os.environ.get("SLIPWAY_BENCH_OPERATOR_PYTHONPATH"):
+            env["PYTHONPATH"] = source
+        return env
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
