@@ -27,6 +27,7 @@ EVERY_METRIC = [
     "slipway_rollout_paused",
     "slipway_analysis_threshold",
     "slipway_work_queue_depth",
+    "slipway_work_queue_wait_seconds",
     "slipway_notifications_total",
     "slipway_build_info",
 ]
@@ -422,3 +423,14 @@ def test_a_built_in_check_without_a_name_exports_its_threshold_under_the_checks_
         "status": {"phase": "Progressing", "canary": {"revision": "abc"}},
     }
     assert object_series(body).thresholds == {("error-rate", "max"): 0.05}
+
+
+def test_queue_waits_are_counted_by_lane_and_the_lanes_are_a_closed_set(m: SlipwayMetrics) -> None:
+    m.observe_queue_wait("progress", 0.02)
+    m.observe_queue_wait("change", 12.0)
+    m.observe_queue_wait("change", 40.0)
+
+    assert value(m, "slipway_work_queue_wait_seconds_count", lane="change") == 2
+    assert value(m, "slipway_work_queue_wait_seconds_bucket", lane="change", le="30.0") == 1
+    with pytest.raises(ValueError):
+        m.observe_queue_wait("urgent", 1.0)  # type: ignore[arg-type]
