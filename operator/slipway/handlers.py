@@ -112,6 +112,7 @@ class Watches:
     def start(self) -> None:
         """Start every watch (each lists first); `synced` says when all have."""
         assert self.inbox is not None
+        self.stop()  # never two watches of one kind
         self.informers = [self._informer(w, ns) for w in WATCHED for ns in self._scopes()]
         for informer in self.informers:
             informer.start()
@@ -146,7 +147,6 @@ class Watches:
 
     def relist(self) -> None:
         """List everything afresh (--resync-seconds): new watches replace the running ones."""
-        self.stop()
         self.start()
 
     def _scopes(self) -> tuple[str, ...]:
