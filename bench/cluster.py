@@ -67,7 +67,9 @@ class Api:
                 return None
             raise
 
-    def watch(self, path: str, resource_version: str, seconds: int) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, path: str, resource_version: str, seconds: int, selector: str = ""
+    ) -> Iterator[dict[str, Any]]:
         """The watch events of a collection from `resource_version`, for at most `seconds`."""
         query = [
             ("watch", "1"),
@@ -75,6 +77,8 @@ class Api:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(seconds)),
         ]
+        if selector:
+            query.append(("labelSelector", selector))
         response = send(self.client, "GET", path, query=query, timeout=(10.0, seconds + 30.0))
         if not 200 <= response.status <= 299:
             read_ok(response)
@@ -285,9 +289,10 @@ class Tracker:
     delivery delay, as any client's view of "Ready" would.
     """
 
-    def __init__(self, api: Api, path: str) -> None:
+    def __init__(self, api: Api, path: str, selector: str = "") -> None:
         self.api = api
         self.path = path
+        self.selector = selector
         self._lock = threading.Condition()
         self._latest: dict[str, dict[str, Any]] = {}
         self._pending: set[str] = set()
@@ -340,6 +345,20 @@ class Tracker:
         with self._lock:
             return self._latest.get(name)
 
+    def wait_for(
+        self, check: Callable[[Mapping[str, dict[str, Any]]], bool], timeout: float
+    ) -> None:
+        """Block until `check` holds for the objects as the watch has them (by name)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not check(self._latest):
+                if self._error is not None:
+                    raise RuntimeError(f"the watch on {self.path} failed") from self._error
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"not there within {timeout:.0f}s on {self.path}")
+                self._lock.wait(min(left, 1.0))
+
     def _brief(self, name: str) -> Any:
         obj = self._latest.get(name)
         return None if obj is None else obj.get("status")
@@ -354,6 +373,7 @@ class Tracker:
         stamp = time.monotonic()
         name = obj["metadata"]["name"]
         with self._lock:
+            self._lock.notify_all()
             if kind == "DELETED":
                 self._latest.pop(name, None)
                 return
@@ -361,7 +381,8 @@ class Tracker:
             self._check(name, obj, stamp)
 
     def _list(self) -> str:
-        page = self.api.request("GET", self.path)
+        query = [("labelSelector", self.selector)] if self.selector else None
+        page = self.api.request("GET", self.path, query=query)
         for item in page.get("items", []):
             self._observe("ADDED", item)
         return str(page["metadata"]["resourceVersion"])
@@ -371,7 +392,7 @@ class Tracker:
             version = self._list()
             self._listed.set()
             while not self._stop.is_set():
-                for event in self.api.watch(self.path, version, seconds=30):
+                for event in self.api.watch(self.path, version, 30, self.selector):
                     obj = event.get("object") or {}
                     if event.get("type") == "ERROR":
                         # 410 Gone: the version is too old; list again
@@ -434,7 +455,7 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 # KUBECONFIG too: `import kopf` fixes the client's default kubeconfig path
                 # before `slipway run` applies --kubeconfig, and kopf logs in through that path
-                env={**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"},
+                env=self._env(),
                 start_new_session=True,
             )
         if self.pid_file.parent.is_dir():
@@ -452,6 +473,13 @@ class OperatorProcess:
                 time.sleep(0.2)
         raise RuntimeError(f"the operator's metrics never answered: {self.tail()}")
 
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        # another source tree for the operator alone (an older commit, to measure "before")
+        if source := os.environ.get("SLIPWAY_BENCH_OPERATOR_PYTHONPATH"):
+            env["PYTHONPATH"] = source
+        return env
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -465,16 +493,27 @@ class OperatorProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def scrape(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+    def scrape(self, *names: str) -> str:
+        """The metrics endpoint; only the metrics `names` when given (prometheus-client's
+        `name[]` filter: at 5,000 ModelDeployments the whole page is 100,000 series)."""
+        query = "&".join(f"name[]={name}" for name in names)
+        url = f"http://127.0.0.1:{self.port}/metrics" + (f"?{query}" if query else "")
+        with urllib.request.urlopen(url, timeout=10) as r:
             return str(r.read().decode())
 
     def writes(self) -> dict[str, float]:
         """`slipway_api_writes_total` by verb."""
-        return report.counter_by(self.scrape(), "slipway_api_writes_total", "verb")
+        text = self.scrape("slipway_api_writes_total")
+        return report.counter_by(text, "slipway_api_writes_total", "verb")
 
     def reconciles(self) -> dict[str, float]:
-        return report.counter_by(self.scrape(), "slipway_reconcile_total", "result")
+        text = self.scrape("slipway_reconcile_total")
+        return report.counter_by(text, "slipway_reconcile_total", "result")
+
+    def queue_waits(self) -> dict[str, dict[float, float]]:
+        """`slipway_work_queue_wait_seconds` buckets by lane."""
+        name = "slipway_work_queue_wait_seconds"
+        return report.histogram_buckets(self.scrape(f"{name}_bucket"), name, "lane")
 
     def proc_status(self) -> str:
         return Path(f"/proc/{self.pid}/status").read_text()

@@ -25,7 +25,9 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,9 +53,17 @@ from bench.cluster import (
     remove_bench_nodes,
 )
 from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, PLURAL, VERSION, __version__
-from slipway.api import ModelDeployment
+from slipway.api import ModelDeployment, ServingSpec
 from slipway.kube import Kube
-from slipway.resources import desired_deployment, desired_service, pins_for, revision_of
+from slipway.reconcile import pods_failing
+from slipway.resources import (
+    deployment_name,
+    desired_deployment,
+    desired_service,
+    pins_for,
+    revision_of,
+)
+from slipway.resources.metadata import REVISION_LABEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FAULT_LABEL = "slipway.test/fault"
@@ -100,21 +110,54 @@ def floor_children(name: str, namespace: str) -> list[dict[str, Any]]:
     Built by the operator's own builders; without owner references, since no ModelDeployment
     exists to own them (the garbage collector would delete them).
     """
-    body = bench_md(name, namespace)
-    body["metadata"]["uid"] = "00000000-0000-0000-0000-000000000000"
-    md = ModelDeployment.from_body(body)
-    serving = md.spec.serving()
-    revision = revision_of(serving)
-    port = md.spec.runtime.port
-    children = [
-        desired_deployment(md, serving, revision, "stable", md.spec.replicas,
-                           pins_for(serving, md.name, DEFAULT_OPERATOR_IMAGE)),
-        desired_service(md, None, None, port),
-        desired_service(md, "stable", revision, port),
-    ]  # fmt: skip
-    for child in children:
-        child["metadata"].pop("ownerReferences", None)
-    return children
+    spec = FloorSpec.of(name, namespace, serial=1)
+    return [
+        spec.deployment(spec, "stable", spec.md.spec.replicas),
+        spec.service(None, None),
+        spec.service("stable", spec),
+    ]
+
+
+@dataclass(frozen=True)
+class FloorSpec:
+    """A ModelDeployment of the bench at one version, as the floor's builders need it."""
+
+    md: ModelDeployment
+    serving: ServingSpec
+    revision: str
+
+    @classmethod
+    def of(cls, name: str, namespace: str, serial: int, crashing: bool = False) -> FloorSpec:
+        body = bench_md(name, namespace)
+        body["metadata"]["uid"] = "00000000-0000-0000-0000-000000000000"
+        body["spec"]["model"].update(model_version(serial))
+        if crashing:
+            body["spec"]["template"] = {"labels": {FAULT_LABEL: "crash"}}
+        md = ModelDeployment.from_body(body)
+        serving = md.spec.serving()
+        return cls(md=md, serving=serving, revision=revision_of(serving))
+
+    def deployment(self, of: FloorSpec, track: str | None, replicas: int) -> dict[str, Any]:
+        """The Deployment of revision `of` (this spec's or an older one), as the operator
+        applies it while this spec is the ModelDeployment's."""
+        pins = pins_for(of.serving, self.md.name, DEFAULT_OPERATOR_IMAGE)
+        manifest = desired_deployment(self.md, of.serving, of.revision, track, replicas, pins)
+        manifest["metadata"].pop("ownerReferences", None)
+        return manifest
+
+    def service(self, track: str | None, of: FloorSpec | None) -> dict[str, Any]:
+        port = self.md.spec.runtime.port
+        manifest = desired_service(self.md, track, of.revision if of else None, port)
+        manifest["metadata"].pop("ownerReferences", None)
+        return manifest
+
+    @property
+    def deployment_name(self) -> str:
+        return deployment_name(self.md.name, self.revision)
+
+
+def ready_replicas(deployment: Mapping[str, Any] | None) -> int:
+    return int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
 
 
 def is_ready_at_generation(obj: Mapping[str, Any]) -> bool:
@@ -151,6 +194,42 @@ def log(message: str) -> None:
 
 
 @dataclass
+class Profiler:
+    """py-spy (the `profile` extra) sampling the operator while it converges."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+
+    @classmethod
+    def start(cls, pid: int, out: Path | None, seconds: float) -> Profiler | None:
+        if out is None:
+            return None
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
+        if spy is None:
+            raise SystemExit("--profile needs py-spy: pip install -e '.[profile]'")
+        args = [spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking",
+                "--format", "raw", "--duration", str(int(seconds)), "-o", str(out)]  # fmt: skip
+        return cls(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out)
+
+    def stop(self) -> dict[str, Any] | None:
+        """Stop sampling (py-spy writes what it has on SIGINT); the top of the profile."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if not self.out.exists():
+            said = self.proc.stderr.read()[-500:] if self.proc.stderr is not None else b""
+            log(f"py-spy wrote no profile: {said!r}")
+            return None
+        top = report.profile_top(self.out.read_text())
+        self.out.with_suffix(".md").write_text(report.profile_text(top))
+        return top
+
+
+@dataclass
 class Bench:
     """The bench's own client (a pool of `threads`) and the phases it times."""
 
@@ -159,6 +238,7 @@ class Bench:
     threads: int
     timeout: float
     meter: CpuMeter
+    profile: Path | None = None  # where py-spy writes the operator's profile of convergence
 
     def in_parallel(self, fn: Callable[[str], Any], names: Sequence[str]) -> dict[str, float]:
         """Run fn(name) for every name on the client pool; when each was sent."""
@@ -175,7 +255,7 @@ class Bench:
 
     # -- 1. the floor -------------------------------------------------------------------------
 
-    def floor(self, namespace: str, n: int) -> dict[str, Any]:
+    def floor(self, namespace: str, n: int, rollout_n: int = 0) -> dict[str, Any]:
         create_namespace(self.api, namespace)
         children = {name: floor_children(name, namespace) for name in md_names(n)}
         deployment_of = {name: c[0]["metadata"]["name"] for name, c in children.items()}
@@ -186,20 +266,126 @@ class Bench:
             for manifest in children[name]:
                 self.kube.apply(manifest)
 
-        with Tracker(self.api, path) as tracker, self.meter.phase(cpu):
-            tracker.expect(deployment_of.values(), is_available)
-            t0 = time.monotonic()
-            started = self.in_parallel(apply_children, list(children))
-            applied = time.monotonic() - t0
-            seen = tracker.wait(self.timeout)
-        done = max(seen.values())
-        per_object = [seen[deployment_of[name]] - started[name] for name in children]
-        return {
-            "floor_seconds": round(done - t0, 3),
-            "floor_apply_seconds": round(applied, 3),
-            "floor_time_to_ready_seconds": report.summarize(per_object),
-            "floor_cpu": cpu,
-        }
+        with Tracker(self.api, path) as tracker:
+            with self.meter.phase(cpu):
+                tracker.expect(deployment_of.values(), is_available)
+                t0 = time.monotonic()
+                started = self.in_parallel(apply_children, list(children))
+                applied = time.monotonic() - t0
+                seen = tracker.wait(self.timeout)
+            done = max(seen.values())
+            per_object = [seen[deployment_of[name]] - started[name] for name in children]
+            from_start = [seen[deployment_of[name]] - t0 for name in children]
+            figures = {
+                "floor_seconds": round(done - t0, 3),
+                "floor_apply_seconds": round(applied, 3),
+                "floor_time_to_ready_seconds": report.summarize(per_object),
+                "floor_time_to_ready_from_start_seconds": report.summarize(from_start),
+                "floor_writes_per_object": len(next(iter(children.values()))),
+                "floor_cpu": cpu,
+            }
+            if rollout_n > 0:
+                figures.update(self.floor_rollouts(tracker, namespace, md_names(n), rollout_n))
+        return figures
+
+    def floor_rollouts(
+        self, deployments: Tracker, namespace: str, names: Sequence[str], batch: int
+    ) -> dict[str, Any]:
+        """The rollouts and rollbacks of `rollouts`, by a plain client: the child writes the
+        operator makes for them (its log at debug level lists them), in the same order, each as
+        soon as what the operator waits for is there (the canary's pods Ready; a canary pod
+        failing), with every ModelDeployment of a batch at once."""
+        one, many = _groups(names, batch)
+        pods = Tracker(self.api, f"/api/v1/namespaces/{namespace}/pods", f"{FAULT_LABEL}=crash")
+        stable: dict[str, int] = dict.fromkeys(names, 1)
+        figures: dict[str, Any] = {}
+        with pods:
+            for key, serial, crashing in (
+                ("floor_rollout_seconds", 2, False),
+                ("floor_rollback_seconds", 4, True),
+            ):
+                log(f"{key}: 1, then {len(many)} at once")
+
+                def change(name: str, serial: int = serial, crashing: bool = crashing) -> None:
+                    old = FloorSpec.of(name, namespace, stable[name])
+                    new = FloorSpec.of(name, namespace, serial, crashing)
+                    if crashing:
+                        self.floor_rollback(deployments, pods, old, new)
+                    else:
+                        self.floor_rollout(deployments, old, new)
+                        stable[name] = serial
+
+                def change_batch(name: str, serial: int = serial) -> None:
+                    change(name, serial + 1)
+
+                single = self.timed(change, one)[0]
+                spread = self.timed(change_batch, many)
+                figures[key] = {
+                    "single": round(single, 3),
+                    "n": len(many),
+                    "batch": report.summarize(spread),
+                }
+        return figures
+
+    def timed(self, fn: Callable[[str], Any], names: Sequence[str]) -> list[float]:
+        """Run fn(name) for every name at once; seconds from the start until each returned."""
+        t0 = time.monotonic()
+        done: dict[str, float] = {}
+
+        def one(name: str) -> None:
+            fn(name)
+            done[name] = time.monotonic() - t0
+
+        with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="floor") as pool:
+            for _ in pool.map(one, names):
+                pass
+        return [done[name] for name in names]
+
+    def floor_rollout(self, deployments: Tracker, old: FloorSpec, new: FloorSpec) -> None:
+        """A version change through setWeight 50 and a 0 s pause, promoted (2 replicas)."""
+        canary = new.deployment_name
+        for manifest in (
+            new.deployment(new, "canary", 1),
+            new.service(None, None),
+            new.service("stable", old),
+            new.service("canary", new),
+        ):
+            self.kube.apply(manifest)
+        deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 1, self.timeout)
+        self.kube.apply(new.deployment(old, "stable", 1))
+        self.kube.apply(new.deployment(new, "canary", 2))
+        deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 2, self.timeout)
+        for manifest in (
+            new.deployment(new, "stable", 2),
+            new.deployment(old, None, 0),
+            new.service("stable", new),
+        ):
+            self.kube.apply(manifest)
+        self.kube.delete("v1", "Service", new.md.namespace, f"{new.md.name}-canary")
+
+    def floor_rollback(
+        self, deployments: Tracker, pods: Tracker, old: FloorSpec, new: FloorSpec
+    ) -> None:
+        """A version whose pods crash: the canary, until a pod of it fails, then scaled to 0."""
+        for manifest in (
+            new.deployment(new, "canary", 1),
+            new.service(None, None),
+            new.service("stable", old),
+            new.service("canary", new),
+        ):
+            self.kube.apply(manifest)
+
+        def failing(found: Mapping[str, dict[str, Any]]) -> bool:
+            mine = [
+                pod
+                for pod in found.values()
+                if (pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == new.revision
+                and pod["metadata"]["name"].startswith(f"{new.md.name}-")
+            ]
+            return pods_failing(mine)[0]
+
+        pods.wait_for(failing, self.timeout)
+        self.kube.apply(new.deployment(new, "canary", 0))
 
     # -- 2. convergence -----------------------------------------------------------------------
 
@@ -209,8 +395,10 @@ class Bench:
         requests_before = apiserver_requests(self.api)
         writes_before = operator.writes()
         reconciles_before = operator.reconciles()
+        waits_before = operator.queue_waits()
         cpu_before = operator.cpu_seconds()
         cpu: dict[str, Any] = {}
+        profiler = Profiler.start(operator.pid, self.profile, self.timeout)
         with self.meter.phase(cpu):
             tracker.expect(names, is_ready_at_generation)
             t0 = time.monotonic()
@@ -223,8 +411,10 @@ class Bench:
             created = time.monotonic() - t0
             seen = tracker.wait(self.timeout)
         done = max(seen.values())
+        profile = profiler.stop() if profiler is not None else None
         log(f"all {len(names)} Ready after {done - t0:.1f}s; waiting for the operator to settle")
         settled = self.settle(operator)
+        waits = report.wait_summary(waits_before, operator.queue_waits())
         writes = report.delta(writes_before, operator.writes())
         requests = report.delta(requests_before, apiserver_requests(self.api))
         per_object = [seen[name] - started[name] for name in names]
@@ -253,6 +443,8 @@ class Bench:
                 (total_writes - writes.get("event", 0.0)) / len(names), 3
             ),
             "reconciles_by_result": report.delta(reconciles_before, operator.reconciles()),
+            "queue_wait_seconds": waits,
+            "profile": profile,
             "apiserver_writes_status_deployments_services_per_object": round(
                 operator_only / len(names), 3
             ),
@@ -313,9 +505,7 @@ class Bench:
         self, tracker: Tracker, namespace: str, names: Sequence[str], batch: int
     ) -> dict[str, Any]:
         """Promotion through a 0s pause, then a crash-looping canary, for 1 and `batch` MDs."""
-        one = list(names[:1])
-        # the batch leaves the single one out when there are enough; each change is a new version
-        many = list(names[1 : 1 + batch]) if len(names) > batch else list(names[:batch])
+        one, many = _groups(names, batch)
 
         def change_version(group: Sequence[str], serial: int, crashing: bool) -> list[float]:
             version = model_version(serial)
@@ -338,10 +528,12 @@ class Bench:
         return figures
 
 
-def control_plane_cpu(phase: Mapping[str, Any]) -> float:
-    """CPU seconds kube-apiserver and etcd spent in a phase."""
-    spent = phase.get("process_cpu_seconds") or {}
-    return float(spent.get("kube-apiserver", 0.0)) + float(spent.get("etcd", 0.0))
+def _groups(names: Sequence[str], batch: int) -> tuple[list[str], list[str]]:
+    """The one rolled out alone, and the batch (without it when there are enough): each change
+    is a new version."""
+    one = list(names[:1])
+    many = list(names[1 : 1 + batch]) if len(names) > batch else list(names[:batch])
+    return one, many
 
 
 def machine(api: Api) -> dict[str, Any]:
@@ -403,6 +595,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--timeout", type=float, default=None, help="seconds a phase may take (default: 120 + N)"
     )
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the operator with py-spy while it converges: <stem>-profile.{raw,md}",
+    )
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
@@ -415,12 +612,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not kubeconfig.exists():
         raise SystemExit(f"no cluster at {where} (run `make cluster-up` or hack/cluster.sh up)")
     api = Api(kubeconfig, pool_size=args.client_threads + 8)
+    profile = None
+    if args.profile:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        stem = report.result_stem(dt.date.today(), args.n)
+        profile = args.out_dir / f"{stem}-profile.raw"
     bench = Bench(
-        api, Kube(api.client), args.client_threads, args.timeout or 120.0 + args.n, CpuMeter(where)
+        api,
+        Kube(api.client),
+        args.client_threads,
+        args.timeout or 120.0 + args.n,
+        CpuMeter(where),
+        profile,
     )
     result: dict[str, Any] = {
         "n": args.n,
         "started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "load_average": _load(),
         "machine": machine(api),
         "operator_workers": args.operator_workers,
         "client_threads": args.client_threads,
@@ -440,7 +648,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.skip_floor:
             result["floor_seconds"] = None
         else:
-            result.update(floor_phase(bench, f"slipway-bench-floor-{run_id}", args.n))
+            result.update(
+                floor_phase(bench, f"slipway-bench-floor-{run_id}", args.n, args.rollout_n)
+            )
         operator = OperatorProcess(
             kubeconfig,
             log_path=where / "logs" / "bench-operator.log",
@@ -454,11 +664,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return _finish(result)
 
 
-def floor_phase(bench: Bench, namespace: str, n: int) -> dict[str, Any]:
+def floor_phase(bench: Bench, namespace: str, n: int, rollout_n: int) -> dict[str, Any]:
     """The floor in its own namespace, deleted (and gone) before anything else runs."""
     log(f"floor: {n} Deployments and {2 * n} Services in {namespace}")
     try:
-        figures = bench.floor(namespace, n)
+        figures = bench.floor(namespace, n, rollout_n)
     finally:
         left = delete_namespaces(bench.api, [namespace], NAMESPACE_GONE_SECONDS)
     log(f"floor: {figures['floor_seconds']:.1f}s" + (f" ({left} still deleting)" if left else ""))
@@ -496,24 +706,19 @@ def operator_phases(
 
 
 def _finish(result: dict[str, Any]) -> dict[str, Any]:
-    floor = result.get("floor_seconds")
-    result["ratio_operator_over_floor"] = (
-        round(result["operator_seconds"] / floor, 3) if floor else None
-    )
-    # CPU the control plane spent, operator over floor: what other work on the machine
-    # does to wall time (both phases are timed, not run side by side) hardly moves it
-    result["control_plane_cpu_ratio"] = (
-        round(
-            control_plane_cpu(result["convergence_cpu"]) / control_plane_cpu(result["floor_cpu"]), 3
-        )
-        if floor
-        else None
-    )
     result.setdefault("rollout_seconds", None)
     result.setdefault("rollback_seconds", None)
-    result["targets_met"] = {key: report.target_met(key, result.get(key)) for key in report.TARGETS}
+    # ratios over the floor; the control plane's CPU ratio is the steadiest of them: what other
+    # work on the machine does to wall time (both phases are timed, not run side by side) hardly
+    # moves it
+    result.update(report.derive(result))
+    result["load_average"] = f"{result.get('load_average', '')} -> {_load()}"
     result["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return result
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def write_results(result: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:

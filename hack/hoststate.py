@@ -62,7 +62,9 @@ def rules(command: str) -> list[str]:
 def nft_ruleset() -> list[str]:
     # handles and counters change with every rule written; the rules themselves do not
     text = run("nft", "list", "ruleset")
-    return [re.sub(r"counter packets \d+ bytes \d+ ", "", line.rstrip()) for line in text.splitlines()]
+    return [
+        re.sub(r"counter packets \d+ bytes \d+ ", "", line.rstrip()) for line in text.splitlines()
+    ]
 
 
 def mounts() -> list[str]:

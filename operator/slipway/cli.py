@@ -56,7 +56,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=os.environ.get("SLIPWAY_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
         help="image of the model-fetching init containers (Slipway's own image)",
     )
-    run.add_argument("--workers", type=int, default=4, help="reconciles running at once")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=16,
+        help="reconciles running at once (default 16: each mostly waits on the API server, and "
+        "fewer leave it idle while ModelDeployments wait)",
+    )
     notify = run.add_argument_group(
         "notifications",
         "rollout notifications, sent to the channels a ModelDeployment names in its "
@@ -92,8 +98,9 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument(
         "--resync-seconds",
         type=float,
-        default=float(os.environ.get("SLIPWAY_RESYNC_SECONDS", "300")),
-        help="how often every watched object is listed afresh (default 300)",
+        default=float(os.environ.get("SLIPWAY_RESYNC_SECONDS", "0")),
+        help="list every watched object afresh that often (default 0: never; the watches resume "
+        "where they were, and list afresh only when the API server no longer has their place)",
     )
     run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"

@@ -1,29 +1,40 @@
 """The controller's plumbing: a local store of watched objects and a de-duplicating work queue.
 
-The store is Slipway's own rather than kopf's indexes: the reconcile reads a ModelDeployment's
-children from worker threads, writes through what it applied, and re-lists after a pause.
+The store is Slipway's own rather than kopf's indexes: the reconcile reads it from worker threads,
+writes through what it applied, and a fresh list must drop what was deleted while no watch ran
+(kopf's indexes do neither). It keeps of each object only what the reconcile reads
+(`project`), so that an event that changes nothing of that (a Deployment's counters, an HPA's
+metrics, our own write coming back) wakes no reconcile, and 5,000 ModelDeployments fit in memory.
 
-kopf's watch streams feed the store and enqueue the ModelDeployment concerned; workers run the one
-reconcile for a key at a time. A key added while it is being reconciled runs once more afterwards,
-never twice at once. Requeue-after (pauses, analysis intervals, deadlines) goes through the same
-queue, so no kopf timer, and so no finalizer, is needed.
+The watches (slipway.watch) feed the store and enqueue the ModelDeployment concerned; workers run
+the one reconcile for a key at a time. A key added while it is being reconciled runs once more
+afterwards, never twice at once. Requeue-after (pauses, analysis intervals, deadlines) goes through
+the same queue, so no kopf timer, and so no finalizer, is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
+from slipway import metrics
+from slipway.metrics import QueueLane
 from slipway.resources.metadata import MODEL_DEPLOYMENT_LABEL
 from slipway.resources.names import label_value
 
 log = logging.getLogger(__name__)
+
+PROGRESS: Final[QueueLane] = "progress"
+CHANGE: Final[QueueLane] = "change"
+# progress is served first, but never more than this many in a row while changes wait
+PROGRESS_BURST = 4
 
 
 class Key(NamedTuple):
@@ -36,78 +47,119 @@ class Key(NamedTuple):
         return f"{self.namespace}/{self.name}"
 
 
-class Store:
-    """Local copies of the objects Slipway watches, indexed by owning ModelDeployment.
+class _Kept(NamedTuple):
+    """One object as the store keeps it: `project`'s parts as compact JSON text (a third of the
+    memory of the dicts it decodes to), its resourceVersion apart, so that two versions that
+    differ in nothing else compare equal."""
 
-    Written by the watch handlers (event loop thread), read by reconcile workers (threads).
+    text: str
+    version: str
+    uid: str
+    owner: Key | None
+
+
+class Store:
+    """Local copies of the objects Slipway watches (as `project` keeps them), indexed by owning
+    ModelDeployment.
+
+    Written by the watches (their threads) and by the reconcile's write-through (worker threads);
+    read by reconcile workers, each read a fresh copy.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+        self._objects: dict[str, dict[tuple[str, str], _Kept]] = defaultdict(dict)
         self._by_owner: dict[str, dict[Key, set[str]]] = defaultdict(lambda: defaultdict(set))
         # pods carry the ModelDeployment's name as a label value, which long names do not fit
         self._name_of_label: dict[tuple[str, str], str] = {}
 
     def upsert(self, kind: str, body: Mapping[str, Any]) -> Key | None:
         """Keep the object; return the ModelDeployment it belongs to, if any."""
+        return self.observe(kind, body)[0]
+
+    def observe(self, kind: str, body: Mapping[str, Any]) -> tuple[Key | None, bool]:
+        """Keep the object; return its owner and whether anything the reconcile reads changed.
+
+        Unchanged: our own write coming back through the watch, a late event older than what
+        the store holds, or a change of fields the reconcile never reads.
+        """
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         if kind == "ModelDeployment":
-            self._name_of_label[(namespace, label_value(name))] = name
+            with self._lock:
+                self._name_of_label[(namespace, label_value(name))] = name
         owner = self._owner_of(kind, meta)
+        kept = project(kind, body)
+        kept_meta = kept["metadata"]
+        version = str(kept_meta.pop("resourceVersion", ""))
+        new = _Kept(_freeze(kept), version, str(meta.get("uid", "")), owner)
         with self._lock:
             old = self._objects[kind].get((namespace, name))
-            if old is not None and _older(meta, old.get("metadata") or {}):
-                return owner  # a late watch event: our own write already put a newer copy here
-            if old is not None:
-                old_owner = self._owner_of(kind, old.get("metadata") or {})
-                if old_owner is not None and old_owner != owner:
-                    self._by_owner[kind][old_owner].discard(name)
-            self._objects[kind][(namespace, name)] = slim(kind, body)
+            if old is not None and _older(new, old):
+                return owner, False  # a late watch event: our own write put a newer copy here
+            if old is not None and old.owner is not None and old.owner != owner:
+                self._by_owner[kind][old.owner].discard(name)
+            self._objects[kind][(namespace, name)] = new
             if owner is not None:
                 self._by_owner[kind][owner].add(name)
-        return owner
+        return owner, old is None or old.text != new.text
 
     def remove(self, kind: str, body: Mapping[str, Any]) -> Key | None:
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        owner = self._owner_of(kind, meta)
         with self._lock:
-            self._objects[kind].pop((namespace, name), None)
+            old = self._objects[kind].pop((namespace, name), None)
+            owner = old.owner if old is not None else self._owner_of(kind, meta)
             if owner is not None:
                 names = self._by_owner[kind].get(owner)
                 if names is not None:
                     names.discard(name)
                     if not names:
                         del self._by_owner[kind][owner]
+            if kind == "ModelDeployment":
+                self._name_of_label.pop((namespace, label_value(name)), None)
         return owner
 
-    def replace(self, kind: str, items: list[dict[str, Any]]) -> set[Key]:
-        """Make `items` the whole content of `kind`; return the owners whose objects went away.
+    def replace(
+        self, kind: str, items: Iterable[Mapping[str, Any]], namespace: str = ""
+    ) -> set[Key]:
+        """Make `items` the whole content of `kind` (in `namespace`; "": every namespace).
 
-        Watches do not say what was deleted while they were not running (a peering standby that
-        resumes, a watch that re-lists): a fresh list does.
+        Returns the owners of every object that appeared, changed or went away: a fresh list is
+        how a watch that had to start over learns what happened meanwhile, deletions included.
         """
-        fresh = {
-            ((i.get("metadata") or {}).get("namespace", ""), i["metadata"]["name"]) for i in items
-        }
-        with self._lock:
-            gone = [body for ref, body in self._objects[kind].items() if ref not in fresh]
-        owners = {owner for body in gone if (owner := self.remove(kind, body)) is not None}
+        owners: set[Key] = set()
+        fresh: set[tuple[str, str]] = set()
         for item in items:
-            self.upsert(kind, item)
+            meta = item.get("metadata") or {}
+            fresh.add((meta.get("namespace", ""), meta.get("name", "")))
+            owner, changed = self.observe(kind, item)
+            if changed and owner is not None:
+                owners.add(owner)
+        with self._lock:
+            gone = [
+                ref
+                for ref in self._objects[kind]
+                if ref not in fresh and (not namespace or ref[0] == namespace)
+            ]
+        for ref_namespace, ref_name in gone:
+            owner = self.remove(kind, {"metadata": {"namespace": ref_namespace, "name": ref_name}})
+            if owner is not None:
+                owners.add(owner)
         return owners
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of the object as kept, or None."""
         with self._lock:
-            return self._objects[kind].get((namespace, name))
+            kept = self._objects[kind].get((namespace, name))
+        return _thaw(kept) if kept is not None else None
 
     def children(self, kind: str, owner: Key) -> list[dict[str, Any]]:
-        """Objects of `kind` labelled as belonging to the ModelDeployment `owner`."""
+        """Copies of the objects of `kind` labelled as belonging to the ModelDeployment `owner`."""
         with self._lock:
             names = sorted(self._by_owner[kind].get(owner, ()))
-            return [self._objects[kind][(owner.namespace, n)] for n in names]
+            found = [self._objects[kind][(owner.namespace, n)] for n in names]
+        return [_thaw(kept) for kept in found]
 
     def keys(self, kind: str) -> list[tuple[str, str]]:
         with self._lock:
@@ -131,30 +183,128 @@ class Store:
         return Key(namespace, self._name_of_label.get((namespace, value), value))
 
 
-def slim(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of an object the reconcile reads: managedFields never, a pod's spec neither.
+# -- what the store keeps ------------------------------------------------------------------------
 
-    At a thousand ModelDeployments the store holds thousands of pods; this halves its memory.
+# metadata the reconcile never reads (managedFields is most of a small object's size)
+_DROPPED_METADATA = frozenset({"managedFields", "creationTimestamp", "generateName"})
+_DROPPED_TOP = frozenset({"apiVersion", "kind", "metadata", "status"})
+_KEPT_POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+
+
+def project(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object the reconcile reads; an event that changes none of them wakes no
+    reconcile.
+
+    Children are compared with what Slipway applies (their spec and metadata), so those stay
+    whole; of their status only what the core decides on: a Deployment's ready count and whether
+    its ReplicaSet may create pods, a pod's readiness, why its containers wait, restart or last
+    exited, and the digests they report (the fetch's termination message, imageID).
+    A Service's or an HPA's status (load balancers, current metrics) is never read.
     """
-    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
-    dropped = {"metadata", "spec"} if kind == "Pod" else {"metadata"}
-    kept = {k: v for k, v in body.items() if k not in dropped}
-    return {**kept, "metadata": meta}
+    meta = body.get("metadata") or {}
+    if kind == "Pod":
+        return {
+            "metadata": {k: meta[k] for k in _KEPT_POD_METADATA if k in meta},
+            "status": _pod_status(body.get("status") or {}),
+        }
+    # apiVersion and kind too: list items come without them, watch events and answers with
+    kept: dict[str, Any] = {k: v for k, v in body.items() if k not in _DROPPED_TOP}
+    kept["metadata"] = {k: v for k, v in meta.items() if k not in _DROPPED_METADATA}
+    if kind == "Deployment":
+        kept["metadata"]["creationTimestamp"] = meta.get("creationTimestamp")
+        kept["status"] = _deployment_status(body.get("status") or {})
+    elif kind not in ("Service", "HorizontalPodAutoscaler") and "status" in body:
+        kept["status"] = body["status"]
+    return kept
 
 
-def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+def _deployment_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {"readyReplicas": status.get("readyReplicas") or 0}
+    failures = [c for c in status.get("conditions") or () if c.get("type") == "ReplicaFailure"]
+    if failures:
+        kept["conditions"] = [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")} for c in failures
+        ]
+    return kept
+
+
+def _pod_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {
+        "conditions": [
+            {"type": "Ready", "status": c.get("status")}
+            for c in status.get("conditions") or ()
+            if c.get("type") == "Ready"
+        ]
+    }
+    for field in ("initContainerStatuses", "containerStatuses"):
+        if status.get(field):
+            kept[field] = [_container_status(cs) for cs in status[field]]
+    return kept
+
+
+def _container_status(cs: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {
+        "name": cs.get("name"),
+        "ready": bool(cs.get("ready")),
+        "restartCount": int(cs.get("restartCount") or 0),
+    }
+    state = cs.get("state") or {}
+    waiting = state.get("waiting")
+    if waiting:
+        kept["state"] = {
+            "waiting": {k: waiting[k] for k in ("reason", "message") if waiting.get(k)}
+        }
+    # how the fetch ended (its report names the model's digest; slipway.governance.digests)
+    terminated = state.get("terminated")
+    if terminated:
+        kept["state"] = {
+            "terminated": {
+                k: terminated[k] for k in ("exitCode", "reason", "message") if k in terminated
+            }
+        }
+    # what the container said as it last exited (why a fetch failed)
+    said = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
+    if said:
+        kept["lastState"] = {"terminated": {"message": said}}
+    # the digest of the image it runs, and of an image volume's model
+    if cs.get("imageID"):
+        kept["imageID"] = cs["imageID"]
+    mounts = [
+        {"name": m.get("name"), "volumeStatus": m["volumeStatus"]}
+        for m in cs.get("volumeMounts") or ()
+        if m.get("volumeStatus")
+    ]
+    if mounts:
+        kept["volumeMounts"] = mounts
+    return kept
+
+
+def _freeze(kept: Mapping[str, Any]) -> str:
+    return json.dumps(kept, separators=(",", ":"), sort_keys=True)
+
+
+def _thaw(kept: _Kept) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(kept.text)
+    if kept.version:
+        obj["metadata"]["resourceVersion"] = kept.version
+    return obj
+
+
+def _older(new: _Kept, old: _Kept) -> bool:
     """Whether `new` is an older version of the same object than `old`.
 
     resourceVersions are opaque, but etcd's are integers that only grow; when either is not one,
     nothing is assumed.
     """
-    if new.get("uid") != old.get("uid"):
+    if new.uid != old.uid:
         return False
     try:
-        return int(new.get("resourceVersion", "")) < int(old.get("resourceVersion", ""))
+        return int(new.version) < int(old.version)
     except ValueError:
         return False
 
+
+# -- the work queue ------------------------------------------------------------------------------
 
 Reconcile = Callable[[Key], float | None]
 
@@ -162,20 +312,28 @@ Reconcile = Callable[[Key], float | None]
 class WorkQueue:
     """A de-duplicating queue of keys with delayed re-adds, drained by a fixed pool of workers.
 
-    `add` and `add_after` may be called from any thread (the analysis runner's, a reconcile
-    worker's): they hand themselves to the event loop. While it stands by (`pause`: a peering
-    standby) it keeps no key and no timer and runs nothing; `resume` starts it again, and the
-    caller re-lists and adds every key.
+    Two lanes: `progress` (a key's children changed, a timer fell due, its last write is to be
+    looked at again: reconciles that finish what is under way) is served before `change` (the
+    ModelDeployment itself changed: a new object, a new spec), so that objects whose pods are
+    Ready do not wait behind the first reconciles of every object created after them; after
+    PROGRESS_BURST progress keys in a row, a waiting change goes next, so neither lane starves.
+
+    `add` and `add_after` may be called from any thread (a watch's, the analysis runner's, a
+    reconcile worker's): they hand themselves to the event loop. While it stands by (`pause`: a
+    peering standby) it keeps no key and no timer and runs nothing; `resume` starts it again, and
+    the caller lists afresh and adds every key.
     """
 
     def __init__(self, reconcile: Reconcile, workers: int = 4) -> None:
         self._reconcile = reconcile
         self._workers = workers
-        self._queue: asyncio.Queue[Key] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queued: set[Key] = set()
+        self._lanes: dict[QueueLane, deque[Key]] = {PROGRESS: deque(), CHANGE: deque()}
+        self._queued: dict[Key, tuple[QueueLane, float]] = {}  # lane, and since when
+        self._progress_in_a_row = 0
+        self._ready: asyncio.Event | None = None
         self._processing: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._dirty: dict[Key, QueueLane] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._failures: dict[Key, int] = defaultdict(int)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
@@ -186,12 +344,14 @@ class WorkQueue:
     def start(self, loop: asyncio.AbstractEventLoop, *, active: bool = True) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident()
-        self._queue = asyncio.Queue()
+        self._ready = asyncio.Event()
+        now = loop.time()
+        self._queued = {key: (lane, now) for key, (lane, _) in self._queued.items()}
+        if self._queued:
+            self._ready.set()
         self._tasks = [loop.create_task(self._work()) for _ in range(self._workers)]
         if active:
             self._active.set()
-        for key in list(self._queued):
-            self._queue.put_nowait(key)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -210,10 +370,10 @@ class WorkQueue:
             timer.cancel()
         self._timers.clear()
         self._queued.clear()
+        for lane in self._lanes.values():
+            lane.clear()
         self._dirty.clear()
         self._failures.clear()
-        while self._queue is not None and not self._queue.empty():
-            self._queue.get_nowait()
 
     def resume(self) -> None:
         self._active.set()
@@ -226,11 +386,11 @@ class WorkQueue:
         """Called from another thread than the loop's: asyncio objects must not be touched."""
         return self._loop is not None and threading.get_ident() != self._loop_thread
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, lane: QueueLane = CHANGE) -> None:
         """Reconcile `key` soon (once, however often it is added before it runs)."""
         if self._elsewhere():
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.add, key)
+            self._loop.call_soon_threadsafe(self.add, key, lane)
             return
         if self._loop is not None and not self.active:
             return  # standing by: `resume` brings every key back
@@ -238,16 +398,31 @@ class WorkQueue:
         if timer is not None:
             timer.cancel()
         if key in self._processing:
-            self._dirty.add(key)
+            if self._dirty.get(key) != PROGRESS:
+                self._dirty[key] = lane
             return
         if key in self._queued:
+            return  # where it waits, it will see the latest state
+        self._queued[key] = (lane, self._loop.time() if self._loop is not None else 0.0)
+        self._lanes[lane].append(key)
+        if self._ready is not None:
+            self._ready.set()
+
+    def add_many(self, keys: Iterable[Key], lane: QueueLane, after: float = 0.0) -> None:
+        """`add` (or `add_after`, when `after` > 0) for many keys, in one hop to the loop."""
+        if self._elsewhere():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self.add_many, list(keys), lane, after)
             return
-        self._queued.add(key)
-        if self._queue is not None:
-            self._queue.put_nowait(key)
+        for key in keys:
+            if after > 0:
+                self.add_after(key, after)
+            else:
+                self.add(key, lane)
 
     def add_after(self, key: Key, seconds: float) -> None:
-        """Reconcile `key` after `seconds`, unless something adds it earlier."""
+        """Reconcile `key` after `seconds` (in the progress lane), unless something adds it
+        earlier."""
         if self._elsewhere():
             assert self._loop is not None
             self._loop.call_soon_threadsafe(self.add_after, key, seconds)
@@ -264,16 +439,38 @@ class WorkQueue:
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
-        self.add(key)
+        self.add(key, PROGRESS)
+
+    def _next(self) -> tuple[Key, QueueLane, float] | None:
+        """The key to reconcile next: progress first, a change after PROGRESS_BURST of them."""
+        progress, change = self._lanes[PROGRESS], self._lanes[CHANGE]
+        take_change = bool(change) and (not progress or self._progress_in_a_row >= PROGRESS_BURST)
+        lane: QueueLane = CHANGE if take_change else PROGRESS
+        source = change if take_change else progress
+        while source:
+            key = source.popleft()
+            queued = self._queued.get(key)
+            if queued is None or queued[0] != lane:
+                continue  # dropped by a pause meanwhile
+            del self._queued[key]
+            self._progress_in_a_row = 0 if lane == CHANGE else self._progress_in_a_row + 1
+            return key, lane, queued[1]
+        return None
 
     async def _work(self) -> None:
-        assert self._queue is not None and self._loop is not None
+        assert self._ready is not None and self._loop is not None
         while True:
             await self._active.wait()
-            key = await self._queue.get()
-            self._queued.discard(key)
+            await self._ready.wait()
             if not self.active:
-                continue  # paused while this worker waited: the key is forgotten with the rest
+                continue  # paused while this worker waited: the keys are forgotten with the rest
+            picked = self._next()
+            if picked is None:
+                if not self._queued:
+                    self._ready.clear()
+                continue
+            key, lane, since = picked
+            metrics.observe_queue_wait(lane, self._loop.time() - since)
             self._processing.add(key)
             requeue: float | None = None
             try:
@@ -288,11 +485,14 @@ class WorkQueue:
                 log.exception("reconcile of %s failed; retrying in %.1fs", key, requeue)
             finally:
                 self._processing.discard(key)
-            if key in self._dirty:
-                self._dirty.discard(key)
-                self.add(key)
+            dirty = self._dirty.pop(key, None)
+            if dirty is not None:
+                self.add(key, dirty)
             elif requeue is not None:
-                self.add_after(key, max(0.05, requeue))
+                if requeue <= 0:
+                    self.add(key, PROGRESS)
+                else:
+                    self.add_after(key, max(0.05, requeue))
 
     def forget(self, key: Key) -> None:
         timer = self._timers.pop(key, None)
@@ -302,7 +502,7 @@ class WorkQueue:
 
     @property
     def started(self) -> bool:
-        return self._queue is not None
+        return self._ready is not None
 
     @property
     def depth(self) -> int:

@@ -211,6 +211,14 @@ class Kube:
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         metrics.record_write("apply")
+        replicas = (obj.get("spec") or {}).get("replicas")
+        log.debug(
+            "apply %s %s/%s%s",
+            obj["kind"],
+            meta["namespace"],
+            meta["name"],
+            "" if replicas is None else f" (replicas {replicas})",
+        )
         result: dict[str, Any] = self._call(
             "PATCH",
             path,
@@ -223,6 +231,7 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         """Delete; an object already gone is not an error."""
         metrics.record_write("delete")
+        log.debug("delete %s %s/%s", kind, namespace, name)
         try:
             self._call(
                 "DELETE",
@@ -244,6 +253,7 @@ class Kube:
     ) -> dict[str, Any]:
         """A merge patch (or a JSON patch: a list of operations, with its content type)."""
         metrics.record_write("patch")
+        log.debug("patch %s %s/%s: %s", kind, namespace, name, body)
         result: dict[str, Any] = self._call(
             "PATCH",
             object_path(api_version, kind, namespace, name),
@@ -266,6 +276,7 @@ class Kube:
         an older status written over a newer one.
         """
         metrics.record_write("status")
+        log.debug("status %s/%s: %s", namespace, name, status)
         path = object_path(f"{GROUP}/{VERSION}", "ModelDeployment", namespace, name) + "/status"
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         result: dict[str, Any] = self._call(
@@ -336,6 +347,7 @@ class Kube:
             "count": 1,
         }
         metrics.record_write("event")
+        log.debug("event %s %s: %s", meta["name"], reason, message)
         try:
             self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
         except ApiError as exc:

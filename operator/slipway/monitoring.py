@@ -2,9 +2,10 @@
 PodMonitor API, removed when the spec turns it off. The shell around
 `slipway.resources.podmonitor`: it reads, applies, deletes.
 
-PodMonitors are not watched: kopf ends the whole operator when a watch gets a 404, which a watch of
-a CRD that someone deletes can get. The store holds what Slipway applied and what every resync
-lists; a PodMonitor changed by hand is put back once a resync (or a restart) sees it.
+PodMonitors are watched by slipway.watch while the cluster serves them, not through kopf: kopf ends
+the whole operator when a watch gets a 404, which a watch of a CRD that someone deletes can get;
+ours stops quietly, and starts again when the CRD comes back. A PodMonitor changed by hand wakes
+its ModelDeployment's reconcile, which puts it back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any
 from slipway.api import ModelDeployment
 from slipway.controller import Key, Store
 from slipway.kube import ApiError, Kube, is_subset
-from slipway.resources.metadata import MANAGED_BY, MANAGED_BY_LABEL
 from slipway.resources.podmonitor import (
     POD_MONITOR_API_VERSION,
     POD_MONITOR_KIND,
@@ -100,29 +100,6 @@ class PodMonitors:
     def forget(self, key: Key) -> None:
         self._refused.pop(key, None)
 
-    def resync(self, namespaces: tuple[str, ...]) -> set[Key]:
-        """List Slipway's PodMonitors into the store; return the ModelDeployments whose PodMonitor
-        went away or was changed by someone else since Slipway last saw it."""
-        if not self.served():
-            return self.store.replace(POD_MONITOR_KIND, [])
-        try:
-            items = [
-                item
-                for namespace in namespaces or ("",)
-                for item in self.kube.list_all(
-                    POD_MONITOR_API_VERSION,
-                    POD_MONITOR_KIND,
-                    namespace,
-                    f"{MANAGED_BY_LABEL}={MANAGED_BY}",
-                )
-            ]
-        except ApiError as exc:
-            if not exc.not_found:
-                raise
-            self.rediscover(gone=True)  # the CRD went between discovery and the list
-            return set()
-        return changed_owners(self.store, items) | self.store.replace(POD_MONITOR_KIND, items)
-
     def _apply(self, desired: dict[str, Any], live: list[dict[str, Any]]) -> str:
         name: str = desired["metadata"]["name"]
         current = next((obj for obj in live if obj["metadata"]["name"] == name), None)
@@ -130,18 +107,3 @@ class PodMonitors:
         if current is None or not is_subset(wanted, current):
             self.store.upsert(POD_MONITOR_KIND, self.kube.apply(desired))
         return name
-
-
-def changed_owners(store: Store, listed: Sequence[dict[str, Any]]) -> set[Key]:
-    """The owners of listed PodMonitors whose resourceVersion differs from the store's copy (what
-    Slipway applied or last listed): someone else changed them."""
-    owners: set[Key] = set()
-    for item in listed:
-        meta = item.get("metadata") or {}
-        known = store.get(POD_MONITOR_KIND, meta.get("namespace", ""), meta.get("name", ""))
-        if known is None or known["metadata"].get("resourceVersion") == meta.get("resourceVersion"):
-            continue
-        for ref in meta.get("ownerReferences") or ():
-            if ref.get("kind") == "ModelDeployment" and ref.get("controller"):
-                owners.add(Key(meta.get("namespace", ""), ref["name"]))
-    return owners

@@ -228,11 +228,15 @@ class Reconciler:
             }
         )
         # status first: it is the record a restarted operator resumes from, and its precondition
-        # stops a decision made on a stale read before it touches any child
-        self._write_status(body, status)
-        self._taken.pop(key, None)  # the decision on it is written
-        # then what the decision must leave behind, before any child write can fail
-        self._record(md, body, decision, measurements, now)
+        # stops a decision made on a stale read before it touches any child; a new object's
+        # first status may wait for its pods (the core says how long), and what it records too
+        # (an action taken is recorded at once: it waits in _taken until its status is written)
+        reported = decision.report_after is None or action is not None
+        wrote = reported and self._write_status(body, status)
+        if reported:
+            self._taken.pop(key, None)  # the decision on it is written
+            # then what the decision must leave behind, before any child write can fail
+            self._record(md, body, decision, measurements, now)
         refused_before = set(self._refusals.get(key, {}))
         self._apply_children(key, md, decision)
         if self.pod_monitors is not None:
@@ -240,7 +244,10 @@ class Reconciler:
         self._set_route_weights(key, md, decision, route_body)
         if set(self._refusals.get(key, {})) != refused_before:
             return 0.05  # what the API server refuses (or lets through again) is said at once
-        return decision.requeue_after
+        if wrote:
+            return 0.0  # decide once more on the status just written (its watch event is ours)
+        waits = [w for w in (decision.requeue_after, decision.report_after) if w is not None]
+        return min(waits) if waits else None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -317,6 +324,7 @@ class Reconciler:
                 crash_looping=crash_looping,
                 failing_reason=reason,
                 refused=pods_refused(status),
+                created_at=_created_at(deployment),
             )
         return Observed(
             revisions=revisions,
@@ -637,11 +645,12 @@ class Reconciler:
             return
         self._refusals.get(key, {}).pop(ref, None)
 
-    def _write_status(self, body: Mapping[str, Any], status: ModelDeploymentStatus) -> None:
+    def _write_status(self, body: Mapping[str, Any], status: ModelDeploymentStatus) -> bool:
+        """Patch the status if it differs from `body`'s; whether it did."""
         new = status.wire()
         old = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
         if old == new:
-            return
+            return False
         patch = merge_patch(old, new)
         meta = body["metadata"]
         try:
@@ -653,6 +662,7 @@ class Reconciler:
                 raise StaleRead(f"{meta['namespace']}/{meta['name']} changed meanwhile") from exc
             raise
         self.store.upsert("ModelDeployment", after)
+        return True
 
     # -- a spec Slipway cannot read -----------------------------------------------------------
 
@@ -762,6 +772,11 @@ def log_decision(md: ModelDeployment, event: Event) -> None:
     if event.step is not None:
         fields["step"] = event.step
     log.log(level, "%s: %s: %s", where, event.reason, event.message, extra=fields)
+
+
+def _created_at(obj: Mapping[str, Any]) -> dt.datetime | None:
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    return parse_time(stamp) if stamp else None
 
 
 def _comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:

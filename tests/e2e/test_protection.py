@@ -34,7 +34,11 @@ def test_a_partly_ready_first_revision_is_never_torn_down_for_one_that_does_not_
     pods serve throughout."""
     k.apply(gpu_model("1.0.0", progressDeadlineSeconds=15))
     k.wait("2 of 4 pods Ready", lambda: k.ready_pods("gpu") == 2)
-    first = k.md("gpu")["status"]["stable"]["revision"]
+    # a first status waits a few seconds for the pods (FIRST_REPORT_SECONDS)
+    first = k.wait(
+        "the first revision recorded",
+        lambda: (k.md("gpu").get("status") or {}).get("stable", {}).get("revision"),
+    )
 
     with ReadySampler(k, "gpu") as sampler:
         k.patch("md", "gpu", {"spec": {"model": {"version": "2.0.0", "uri": "s3://m/gpu/2"}}})

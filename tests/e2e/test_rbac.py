@@ -51,7 +51,7 @@ GRANTED = {
     "httproutes.gateway.networking.k8s.io": {"get", "patch"},
     "events": {"create"},
     "customresourcedefinitions.apiextensions.k8s.io": {"get", "list", "watch"},
-    "podmonitors.monitoring.coreos.com": {"list", "create", "patch", "delete"},
+    "podmonitors.monitoring.coreos.com": {"list", "watch", "create", "patch", "delete"},
 }
 
 # (verb, resource, cluster-scoped?) that the operator never needs, each refused.

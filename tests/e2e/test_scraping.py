@@ -196,12 +196,14 @@ def test_revision_and_track_labels_reach_the_scraped_series(
     prometheus.exporter.set(k.ns, stable, rps=10)
     prometheus.exporter.set(k.ns, canary, rps=10, error_ratio=0.5)
 
-    # the plain scrape config of the README: one target per pod, its metrics port only
-    pods = len(k.items("pods", "serving.slipway.dev/modeldeployment=iris"))
+    # the plain scrape config of the README: one target per pod, its metrics port only; pods
+    # come and go while the stable scales down, so both are counted at each look
     up = k.wait(
         "every pod scraped",
         lambda: (
-            len(r := prometheus.query(f'up{{job="slipway-models",namespace="{k.ns}"}}')) == pods
+            len(r := prometheus.query(f'up{{job="slipway-models",namespace="{k.ns}"}}'))
+            == len(k.items("pods", "serving.slipway.dev/modeldeployment=iris"))
+            and {s["metric"]["revision"] for s in r} == {stable, canary}
             and r
         ),
         timeout=60,

@@ -28,6 +28,7 @@ EVERY_METRIC = [
     "slipway_rollout_paused",
     "slipway_analysis_threshold",
     "slipway_work_queue_depth",
+    "slipway_work_queue_wait_seconds",
     "slipway_notifications_total",
     "slipway_build_info",
 ]
@@ -434,3 +435,23 @@ def test_the_metrics_server_serves_numbers_that_move(
     assert 'slipway_rollouts_total{outcome="rolled_back"} 1.0' in after
     for name in EVERY_METRIC:
         assert name in after, name
+
+
+def test_a_built_in_check_without_a_name_exports_its_threshold_under_the_checks_name() -> None:
+    body = {
+        "metadata": {"namespace": "ml", "name": "fraud"},
+        "spec": {"rollout": {"analysis": {"metrics": [{"check": "error-rate", "max": 0.05}]}}},
+        "status": {"phase": "Progressing", "canary": {"revision": "abc"}},
+    }
+    assert object_series(body).thresholds == {("error-rate", "max"): 0.05}
+
+
+def test_queue_waits_are_counted_by_lane_and_the_lanes_are_a_closed_set(m: SlipwayMetrics) -> None:
+    m.observe_queue_wait("progress", 0.02)
+    m.observe_queue_wait("change", 12.0)
+    m.observe_queue_wait("change", 40.0)
+
+    assert value(m, "slipway_work_queue_wait_seconds_count", lane="change") == 2
+    assert value(m, "slipway_work_queue_wait_seconds_bucket", lane="change", le="30.0") == 1
+    with pytest.raises(ValueError):
+        m.observe_queue_wait("urgent", 1.0)  # type: ignore[arg-type]

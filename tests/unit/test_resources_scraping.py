@@ -10,7 +10,6 @@ import yaml
 
 from slipway.api import ModelDeployment, ServingSpec
 from slipway.controller import Key, Store
-from slipway.monitoring import changed_owners
 from slipway.resources import desired_deployment, pins_for
 from slipway.resources.podmonitor import desired_pod_monitor
 from slipway.resources.scraping import (
@@ -196,8 +195,8 @@ def test_the_plain_config_keeps_only_the_named_metrics_port_of_slipways_running_
     } <= targets
 
 
-def test_a_resync_names_the_owners_of_podmonitors_someone_else_changed() -> None:
-    def monitor(name: str, version: str) -> dict[str, Any]:
+def test_a_fresh_list_names_the_owners_of_podmonitors_that_changed_came_or_went() -> None:
+    def monitor(name: str, version: str, port: str = "http") -> dict[str, Any]:
         owner = {"kind": "ModelDeployment", "name": name, "controller": True}
         return {
             "metadata": {
@@ -205,11 +204,18 @@ def test_a_resync_names_the_owners_of_podmonitors_someone_else_changed() -> None
                 "namespace": "ml",
                 "resourceVersion": version,
                 "ownerReferences": [owner],
-            }
+            },
+            "spec": {"podMetricsEndpoints": [{"port": port}]},
         }
 
     store = Store()
-    store.upsert("PodMonitor", monitor("fraud", "10"))  # what Slipway applied
-    store.upsert("PodMonitor", monitor("iris", "20"))
-    listed = [monitor("fraud", "10"), monitor("iris", "27"), monitor("new", "5")]
-    assert changed_owners(store, listed) == {Key("ml", "iris")}
+    for name in ("fraud", "iris", "gone"):
+        store.upsert("PodMonitor", monitor(name, "10"))  # what Slipway applied
+    listed = [
+        monitor("fraud", "12"),  # touched, nothing the reconcile reads changed
+        monitor("iris", "27", port="metrics"),  # edited by hand
+        monitor("new", "5"),
+    ]
+    owners = store.replace("PodMonitor", listed)
+    assert owners == {Key("ml", "iris"), Key("ml", "new"), Key("ml", "gone")}
+    assert store.get("PodMonitor", "ml", "gone") is None

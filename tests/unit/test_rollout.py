@@ -36,6 +36,7 @@ from slipway.rollout import (
     decide,
     heading_for,
 )
+from slipway.rollout.machine import FIRST_REPORT_SECONDS
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 # what the shell pins a new revision to (slipway.resources.pins_for)
@@ -336,6 +337,79 @@ def test_first_revision_is_ready_and_enters_history_once_all_pods_are_ready() ->
     assert condition(status, "Ready").reason == "Serving"
     assert condition(status, "Progressing").status == "False"
     assert ("Normal", "Deployed") in rollout.events()
+
+
+def first_look(md: ModelDeployment, seconds: float, ready: int, broken: bool = False) -> Decision:
+    """A decision on a new ModelDeployment whose status was never written, `seconds` after its
+    Deployment was created, with `ready` of its pods Ready."""
+    revision = revision_of(md)
+    observed = Observed(
+        revisions={
+            revision: ObservedRevision(
+                revision=revision,
+                replicas=md.spec.replicas,
+                ready_replicas=ready,
+                crash_looping=broken,
+                failing_reason="pod x: CrashLoopBackOff (restarts 4)" if broken else None,
+                created_at=T0,
+            )
+        }
+    )
+    now = T0 + dt.timedelta(seconds=seconds)
+    return decide(md, revision, observed, None, None, now, PINS)
+
+
+def test_a_new_modeldeployments_first_status_waits_for_its_pods_and_says_it_all_once() -> None:
+    md = model_deployment(replicas=2)
+    first = decide(md, revision_of(md), Observed(), None, None, T0, PINS)
+    assert first.report_after == FIRST_REPORT_SECONDS  # no Deployment yet: it is created now
+    assert [e.reason for e in first.events] == ["Deploying"]
+
+    assert first_look(md, 4, ready=0).report_after == FIRST_REPORT_SECONDS - 4
+
+    ready = first_look(md, 4, ready=2)
+    assert ready.report_after is None
+    assert ready.status.phase is Phase.READY
+    assert [(e.type, e.reason) for e in ready.events] == [("Normal", "Deployed")]
+
+
+def test_a_new_modeldeployment_is_recorded_as_soon_as_one_of_its_pods_serves() -> None:
+    """A spec edit must find the revision that serves recorded: without a record the next
+    decision would replace it outright."""
+    partly = first_look(model_deployment(replicas=2), 1, ready=1)
+    assert partly.report_after is None
+    assert partly.status.phase is Phase.PROGRESSING
+
+
+def test_a_new_modeldeployment_whose_pods_take_long_is_reported_progressing() -> None:
+    md = model_deployment(replicas=2)
+    late = first_look(md, FIRST_REPORT_SECONDS, ready=0)
+    assert late.report_after is None
+    assert late.status.phase is Phase.PROGRESSING
+    assert [e.reason for e in late.events] == ["Deploying"]
+
+
+def test_a_new_modeldeployment_in_trouble_is_reported_at_once() -> None:
+    md = model_deployment(replicas=2)
+    crashing = first_look(md, 1, ready=0, broken=True)
+    assert crashing.report_after is None
+    assert crashing.status.phase is Phase.FAILED
+
+
+def test_a_new_modeldeployment_with_another_revisions_deployment_is_reported_at_once() -> None:
+    md = model_deployment(replicas=2)
+    other = ObservedRevision(revision="0ld0ld0ld0", replicas=2, ready_replicas=0)
+    observed = Observed(revisions={"0ld0ld0ld0": other})
+    assert decide(md, revision_of(md), observed, None, None, T0, PINS).report_after is None
+
+
+def test_only_the_first_status_of_a_modeldeployment_waits() -> None:
+    rollout = Rollout.deployed(model_deployment(replicas=2, rollout=canary_rollout([])))
+    rollout.change(version="2.0.0")
+    assert rollout.reconcile().report_after is None  # a canary starts: said at once
+    scaled = Rollout.deployed(model_deployment(replicas=2))
+    scaled.change(replicas=4)
+    assert scaled.reconcile().report_after is None
 
 
 def test_zero_replicas_is_ready_with_zero_pods() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from slipway.controller import Key, WorkQueue
+from slipway import metrics
+from slipway.controller import CHANGE, PROGRESS, PROGRESS_BURST, Key, WorkQueue
 
 A, B = Key("ns", "a"), Key("ns", "b")
 
@@ -67,3 +69,96 @@ def test_a_queue_started_standing_by_runs_nothing_until_resumed() -> None:
 
     before, after = asyncio.run(scenario())
     assert (before, after) == ([], [A])
+
+
+def test_progress_is_served_before_changes_but_never_starves_them() -> None:
+    """While one reconcile runs, three new ModelDeployments (changes) and six whose pods became
+    Ready (progress) queue up: progress goes first, a change after every PROGRESS_BURST."""
+    changes = [Key("ns", f"new-{i}") for i in range(3)]
+    progress = [Key("ns", f"ready-{i}") for i in range(6)]
+
+    async def scenario() -> list[Key]:
+        release = threading.Event()
+        done: list[Key] = []
+
+        def reconcile(key: Key) -> None:
+            if key == A:
+                release.wait(5)
+            done.append(key)
+
+        queue = WorkQueue(reconcile, workers=1)
+        queue.start(asyncio.get_running_loop())
+        queue.add(A)
+        await asyncio.sleep(0.05)  # A runs and holds the only worker
+        for key in changes:
+            queue.add(key, CHANGE)
+        for key in progress:
+            queue.add(key, PROGRESS)
+        queue.add(changes[0], PROGRESS)  # already waiting as a change: it stays where it is
+        release.set()
+        while len(done) < 1 + len(changes) + len(progress):
+            await asyncio.sleep(0.01)
+        await queue.stop()
+        return done
+
+    assert PROGRESS_BURST == 4
+    assert asyncio.run(scenario()) == [
+        A,
+        *progress[:4],
+        changes[0],
+        *progress[4:],
+        *changes[1:],
+    ]
+
+
+def test_a_key_added_while_it_runs_runs_again_in_the_lane_it_was_added_to() -> None:
+    async def scenario() -> tuple[list[Key], list[float]]:
+        release = threading.Event()
+        done: list[Key] = []
+
+        def reconcile(key: Key) -> None:
+            if key == A and not done:
+                release.wait(5)
+            done.append(key)
+
+        waits_before = wait_count("progress")
+        queue = WorkQueue(reconcile, workers=1)
+        queue.start(asyncio.get_running_loop())
+        queue.add(A)
+        await asyncio.sleep(0.05)
+        queue.add(B, CHANGE)
+        queue.add(A, PROGRESS)  # its pods changed while it ran
+        release.set()
+        while len(done) < 3:
+            await asyncio.sleep(0.01)
+        await queue.stop()
+        return done, [wait_count("progress") - waits_before]
+
+    done, progress_waits = asyncio.run(scenario())
+    assert done == [A, A, B]
+    assert progress_waits == [1]
+
+
+def test_a_reconcile_that_asks_to_run_again_at_once_goes_to_the_progress_lane() -> None:
+    async def scenario() -> list[Key]:
+        done: list[Key] = []
+
+        def reconcile(key: Key) -> float | None:
+            done.append(key)
+            return 0.0 if done.count(key) == 1 else None  # it wrote its status: look again
+
+        queue = WorkQueue(reconcile, workers=1)
+        queue.start(asyncio.get_running_loop())
+        queue.add(A)
+        await asyncio.sleep(0.2)
+        await queue.stop()
+        return done
+
+    assert asyncio.run(scenario()) == [A, A]
+
+
+def wait_count(lane: str) -> float:
+    return (
+        metrics.REGISTRY.get_sample_value("slipway_work_queue_wait_seconds_count", {"lane": lane})
+        or 0.0
+    )

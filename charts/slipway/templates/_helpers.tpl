@@ -103,11 +103,11 @@ The rules the operator needs in every namespace it serves: exact resources and v
   resources: [events]
   verbs: [create]
 {{- if .Values.podMonitors.enabled }}
-# A PodMonitor per ModelDeployment, when the cluster has prometheus-operator's CRD (listed with
-# every resync, not watched: a watch of a deleted CRD would end the operator).
+# A PodMonitor per ModelDeployment, when the cluster has prometheus-operator's CRD (watched while
+# the CRD is served; Slipway's own watch stops quietly when it goes).
 - apiGroups: [monitoring.coreos.com]
   resources: [podmonitors]
-  verbs: [list, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 {{- end }}
 {{- end }}
 

@@ -39,6 +39,7 @@ from slipway.api import (
     Measurement,
     ModelDeployment,
     ModelDeploymentStatus,
+    Phase,
     RevisionPins,
     RevisionStatus,
     RuntimeSpec,
@@ -92,6 +93,9 @@ MEASUREMENTS_KEPT = 10
 MIN_REQUEUE_SECONDS = 1.0
 # a missing claim may be created any moment, a refused write may be let through: look again then
 RECHECK_SECONDS = 30.0
+# a new ModelDeployment's first status waits this long (from its Deployment's creation) for its
+# pods, so that a first deployment that comes up quickly is reported once, Ready
+FIRST_REPORT_SECONDS = 10.0
 
 S = CanaryState
 R = CanaryReason
@@ -668,6 +672,10 @@ def _record_first_ready(facts: Facts, draft: _Draft) -> None:
         return
     status.history = [_history_entry(stable, facts.stamp), *status.history]
     status.history = _bounded_history(facts, status)
+    # deployed as soon as decided on: one Event says both
+    draft.events = [
+        e for e in draft.events if (e.reason, e.revision) != ("Deploying", stable.revision)
+    ]
     draft.note(
         "Normal",
         "Deployed",
@@ -1058,7 +1066,34 @@ def _finish(facts: Facts, draft: _Draft) -> Decision:
         service_revision=plan.service_revision,
         evaluation=_evaluation_job(facts, status),
         evaluated=draft.evaluated,
+        report_after=_first_report_wait(facts, draft),
     )
+
+
+def _first_report_wait(facts: Facts, draft: _Draft) -> float | None:
+    """Seconds a new ModelDeployment's first status may wait for its pods (None: none).
+
+    Only a plain first deployment that goes well waits: nothing recorded yet, nothing to warn
+    about, its pods on their way and none of them Ready yet (once one serves, the record that
+    protects it from a spec edit must exist). Until then the object keeps the status the CRD
+    defaults (observedGeneration 0: kstatus and Argo CD read it as in progress); when its pods
+    get Ready together, one status write and one Event (Deployed) say it all.
+    """
+    status = draft.status
+    if facts.md.status.stable is not None or status.stable is None or status.canary is not None:
+        return None
+    if status.phase is not Phase.PROGRESSING or facts.held or facts.observed.refusals:
+        return None
+    if any(event.type == "Warning" for event in draft.events):
+        return None
+    found = facts.observed.revisions.get(status.stable.revision)
+    if found is not None and found.ready_replicas > 0:
+        return None
+    if any(revision != status.stable.revision for revision in facts.observed.revisions):
+        return None  # another revision's Deployment: whatever it is, say what is decided
+    created = found.created_at if found is not None and found.created_at else facts.now
+    wait = (created - facts.now).total_seconds() + FIRST_REPORT_SECONDS
+    return wait if wait > 0 else None
 
 
 def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:

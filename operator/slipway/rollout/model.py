@@ -31,6 +31,7 @@ class ObservedRevision:
     # the cluster refuses to create its pods (ReplicaSet FailedCreate: Pod Security, quota,
     # admission): the server's message
     refused: str | None = None
+    created_at: dt.datetime | None = None  # when the Deployment was created
 
 
 @dataclass(frozen=True)
@@ -182,3 +183,6 @@ class Decision:
     service_revision: str | None = None
     evaluation: DesiredEvaluation | None = None  # the evaluation Job; every other one goes
     evaluated: list[Measurement] = field(default_factory=list)  # gates judged by this decision
+    # seconds the status may wait before it is written (None: write it now): a new
+    # ModelDeployment's first status waits a moment for its pods, to be written once, Ready
+    report_after: float | None = None
