@@ -188,7 +188,15 @@ class Store:
 # metadata the reconcile never reads (managedFields is most of a small object's size)
 _DROPPED_METADATA = frozenset({"managedFields", "creationTimestamp", "generateName"})
 _DROPPED_TOP = frozenset({"apiVersion", "kind", "metadata", "status"})
-_KEPT_POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+_KEPT_POD_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "deletionTimestamp",
+    "creationTimestamp",  # a canary attempt is judged on the pods it made
+)
 
 
 def project(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -76,6 +76,7 @@ from slipway.rollout import (
     Event,
     Observed,
     ObservedRevision,
+    PodFailure,
     Refusal,
     Route,
     analysis_due,
@@ -315,14 +316,13 @@ class Reconciler:
             label = (deployment["metadata"].get("labels") or {}).get(REVISION_LABEL)
             if not label:
                 continue
-            crash_looping, reason = pods_failing(pods_by_revision.get(label, []))
+            failures = pod_failures(pods_by_revision.get(label, []))
             status = deployment.get("status") or {}
             revisions[label] = ObservedRevision(
                 revision=label,
                 replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
                 ready_replicas=ready_pods(pods_by_revision.get(label, []), status),
-                crash_looping=crash_looping,
-                failing_reason=reason,
+                failures=failures,
                 refused=pods_refused(status),
                 created_at=_created_at(deployment),
             )
@@ -835,32 +835,49 @@ def pods_failing(pods: Sequence[Mapping[str, Any]]) -> tuple[bool, str | None]:
     A crash loop, a missing Secret or a bad image name fail the canary at once; an image that
     cannot be pulled (often passing) is named, and the progress deadline covers it.
     """
-    named: str | None = None
+    failures = pod_failures(pods)
+    crash = next((f for f in failures if f.crashing), None)
+    if crash is not None:
+        return True, crash.text
+    return False, failures[0].text if failures else None
+
+
+def pod_failures(pods: Sequence[Mapping[str, Any]]) -> tuple[PodFailure, ...]:
+    """The first failing container of each pod that fails, with when the pod was created (the
+    core judges a canary attempt on its own pods only). A pod on its way out is not judged."""
+    found: list[PodFailure] = []
     for pod in pods:
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp"):
+            continue
         status = pod.get("status") or {}
-        name = pod["metadata"]["name"]
         containers = list(status.get("initContainerStatuses") or ()) + list(
             status.get("containerStatuses") or ()
         )
-        for cs in containers:
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            reason = waiting.get("reason")
-            restarts = int(cs.get("restartCount") or 0)
-            crashing = reason in _CRASHING or (restarts >= CRASH_RESTARTS and not cs.get("ready"))
-            if not crashing and reason not in _FAILING_WAITING_REASONS:
-                continue
-            text = f"pod {name}, container {cs.get('name')}: {reason or 'restarting'}"
-            text += f" (restarts {restarts})"
-            if waiting.get("message"):
-                text += f": {waiting['message']}"
-            # what the container said as it last exited (slipway fetch: why the fetch failed)
-            said = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
-            if said:
-                text += f"; it last said: {said.strip()[:300]}"
-            if crashing:
-                return True, text
-            named = named or text
-    return False, named
+        failures = [f for cs in containers if (f := _container_failure(meta["name"], cs))]
+        if failures:
+            crash = next((f for f in failures if f[0]), failures[0])
+            found.append(PodFailure(meta["name"], crash[0], crash[1], _created_at(pod)))
+    return tuple(found)
+
+
+def _container_failure(pod: str, cs: Mapping[str, Any]) -> tuple[bool, str] | None:
+    """(whether it crash-loops or cannot start, the sentence), or None when it does not fail."""
+    waiting = (cs.get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason")
+    restarts = int(cs.get("restartCount") or 0)
+    crashing = reason in _CRASHING or (restarts >= CRASH_RESTARTS and not cs.get("ready"))
+    if not crashing and reason not in _FAILING_WAITING_REASONS:
+        return None
+    text = f"pod {pod}, container {cs.get('name')}: {reason or 'restarting'}"
+    text += f" (restarts {restarts})"
+    if waiting.get("message"):
+        text += f": {waiting['message']}"
+    # what the container said as it last exited (slipway fetch: why the fetch failed)
+    said = ((cs.get("lastState") or {}).get("terminated") or {}).get("message")
+    if said:
+        text += f"; it last said: {said.strip()[:300]}"
+    return crashing, text
 
 
 __all__ = ["ACTION_ANNOTATION", "Reconciler"]

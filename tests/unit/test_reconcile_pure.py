@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from slipway.reconcile import (
     evaluation_result,
     job_ended,
     merge_patch,
+    pod_failures,
     pods_failing,
     pods_refused,
     ready_pods,
@@ -277,3 +279,25 @@ def test_the_newest_pod_with_a_result_is_read() -> None:
     new = evaluation_pod('{"lines": 2}', created="2024-05-01T12:05:00Z")
     result, _ = evaluation_result([old, new])
     assert result is not None and result.lines == 2
+
+
+def test_each_failing_pod_is_told_with_when_it_was_created_and_a_pod_going_away_is_not() -> None:
+    crashing = {
+        "name": "server",
+        "restartCount": 4,
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+    }
+    old = pod("p-old", crashing)
+    old["metadata"]["creationTimestamp"] = "2024-05-01T12:00:00Z"
+    new = pod("p-new", crashing)
+    new["metadata"]["creationTimestamp"] = "2024-05-01T12:05:00Z"
+    leaving = pod("p-leaving", crashing)
+    leaving["metadata"]["deletionTimestamp"] = "2024-05-01T12:05:01Z"
+
+    failures = pod_failures([old, new, leaving])
+
+    assert [(f.pod, f.crashing, f.created_at) for f in failures] == [
+        ("p-old", True, dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)),
+        ("p-new", True, dt.datetime(2024, 5, 1, 12, 5, tzinfo=dt.UTC)),
+    ]
+    assert pods_failing([leaving]) == (False, None)

@@ -31,6 +31,7 @@ from slipway.rollout import (
     Decision,
     Observed,
     ObservedRevision,
+    PodFailure,
     Route,
     analysis_due,
     decide,
@@ -130,6 +131,8 @@ class FakeCluster:
 
     deployments: dict[str, Pods] = field(default_factory=dict)
     broken: dict[str, str] = field(default_factory=dict)
+    # pods still listed whatever their Deployment wants (one of an attempt before, not yet gone)
+    lingering: dict[str, PodFailure] = field(default_factory=dict)
 
     def observe(self) -> Observed:
         return Observed(
@@ -138,10 +141,15 @@ class FakeCluster:
                     revision=rev,
                     replicas=pods.replicas,
                     ready_replicas=pods.ready,
-                    crash_looping=self.broken.get(rev) == "crash" and pods.replicas > 0,
-                    failing_reason=f"pod fraud-{rev}-x: CrashLoopBackOff (restarts 4)"
-                    if self.broken.get(rev) == "crash"
-                    else None,
+                    failures=(
+                        PodFailure(
+                            f"fraud-{rev}-x",
+                            True,
+                            f"pod fraud-{rev}-x: CrashLoopBackOff (restarts 4)",
+                        ),
+                    )
+                    if self.broken.get(rev) == "crash" and pods.replicas > 0
+                    else tuple(f for r, f in self.lingering.items() if r == rev),
                     refused='pods "x" is forbidden: exceeded quota: pods'
                     if self.broken.get(rev) == "refused" and pods.replicas > pods.ready
                     else None,
@@ -349,8 +357,9 @@ def first_look(md: ModelDeployment, seconds: float, ready: int, broken: bool = F
                 revision=revision,
                 replicas=md.spec.replicas,
                 ready_replicas=ready,
-                crash_looping=broken,
-                failing_reason="pod x: CrashLoopBackOff (restarts 4)" if broken else None,
+                failures=(PodFailure("x", True, "pod x: CrashLoopBackOff (restarts 4)"),)
+                if broken
+                else (),
                 created_at=T0,
             )
         }
@@ -856,6 +865,39 @@ def test_a_crash_looping_canary_is_rolled_back_at_once_with_the_pod_that_crashes
     degraded = condition(decision.status, "Degraded")
     assert degraded.reason == "CanaryCrashLooping"
     assert "CrashLoopBackOff (restarts 4)" in degraded.message
+
+
+def test_a_retried_canary_is_judged_on_its_own_pods_not_on_those_of_the_attempt_before() -> None:
+    """Found on a real node: the retry of a canary rolled back for crashing pods was rolled back
+    again at once, on a pod of the failed attempt that was still listed."""
+    rollout = Rollout.deployed(
+        model_deployment(replicas=3, rollout=canary_rollout([{"setWeight": 50}]))
+    )
+    rollout.change(version="2.0.0")
+    canary = rollout.revision
+    rollout.cluster.broken[canary] = "crash"
+    rollout.reconcile()
+    rollout.reconcile()
+    assert rollout.status.phase is Phase.ROLLED_BACK
+    crashed_at = rollout.now
+    rollout.cluster.broken.pop(canary)  # the bytes are fixed
+    old = PodFailure("fraud-old", True, "pod fraud-old: CrashLoopBackOff (restarts 4)", crashed_at)
+    rollout.cluster.lingering[canary] = old
+
+    rollout.now += dt.timedelta(seconds=20)
+    decision = rollout.reconcile(action=Action.RETRY)
+    assert decision.status.canary.state is CanaryState.PROGRESSING
+    decision = rollout.reconcile()
+    assert decision.status.canary.state is CanaryState.PROGRESSING, decision.status.canary
+    assert condition(decision.status, "Degraded").status == "False"
+
+    # a pod of this attempt that crashes fails it, and is the one named
+    rollout.now += dt.timedelta(seconds=5)
+    new = PodFailure("fraud-new", True, "pod fraud-new: CrashLoopBackOff (restarts 3)", rollout.now)
+    rollout.cluster.lingering[canary] = new
+    decision = rollout.reconcile()
+    assert decision.status.phase is Phase.ROLLED_BACK
+    assert "fraud-new" in condition(decision.status, "Degraded").message
 
 
 def test_without_auto_rollback_a_failed_canary_is_held_degraded_where_it_is() -> None:

@@ -85,7 +85,7 @@ from slipway.rollout.steps import (
     waits_for_promotion,
     weight_at,
 )
-from slipway.rollout.times import after
+from slipway.rollout.times import after, parse_time
 
 # measurements kept in status.analysis (at least one per metric, so the latest round is whole)
 MEASUREMENTS_KEPT = 10
@@ -1002,7 +1002,9 @@ def _detect_failure(facts: Facts, draft: _Draft) -> None:
 
 
 def _failure_of(facts: Facts, draft: _Draft, canary: CanaryStatus) -> Cause | None:
-    failing = facts.observed.failing(canary.revision)
+    # this attempt's pods only: those of a failed attempt may still be there when it is retried
+    since = parse_time(canary.started_at) if canary.started_at else None
+    failing = facts.observed.failing(canary.revision, since)
     if failing is not None:
         reason = failing.failing_reason or f"pods of revision {canary.revision} crash-loop"
         return Cause(R.CANARY_CRASH_LOOPING, reason)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -20,18 +20,45 @@ EventType = Literal["Normal", "Warning"]
 
 
 @dataclass(frozen=True)
+class PodFailure:
+    """A pod that fails, by its first failing container (a pod on its way out is not one)."""
+
+    pod: str
+    crashing: bool  # it crash-loops or cannot start (a canary fails at once); else only named
+    text: str  # e.g. "pod x, container server: CrashLoopBackOff (restarts 4)"
+    created_at: dt.datetime | None = None  # when the pod was created (None: unknown)
+
+
+@dataclass(frozen=True)
 class ObservedRevision:
     """One Deployment `<name>-<revision>` as read from the cluster."""
 
     revision: str
     replicas: int  # its spec.replicas
     ready_replicas: int  # its Ready pods
-    crash_looping: bool = False  # a pod of it crash-loops or cannot start
-    failing_reason: str | None = None  # e.g. "pod x: CrashLoopBackOff (restarts 4)"
+    failures: tuple[PodFailure, ...] = ()  # its pods that fail
     # the cluster refuses to create its pods (ReplicaSet FailedCreate: Pod Security, quota,
     # admission): the server's message
     refused: str | None = None
     created_at: dt.datetime | None = None  # when the Deployment was created
+
+    @property
+    def crash_looping(self) -> bool:
+        """A pod of it crash-loops or cannot start."""
+        return any(f.crashing for f in self.failures)
+
+    @property
+    def failing_reason(self) -> str | None:
+        """The sentence of a pod that crashes, else of one that fails otherwise."""
+        crash = next((f for f in self.failures if f.crashing), None)
+        named = crash or next(iter(self.failures), None)
+        return named.text if named is not None else None
+
+    def since(self, moment: dt.datetime) -> ObservedRevision:
+        """The revision with only the failures of pods created at `moment` or later (timestamps
+        are whole seconds: a pod of the same second counts)."""
+        kept = tuple(f for f in self.failures if f.created_at is None or f.created_at >= moment)
+        return replace(self, failures=kept)
 
 
 @dataclass(frozen=True)
@@ -105,9 +132,12 @@ class Observed:
         found = self.revisions.get(revision)
         return found.ready_replicas if found else 0
 
-    def failing(self, revision: str) -> ObservedRevision | None:
-        """The revision, if its pods crash-loop."""
+    def failing(self, revision: str, since: dt.datetime | None = None) -> ObservedRevision | None:
+        """The revision, if its pods crash-loop (with `since`: its pods created since then, so
+        that a canary attempt is judged on its own pods, not on those of the attempt before)."""
         found = self.revisions.get(revision)
+        if found is not None and since is not None:
+            found = found.since(since)
         return found if found is not None and found.crash_looping else None
 
     def refused(self, revision: str) -> str | None:

@@ -129,8 +129,9 @@ def test_the_chart_operator_on_the_real_node_serves_a_canary_without_losing_a_re
     # one of the two peers did the work of the canary; the other one stood by and wrote nothing
     wrote = {name: writes(cluster, operator_namespace, name) - before[name] for name in names}
     active = max(wrote, key=lambda name: wrote[name])
-    assert scrape(cluster, operator_namespace, active).get("slipway_rollouts_total", 0) >= 1
     assert [w for name, w in wrote.items() if name != active] == [0.0], wrote
+    rollouts = scrape(cluster, operator_namespace, active).get("slipway_rollouts_total", 0)
+    assert rollouts >= 1, (active, wrote)
 
     # the kubelet probes the operator's liveness endpoint: no restart, no failed probe
     for pod in operator_pods(cluster, operator_namespace, chart_operator):
