@@ -319,7 +319,7 @@ up() {
     SLIPWAY_CLUSTER_DIR=$owner SLIPWAY_REALNODE_BIN=$bin bash "$root/hack/realnode.sh" down \
       || die "could not undo what the cluster at $owner left on this host (above); not starting"
   fi
-  mkdir -p "$node_dir/pids" "$node_dir/logs"
+  mkdir -p "$node_dir/pids" "$node_dir/logs" "$lock_dir"
   if [ ! -f "$lock_dir/owner" ]; then
     # what the host looks like without us, to check `down` against
     python3 "$root/hack/hoststate.py" >"$lock_dir/host-before.json"
