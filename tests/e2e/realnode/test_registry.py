@@ -74,6 +74,16 @@ def test_moving_the_alias_serves_the_bytes_of_the_version_it_names(
     assert st["stable"]["uri"] == "s3://models/iris/1.1.0"
     assert st["history"][0]["registryUri"] == f"models:/{rk.ns}@champion"
     rk.wait_phase("iris", "Ready", timeout=120)
+    # the old revision keeps serving through scaleDownDelaySeconds (1 s) and its pods' shutdown
+    # delay, until kube-proxy drops them: then every answer is the new version's
+    rk.wait(
+        "only the new version answering (10 answers in a row)",
+        lambda: all(
+            infer(rk.routable("iris"), "iris", ROWS[:9])["model_version"] == second
+            for _ in range(10)
+        ),
+        timeout=30,
+    )
     answer = infer(rk.routable("iris"), "iris", ROWS[:9])
     assert answer["model_version"] == second
     assert answer["outputs"][0]["data"] == predict(rk.models.trained["1.1.0"], ROWS[:9])
