@@ -28,18 +28,24 @@ etcd_peer_port=$((etcd_port + 1))
 nodes=${SLIPWAY_NODES:-2}
 
 log() { echo "[cluster] $*" >&2; }
+# shellcheck source=pids.sh
+source "$root/hack/pids.sh"
 
-running() { # name -> 0 when its recorded pid is alive
-  local f="$pids/$1.pid"
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+running() { # name -> 0 when the process its pid file names is alive and is the one we started
+  pid_file_alive "$pids/$1.pid"
 }
+
+started_now=()
 
 start() { # name cmd... : start in its own session, in the background, logging to .cluster/logs
   local name=$1
   shift
   if running "$name"; then return 0; fi
+  # the log of a run that ended (a crash, a kill) stays beside the new one
+  [ -f "$logs/$name.log" ] && mv "$logs/$name.log" "$logs/$name.previous.log"
   setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
   echo $! >"$pids/$name.pid"
+  started_now+=("$name")
   log "started $name (pid $!)"
 }
 
@@ -48,8 +54,9 @@ wait_for() { # description seconds command...
   shift 2
   local deadline=$((SECONDS + secs)) name
   until "$@" >/dev/null 2>&1; do
-    for f in "$pids"/*.pid; do
-      name=$(basename "$f" .pid)
+    # what this `up` started must not have exited (what was down before it is started again
+    # further on, in its turn)
+    for name in "${started_now[@]}"; do
       if ! running "$name"; then
         log "$name exited while waiting for $what; its last log lines:"
         tail -n 20 "$logs/$name.log" >&2 || true
@@ -239,24 +246,20 @@ down() {
   bash "$root/hack/realnode.sh" down || node_ok=$?
   if [ -d "$pids" ]; then
     local f pid name
-    for name in pod-status-resync kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-      f="$pids/$name.pid"
-      [ -f "$f" ] || continue
+    # the control plane in this order, then anything else we started (the demo's operator, a test
+    # Prometheus) that recorded a pid here too; only processes that are still the ones recorded
+    for f in "$pids"/{pod-status-resync,kwok,kube-scheduler,kube-controller-manager,kube-apiserver,etcd}.pid "$pids"/*.pid; do
+      pid_file_alive "$f" || continue
       pid=$(cat "$f")
       # each was started with setsid: its pid is its process group, so children go too
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     done
-    # anything else we started (the demo's operator, a test Prometheus) recorded a pid here too
-    for f in "$pids"/*.pid; do
-      [ -f "$f" ] || continue
-      pid=$(cat "$f")
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    done
     local deadline=$((SECONDS + 15))
     for f in "$pids"/*.pid; do
-      [ -f "$f" ] || continue
+      pid_file_alive "$f" || continue
       pid=$(cat "$f")
-      while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+      while pid_file_alive "$f" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+      pid_file_alive "$f" || continue
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     done
   fi
@@ -285,9 +288,11 @@ case "${1:-}" in
   restart)
     # stop one component and start it again (the reliability suite restarts etcd and the apiserver)
     name=${2:?usage: $0 restart etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kwok|pod-status-resync}
-    pid=$(cat "$pids/$name.pid")
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    if running "$name"; then
+      pid=$(cat "$pids/$name.pid")
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+      while running "$name"; do sleep 0.1; done
+    fi
     rm -f "$pids/$name.pid"
     up >/dev/null
     ;;

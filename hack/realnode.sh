@@ -34,6 +34,8 @@ TAINT_KEY=slipway.test/node
 
 log() { echo "[realnode] $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=pids.sh
+source "$root/hack/pids.sh"
 if [ -f "$dir/ports.env" ]; then
   # shellcheck source=/dev/null
   source "$dir/ports.env"
@@ -43,22 +45,19 @@ kubeconfig="$dir/kubeconfig"
 kc() { "$dir/bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 ctr_() { ctr --address "$node_dir/containerd/containerd.sock" -n k8s.io "$@"; }
 
-# Does the cluster at $1 still run its real node? (a pid file naming a live process of that name:
-# after a reboot or a restored snapshot the files remain and the numbers may name other processes)
+# Does the cluster at $1 still run its real node? (after a reboot or a restored snapshot the pid
+# files remain and the numbers in them may name other processes: hack/pids.sh)
 owner_alive() {
-  local name f pid
+  local name
   for name in containerd kubelet kube-proxy; do
-    f="$1/realnode/pids/$name.pid"
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name" && return 0
+    pid_file_alive "$1/realnode/pids/$name.pid" && return 0
   done
   return 1
 }
 
 enabled() { [ "${SLIPWAY_REAL_NODE:-1}" != 0 ]; }
 
-running() { local f="$node_dir/pids/$1.pid"; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+running() { pid_file_alive "$node_dir/pids/$1.pid"; }
 
 start() { # name cmd...: in its own session, pid recorded (the process itself)
   local name=$1
@@ -69,14 +68,14 @@ start() { # name cmd...: in its own session, pid recorded (the process itself)
   log "started $name (pid $!)"
 }
 
-stop() { # name: TERM, then KILL after 30 s
+stop() { # name: TERM, then KILL after 30 s (only the process we started, never a pid reused since)
   local f="$node_dir/pids/$1.pid" pid i
   [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$1"; then
+    pid=$(cat "$f")
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -KILL "$pid" 2>/dev/null || true
+    for i in $(seq 1 60); do running "$1" || break; sleep 0.5; done
+    if running "$1"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$f"
 }

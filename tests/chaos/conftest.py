@@ -580,7 +580,9 @@ class ControlPlane:
             command = [*script, "up"]
         else:
             command = [*script, "restart", component]
-        done = subprocess.run(command, env=self.cluster.env, capture_output=True, text=True, timeout=240)
+        done = subprocess.run(
+            command, env=self.cluster.env, capture_output=True, text=True, timeout=240
+        )
         assert done.returncode == 0, (
             f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}{done.stdout}"
         )
