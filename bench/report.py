@@ -475,6 +475,12 @@ def markdown_table(result: Mapping[str, Any]) -> str:
         f"Kubernetes {machine.get('kubernetes')}; load average {result.get('load_average')}; "
         f"ran {result.get('started_at')}."
     )
+    if result.get("floor_namespace_left_deleting"):
+        lines.append(
+            "The floor's namespace was still being deleted when the operator's phase began: the "
+            "control plane spent part of that phase on it, so the operator's figures are slower "
+            "than they would be alone."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -270,6 +270,12 @@ def test_the_table_shows_each_figure_beside_its_floor_ratio_and_target() -> None
     assert "load average 1.00 2.00 3.00 -> 2.00 2.00 2.00" in table
 
 
+def test_the_table_says_when_the_floors_deletion_overlapped_the_operators_phase() -> None:
+    said = "still being deleted when the operator's phase began"
+    assert said not in report.markdown_table(sample_result())
+    assert said in report.markdown_table(sample_result(floor_namespace_left_deleting=True))
+
+
 def test_a_missed_target_is_marked_and_a_skipped_floor_reads_not_available() -> None:
     table = report.markdown_table(
         sample_result(floor_seconds=None, idle_writes=3, floor_time_to_ready_from_start_seconds={})
