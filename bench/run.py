@@ -260,7 +260,7 @@ class Bench:
         if it is still there. Its Services go first, deleted one by one, 64 at a time: left
         to the namespace controller, the collection delete of 10,000 Services timed out again and
         again on a busy API server, and took more than half an hour, beside the next phase; one
-        by one from 16 threads, 4 a second; from 64, 10 a second."""
+        by one from 16 threads, 4 a second; from 48, 10 a second."""
         path = f"/api/v1/namespaces/{namespace}/services"
 
         def delete(name: str) -> None:
