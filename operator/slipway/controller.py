@@ -344,6 +344,7 @@ class WorkQueue:
         self._dirty: dict[Key, QueueLane] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._failures: dict[Key, int] = defaultdict(int)
+        self._started: dict[Key, float] = {}  # when each key's last reconcile started (loop time)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
         self._active = asyncio.Event()
@@ -382,6 +383,7 @@ class WorkQueue:
             lane.clear()
         self._dirty.clear()
         self._failures.clear()
+        self._started.clear()
 
     def resume(self) -> None:
         self._active.set()
@@ -416,15 +418,23 @@ class WorkQueue:
         if self._ready is not None:
             self._ready.set()
 
-    def add_many(self, keys: Iterable[Key], lane: QueueLane, after: float = 0.0) -> None:
-        """`add` (or `add_after`, when `after` > 0) for many keys, in one hop to the loop."""
+    def add_many(self, keys: Iterable[Key], lane: QueueLane, spacing: float = 0.0) -> None:
+        """`add` for many keys, in one hop to the loop.
+
+        With `spacing` > 0, a key whose last reconcile started less than `spacing` seconds ago
+        waits until that much time has passed since: the first of a burst of events runs at
+        once, the rest of the burst makes one more reconcile at most (a pod becoming Ready on its
+        own is acted on without delay; two becoming Ready together, with the Deployment's own
+        status after them, are one or two reconciles, not one per event)."""
         if self._elsewhere():
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.add_many, list(keys), lane, after)
+            self._loop.call_soon_threadsafe(self.add_many, list(keys), lane, spacing)
             return
+        now = self._loop.time() if self._loop is not None else 0.0
         for key in keys:
-            if after > 0:
-                self.add_after(key, after)
+            started = self._started.get(key)
+            if spacing > 0 and started is not None and started + spacing > now:
+                self.add_after(key, started + spacing - now)
             else:
                 self.add(key, lane)
 
@@ -480,6 +490,7 @@ class WorkQueue:
             key, lane, since = picked
             metrics.observe_queue_wait(lane, self._loop.time() - since)
             self._processing.add(key)
+            self._started[key] = self._loop.time()
             requeue: float | None = None
             try:
                 requeue = await self._loop.run_in_executor(self._executor, self._reconcile, key)
@@ -507,6 +518,7 @@ class WorkQueue:
         if timer is not None:
             timer.cancel()
         self._failures.pop(key, None)
+        self._started.pop(key, None)
 
     @property
     def started(self) -> bool:

@@ -35,8 +35,10 @@ from slipway.watch import Change, Informer, Watched
 log = logging.getLogger(__name__)
 
 MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-# a burst of child events (pods becoming Ready one by one) makes one reconcile, not many
-CHILD_EVENT_BATCH_SECONDS = 0.3
+# a child event is acted on at once, unless the ModelDeployment's last reconcile started less
+# than this ago: a burst of them (pods becoming Ready one by one, the echoes of our own writes)
+# makes at most one more reconcile, not one per event
+CHILD_EVENT_SPACING_SECONDS = 0.3
 # children are watched with a server-side label selector: other workloads never reach us
 WATCHED = (
     Watched("ModelDeployment", f"/apis/{GROUP}/{VERSION}", PLURAL),
@@ -96,7 +98,7 @@ class Inbox:
             elif change.listed:
                 self._queue.add_many(change.owners, PROGRESS)
             else:
-                self._queue.add_many(change.owners, PROGRESS, after=CHILD_EVENT_BATCH_SECONDS)
+                self._queue.add_many(change.owners, PROGRESS, spacing=CHILD_EVENT_SPACING_SECONDS)
 
 
 @dataclass

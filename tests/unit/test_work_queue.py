@@ -162,3 +162,53 @@ def wait_count(lane: str) -> float:
         metrics.REGISTRY.get_sample_value("slipway_work_queue_wait_seconds_count", {"lane": lane})
         or 0.0
     )
+
+
+def test_a_child_event_is_acted_on_at_once_and_a_burst_after_it_makes_one_more_reconcile() -> None:
+    """A pod becoming Ready on its own is reconciled without waiting (it is queued the moment it
+    is added); the burst of events that follows within the spacing (its Deployment's status, the
+    next pod) waits for the spacing and then makes one reconcile, not one per event."""
+
+    async def scenario() -> tuple[int, int, int, int]:
+        done: list[Key] = []
+        queue = WorkQueue(lambda key: done.append(key) or None, workers=1)
+        queue.start(asyncio.get_running_loop())
+        queue.add_many([A], PROGRESS, spacing=0.3)
+        queued_at_once = queue.depth
+        while not done:
+            await asyncio.sleep(0.01)
+        for _ in range(10):  # the burst, within the spacing of the reconcile that just ran
+            queue.add_many([A], PROGRESS, spacing=0.3)
+        queued_in_the_burst = queue.depth
+        await asyncio.sleep(0.6)
+        after_the_burst = len(done)
+        queue.add_many([A], PROGRESS, spacing=0.3)  # long after: at once again
+        queued_later = queue.depth
+        await asyncio.sleep(0.1)
+        await queue.stop()
+        return queued_at_once, queued_in_the_burst, after_the_burst, queued_later
+
+    queued_at_once, queued_in_the_burst, after_the_burst, queued_later = asyncio.run(scenario())
+    assert queued_at_once == 1
+    assert queued_in_the_burst == 0  # waiting for the spacing, not queued
+    assert after_the_burst == 2
+    assert queued_later == 1
+
+
+def test_a_forgotten_key_is_acted_on_at_once_when_it_comes_back() -> None:
+    """A ModelDeployment deleted and created again under the same name starts afresh."""
+
+    async def scenario() -> int:
+        done: list[Key] = []
+        queue = WorkQueue(lambda key: done.append(key) or None, workers=1)
+        queue.start(asyncio.get_running_loop())
+        queue.add(A)
+        while not done:
+            await asyncio.sleep(0.01)
+        queue.forget(A)
+        queue.add_many([A], PROGRESS, spacing=30.0)
+        depth = queue.depth
+        await queue.stop()
+        return depth
+
+    assert asyncio.run(scenario()) == 1
