@@ -140,13 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_operator(args)
 
 
-def _load_api_client(kubeconfig: str | None) -> Any:
+def _load_api_client(kubeconfig: str | None, pool_size: int) -> Any:
+    """The reconcile workers' client, with `pool_size` pooled connections: beyond its pool,
+    urllib3 opens a connection for a request and throws it away after it (a TLS handshake for
+    each, on both sides; the client's default pool is 5 per CPU, fewer than the workers)."""
     from kubernetes import client, config
 
+    configuration = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
-    return config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 def run_operator(args: argparse.Namespace) -> int:
@@ -186,7 +192,9 @@ def run_operator(args: argparse.Namespace) -> int:
             "notification channels: %s",
             ", ".join(f"{c.name} ({c.kind})" for c in sender.channels.values()),
         )
-    api_client = _load_api_client(args.kubeconfig)
+    # each worker holds a connection while it reconciles; the analysis and registry threads and
+    # the status and Event writes of other threads share a few more
+    api_client = _load_api_client(args.kubeconfig, pool_size=args.workers + 8)
     from slipway.peering import own_identity, seniority_priority
 
     identity = own_identity()
