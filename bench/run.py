@@ -56,7 +56,7 @@ from bench.cluster import (
 from slipway import DEFAULT_OPERATOR_IMAGE, GROUP, PLURAL, VERSION, __version__
 from slipway.api import ModelDeployment, ServingSpec
 from slipway.kube import ApiError, Kube
-from slipway.reconcile import pods_failing
+from slipway.reconcile import pods_failing, ready_pods
 from slipway.resources import (
     deployment_name,
     desired_deployment,
@@ -64,7 +64,7 @@ from slipway.resources import (
     pins_for,
     revision_of,
 )
-from slipway.resources.metadata import REVISION_LABEL
+from slipway.resources.metadata import MODEL_DEPLOYMENT_LABEL, REVISION_LABEL
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FAULT_LABEL = "slipway.test/fault"
@@ -184,6 +184,22 @@ def is_rolled_back(obj: Mapping[str, Any]) -> bool:
         status.get("phase") == "RolledBack"
         and status.get("observedGeneration") == obj["metadata"].get("generation")
     )
+
+
+def revision_pods(found: Mapping[str, dict[str, Any]], of: FloorSpec) -> list[dict[str, Any]]:
+    """The pods, among `found`, of revision `of` of its ModelDeployment."""
+    return [
+        pod
+        for pod in found.values()
+        if (labels := pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == of.revision
+        and labels.get(MODEL_DEPLOYMENT_LABEL) == of.md.name
+    ]
+
+
+def ready_of(found: Mapping[str, dict[str, Any]], of: FloorSpec) -> int:
+    """Ready pods of revision `of`, counted as the operator counts them (not those on their way
+    out)."""
+    return ready_pods(revision_pods(found, of), {})
 
 
 def is_available(obj: Mapping[str, Any]) -> bool:
@@ -319,7 +335,13 @@ class Bench:
         soon as what the operator waits for is there (the canary's pods Ready; a canary pod
         failing), with every ModelDeployment of a batch at once."""
         one, many = _groups(names, batch)
-        pods = Tracker(self.api, f"/api/v1/namespaces/{namespace}/pods", f"{FAULT_LABEL}=crash")
+        # the pods of the ModelDeployments rolled out (their stable's and their canaries')
+        rolled = ",".join(sorted({*one, *many}))
+        pods = Tracker(
+            self.api,
+            f"/api/v1/namespaces/{namespace}/pods",
+            f"{MODEL_DEPLOYMENT_LABEL} in ({rolled})",
+        )
         stable: dict[str, int] = dict.fromkeys(names, 1)
         figures: dict[str, Any] = {}
         with pods:
@@ -335,7 +357,7 @@ class Bench:
                     if crashing:
                         self.floor_rollback(deployments, pods, old, new)
                     else:
-                        self.floor_rollout(deployments, old, new)
+                        self.floor_rollout(deployments, pods, old, new)
                         stable[name] = serial
 
                 def change_batch(name: str, serial: int = serial) -> None:
@@ -364,8 +386,15 @@ class Bench:
                 pass
         return [done[name] for name in names]
 
-    def floor_rollout(self, deployments: Tracker, old: FloorSpec, new: FloorSpec) -> None:
-        """A version change through setWeight 50 and a 0 s pause, promoted (2 replicas)."""
+    def floor_rollout(
+        self, deployments: Tracker, pods: Tracker, old: FloorSpec, new: FloorSpec
+    ) -> None:
+        """A version change through setWeight 50 and a 0 s pause, promoted (2 replicas).
+
+        The operator's step is at its weight once the canary has a Ready pod and the stable is
+        down to one (its Ready pods, as `ready_pods` counts them: a pod being deleted is not);
+        only then does its 0 s pause end and the canary scale to full size. Argo Rollouts' basic
+        canary waits for the same (its ReplicaSets at their desired counts)."""
         canary = new.deployment_name
         for manifest in (
             new.deployment(new, "canary", 1),
@@ -376,6 +405,7 @@ class Bench:
             self.kube.apply(manifest)
         deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 1, self.timeout)
         self.kube.apply(new.deployment(old, "stable", 1))
+        pods.wait_for(lambda found: ready_of(found, old) <= 1, self.timeout)
         self.kube.apply(new.deployment(new, "canary", 2))
         deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 2, self.timeout)
         for manifest in (
@@ -399,13 +429,7 @@ class Bench:
             self.kube.apply(manifest)
 
         def failing(found: Mapping[str, dict[str, Any]]) -> bool:
-            mine = [
-                pod
-                for pod in found.values()
-                if (pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == new.revision
-                and pod["metadata"]["name"].startswith(f"{new.md.name}-")
-            ]
-            return pods_failing(mine)[0]
+            return pods_failing(revision_pods(found, new))[0]
 
         pods.wait_for(failing, self.timeout)
         self.kube.apply(new.deployment(new, "canary", 0))

@@ -10,10 +10,18 @@ from typing import Any
 import pytest
 from bench import report
 from bench.report import RequestKey
-from bench.run import bench_md, floor_children, is_promoted, is_ready_at_generation
+from bench.run import (
+    FloorSpec,
+    bench_md,
+    floor_children,
+    is_promoted,
+    is_ready_at_generation,
+    ready_of,
+)
 
 from slipway.api import ModelDeployment
 from slipway.api.types import DURATION_PATTERN
+from slipway.resources.metadata import MODEL_DEPLOYMENT_LABEL, REVISION_LABEL
 
 
 def request_line(code: str, group: str, resource: str, sub: str, verb: str, value: int) -> str:
@@ -379,3 +387,36 @@ def test_a_rollout_is_done_when_the_new_version_is_stable_and_ready() -> None:
     assert not done(md_with({**ready, "stable": {"version": "1.0.0"}}))
     assert not done(md_with({"phase": "Progressing", "observedGeneration": 2,
                              "stable": {"version": "2.0.0"}}))  # fmt: skip
+
+
+def floor_pod(
+    name: str, of: FloorSpec, ready: bool = True, leaving: bool = False
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "labels": {MODEL_DEPLOYMENT_LABEL: of.md.name, REVISION_LABEL: of.revision},
+    }
+    if leaving:
+        meta["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    condition = {"type": "Ready", "status": "True" if ready else "False"}
+    return {"metadata": meta, "status": {"conditions": [condition]}}
+
+
+def test_the_floors_stable_counts_down_as_the_operator_counts_it() -> None:
+    """The floor scales its canary up once the stable's Ready pods are down to one, as the
+    operator's step does: a pod being deleted no longer counts, nor another ModelDeployment's pod
+    of the same revision, nor the canary's."""
+    old, new = FloorSpec.of("bench-0001", "ns", 1), FloorSpec.of("bench-0001", "ns", 2)
+    neighbour = FloorSpec.of("bench-0002", "ns", 1)
+    assert old.revision == neighbour.revision  # the same spec: only the name tells them apart
+    pods = {
+        "a": floor_pod("a", old),
+        "b": floor_pod("b", old),
+        "n": floor_pod("n", neighbour),
+        "c": floor_pod("c", new),
+        "u": floor_pod("u", old, ready=False),
+    }
+    assert ready_of(pods, old) == 2
+    pods["b"] = floor_pod("b", old, leaving=True)
+    assert ready_of(pods, old) == 1
+    assert ready_of(pods, new) == 1
