@@ -35,6 +35,9 @@ PROGRESS: Final[QueueLane] = "progress"
 CHANGE: Final[QueueLane] = "change"
 # progress is served first, but never more than this many in a row while changes wait
 PROGRESS_BURST = 4
+# how long the start of a reconcile is remembered for `add_many(..., spacing)` (longer than any
+# spacing asked for)
+SPACING_MEMORY = 5.0
 
 
 class Key(NamedTuple):
@@ -344,7 +347,9 @@ class WorkQueue:
         self._dirty: dict[Key, QueueLane] = {}
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._failures: dict[Key, int] = defaultdict(int)
-        self._started: dict[Key, float] = {}  # when each key's last reconcile started (loop time)
+        # when a key's last reconcile started (loop time), kept for SPACING_MEMORY seconds only:
+        # a deleted ModelDeployment leaves nothing behind
+        self._started: dict[Key, float] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tasks: list[asyncio.Task[None]] = []
         self._active = asyncio.Event()
@@ -490,7 +495,8 @@ class WorkQueue:
             key, lane, since = picked
             metrics.observe_queue_wait(lane, self._loop.time() - since)
             self._processing.add(key)
-            self._started[key] = self._loop.time()
+            started = self._started[key] = self._loop.time()
+            self._loop.call_later(SPACING_MEMORY, self._expire, key, started)
             requeue: float | None = None
             try:
                 requeue = await self._loop.run_in_executor(self._executor, self._reconcile, key)
@@ -512,6 +518,10 @@ class WorkQueue:
                     self.add(key, PROGRESS)
                 else:
                     self.add_after(key, max(0.05, requeue))
+
+    def _expire(self, key: Key, started: float) -> None:
+        if self._started.get(key) == started:
+            del self._started[key]
 
     def forget(self, key: Key) -> None:
         timer = self._timers.pop(key, None)

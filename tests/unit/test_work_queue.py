@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from slipway import metrics
+import pytest
+
+from slipway import controller, metrics
 from slipway.controller import CHANGE, PROGRESS, PROGRESS_BURST, Key, WorkQueue
 
 A, B = Key("ns", "a"), Key("ns", "b")
@@ -212,3 +214,29 @@ def test_a_forgotten_key_is_acted_on_at_once_when_it_comes_back() -> None:
         return depth
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_the_start_of_a_reconcile_is_remembered_only_for_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What spaces child events holds nothing for good: a ModelDeployment deleted (its last
+    reconcile run) leaves no entry behind."""
+    monkeypatch.setattr(controller, "SPACING_MEMORY", 0.3)
+
+    async def scenario() -> tuple[int, int]:
+        queue = WorkQueue(lambda key: None, workers=2)
+        queue.start(asyncio.get_running_loop())
+        for i in range(100):
+            queue.add(Key("ns", f"gone-{i}"))
+        while queue.depth:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        remembered = len(queue._started)
+        await asyncio.sleep(controller.SPACING_MEMORY + 0.2)
+        left = len(queue._started)
+        await queue.stop()
+        return remembered, left
+
+    remembered, left = asyncio.run(scenario())
+    assert remembered > 0
+    assert left == 0
