@@ -660,6 +660,10 @@ class Reconciler:
         except ApiError as exc:
             if exc.conflict:
                 raise StaleRead(f"{meta['namespace']}/{meta['name']} changed meanwhile") from exc
+            if exc.not_found:
+                # deleted since the watch brought it (its namespace torn down, say): the next run
+                # finds it gone once the watch says so, and forgets it
+                raise StaleRead(f"{meta['namespace']}/{meta['name']} deleted meanwhile") from exc
             raise
         self.store.upsert("ModelDeployment", after)
         return True

@@ -74,3 +74,57 @@ def decided_again(cluster: Cluster, namespace: str, api_client: Any) -> None:
 
     assert kube.raced == 1
     assert stored(cluster, namespace)["status"]["lastAction"].startswith("pause at ")
+
+
+class DeletingKube(Kube):
+    """A Kube whose status write comes just after the ModelDeployment was deleted (as when its
+    namespace is torn down while a pod's event runs its reconcile)."""
+
+    def __init__(self, api: Any, cluster: Cluster) -> None:
+        super().__init__(api)
+        self.cluster = cluster
+        self.deleted = 0
+
+    def patch_status(
+        self, namespace: str, name: str, status: Any, resource_version: str
+    ) -> dict[str, Any]:
+        if not self.deleted:
+            self.deleted += 1
+            self.cluster.kubectl("delete", "md", name, "-n", namespace, "--wait=true")
+        return super().patch_status(namespace, name, status, resource_version)
+
+
+def test_a_modeldeployment_deleted_under_its_reconcile_is_no_error(
+    cluster: Cluster, crds: None, namespace: str, api_client: Any, operator: Operator
+) -> None:
+    """The status write of an object deleted since it was read answers 404: the reconcile runs
+    again soon (as after a conflict), and once the watch has said it is gone, it forgets it. It
+    is never a failed reconcile (seen in the e2e suite: a namespace torn down while a pod's
+    event ran the reconcile of its ModelDeployment)."""
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=json.dumps(model_deployment("fraud"))
+    )
+    # served first (by the suite's operator): its next status, read without its pods, differs
+    cluster.kubectl(
+        "wait",
+        "md/fraud",
+        "-n",
+        namespace,
+        "--for=jsonpath={.status.phase}=Ready",
+        "--timeout=110s",
+    )
+    operator.stop()
+    try:
+        store = Store()
+        read = stored(cluster, namespace)
+        store.upsert("ModelDeployment", read)
+        kube = DeletingKube(api_client, cluster)
+        reconciler = Reconciler(kube=kube, store=store)
+        key = Key(namespace, "fraud")
+
+        assert reconciler.reconcile(key) == 0.1  # the object went under it: run again soon
+        store.remove("ModelDeployment", read)  # what the watch brings
+        assert reconciler.reconcile(key) is None
+        assert kube.deleted == 1
+    finally:
+        operator.start()
