@@ -64,7 +64,8 @@ e2e: install cluster-up ## end-to-end tests: the operator process against the lo
 test: install lint tools ## everything: lint, unit, integration and e2e tests on the local cluster and its real node
 	$(PYTEST) -m unit -q
 	bash hack/cluster.sh up
-	$(PYTEST) -m 'integration or e2e' -q
+	# the 25 slowest printed: where the suite's time goes (the real-node scenarios, mostly)
+	$(PYTEST) -m 'integration or e2e' -q --durations=25
 	# the reliability suite (short form) on its own: it restarts etcd and the apiserver
 	$(PYTEST) -m chaos -q
 	# last: stop the cluster and check that the host is as it was before the real node started
