@@ -256,9 +256,6 @@ class Bench:
     threads: int
     timeout: float
     meter: CpuMeter
-    # where the floor applies a step's children side by side, as the operator applies a
-    # reconcile's (`Reconciler.writers`)
-    writers: ThreadPoolExecutor
     profile: Path | None = None  # where py-spy writes the operator's profile of convergence
 
     def in_parallel(self, fn: Callable[[str], Any], names: Sequence[str]) -> dict[str, float]:
@@ -273,12 +270,6 @@ class Bench:
             for _ in pool.map(one, names):
                 pass
         return started
-
-    def apply_together(self, manifests: Sequence[Mapping[str, Any]]) -> None:
-        """Apply side by side, as the operator applies a reconcile's children; every one ends
-        before this returns (the first failure raised)."""
-        for _ in self.writers.map(self.kube.apply, manifests):
-            pass
 
     def delete_namespace(self, namespace: str) -> list[str]:
         """Delete a namespace and wait (up to a phase's timeout) until it is gone; [namespace]
@@ -311,7 +302,8 @@ class Bench:
         cpu: dict[str, Any] = {}
 
         def apply_children(name: str) -> None:
-            self.apply_together(children[name])
+            for manifest in children[name]:
+                self.kube.apply(manifest)
 
         with Tracker(self.api, path) as tracker:
             with self.meter.phase(cpu):
@@ -339,10 +331,9 @@ class Bench:
         self, deployments: Tracker, namespace: str, names: Sequence[str], batch: int
     ) -> dict[str, Any]:
         """The rollouts and rollbacks of `rollouts`, by a plain client: the child writes the
-        operator makes for them (its log at debug level lists them), a step's side by side and
-        the steps in the same order, each as soon as what the operator waits for is there (the
-        canary's pods Ready; a canary pod failing), with every ModelDeployment of a batch at
-        once."""
+        operator makes for them (its log at debug level lists them), in the same order, each as
+        soon as what the operator waits for is there (the canary's pods Ready; a canary pod
+        failing), with every ModelDeployment of a batch at once."""
         one, many = _groups(names, batch)
         # the pods of the ModelDeployments rolled out (their stable's and their canaries')
         rolled = ",".join(sorted({*one, *many}))
@@ -405,40 +396,37 @@ class Bench:
         only then does its 0 s pause end and the canary scale to full size. Argo Rollouts' basic
         canary waits for the same (its ReplicaSets at their desired counts)."""
         canary = new.deployment_name
-        self.apply_together(
-            (
-                new.deployment(new, "canary", 1),
-                new.service(None, None),
-                new.service("stable", old),
-                new.service("canary", new),
-            )
-        )
+        for manifest in (
+            new.deployment(new, "canary", 1),
+            new.service(None, None),
+            new.service("stable", old),
+            new.service("canary", new),
+        ):
+            self.kube.apply(manifest)
         deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 1, self.timeout)
         self.kube.apply(new.deployment(old, "stable", 1))
         pods.wait_for(lambda found: ready_of(found, old) <= 1, self.timeout)
         self.kube.apply(new.deployment(new, "canary", 2))
         deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 2, self.timeout)
-        self.apply_together(
-            (
-                new.deployment(new, "stable", 2),
-                new.deployment(old, None, 0),
-                new.service("stable", new),
-            )
-        )
+        for manifest in (
+            new.deployment(new, "stable", 2),
+            new.deployment(old, None, 0),
+            new.service("stable", new),
+        ):
+            self.kube.apply(manifest)
         self.kube.delete("v1", "Service", new.md.namespace, f"{new.md.name}-canary")
 
     def floor_rollback(
         self, deployments: Tracker, pods: Tracker, old: FloorSpec, new: FloorSpec
     ) -> None:
         """A version whose pods crash: the canary, until a pod of it fails, then scaled to 0."""
-        self.apply_together(
-            (
-                new.deployment(new, "canary", 1),
-                new.service(None, None),
-                new.service("stable", old),
-                new.service("canary", new),
-            )
-        )
+        for manifest in (
+            new.deployment(new, "canary", 1),
+            new.service(None, None),
+            new.service("stable", old),
+            new.service("canary", new),
+        ):
+            self.kube.apply(manifest)
 
         def failing(found: Mapping[str, dict[str, Any]]) -> bool:
             return pods_failing(revision_pods(found, new))[0]
@@ -670,10 +658,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kubeconfig = where / "kubeconfig"
     if not kubeconfig.exists():
         raise SystemExit(f"no cluster at {where} (run `make cluster-up` or hack/cluster.sh up)")
-    # a connection for each request under way: the client's threads, each with a step's children
-    # (3 or 4) side by side, and the floor's rollouts (--rollout-n at once)
-    writers = 4 * max(args.client_threads, args.rollout_n)
-    api = Api(kubeconfig, pool_size=max(writers, DELETE_THREADS) + 8)
+    api = Api(kubeconfig, pool_size=max(args.client_threads, DELETE_THREADS) + 8)
     profile = None
     if args.profile:
         args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -685,7 +670,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.client_threads,
         args.timeout or 120.0 + args.n,
         CpuMeter(where),
-        ThreadPoolExecutor(writers, thread_name_prefix="floor-apply"),
         profile,
     )
     result: dict[str, Any] = {

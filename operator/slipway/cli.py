@@ -192,10 +192,9 @@ def run_operator(args: argparse.Namespace) -> int:
             "notification channels: %s",
             ", ".join(f"{c.name} ({c.kind})" for c in sender.channels.values()),
         )
-    # each worker holds a connection while it reconciles, and each of its child writers one while
-    # they apply side by side; the analysis and registry threads share a few more
-    pool_size = (1 + handlers.CHILD_WRITERS_PER_WORKER) * args.workers + 8
-    api_client = _load_api_client(args.kubeconfig, pool_size=pool_size)
+    # each worker holds a connection while it reconciles; the analysis and registry threads and
+    # the status and Event writes of other threads share a few more
+    api_client = _load_api_client(args.kubeconfig, pool_size=args.workers + 8)
     from slipway.peering import own_identity, seniority_priority
 
     identity = own_identity()

@@ -16,7 +16,6 @@ import asyncio
 import copy
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +39,6 @@ MANAGED = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # than this ago: a burst of them (pods becoming Ready one by one, the echoes of our own writes)
 # makes at most one more reconcile, not one per event
 CHILD_EVENT_SPACING_SECONDS = 0.3
-# threads per reconcile worker that apply a reconcile's children side by side (a new revision's
-# Deployment and its Services, say: 2 to 4 objects)
-CHILD_WRITERS_PER_WORKER = 2
 # children are watched with a server-side label selector: other workloads never reach us
 WATCHED = (
     Watched("ModelDeployment", f"/apis/{GROUP}/{VERSION}", PLURAL),
@@ -232,10 +228,6 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         store=store,
         operator_image=_options.operator_image,
         pod_monitors=pod_monitors,
-        writers=ThreadPoolExecutor(
-            max_workers=CHILD_WRITERS_PER_WORKER * _options.workers,
-            thread_name_prefix="child-write",
-        ),
     )
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
     reconciler.analysis.notify = queue.add  # a finished measurement round wakes its reconcile

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,10 +149,6 @@ class Reconciler:
     # an action taken from its annotation whose decision is not written yet (the status write lost
     # a race with another write, e.g. the next person's promote): decided again, never lost
     _taken: dict[Key, tuple[Action | None, Stamps]] = field(default_factory=dict)
-    # where a reconcile's child applies go out side by side (None: one after another): under load
-    # the API server takes seconds over a create (a Service's cluster IP, say), and a worker that
-    # waits for each in turn holds every ModelDeployment queued behind it that much longer
-    writers: Executor | None = None
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -476,16 +470,9 @@ class Reconciler:
     def _apply_children(self, key: Key, md: ModelDeployment, decision: Decision) -> None:
         """Apply the decided Deployments, Services and HPA; delete ours that are not decided.
 
-        The applies go out together (`writers`): each is a whole object of its own, and what
-        serves moves with a Service or the replicas of a Deployment as each is taken, whatever
-        their order. Then the evaluation Job (it names the Services' cluster IPs) and the
-        deletes, once every object that takes over from the deleted ones is written.
-
-        A write the API server refused is remembered (a fact of the next decision) and the others
+        A write the API server refuses is remembered (a fact of the next decision) and the others
         go on; what was refused before and is not written now is forgotten."""
         self._refusals[key] = {}
-        # (the manifest, the live object if any, the revision it is of)
-        writes: list[tuple[dict[str, Any], Mapping[str, Any] | None, str]] = []
         live_deployments = {
             d["metadata"]["name"]: d for d in self.store.children("Deployment", key)
         }
@@ -509,13 +496,15 @@ class Reconciler:
                 continue
             wanted.add(manifest["metadata"]["name"])
             live = live_deployments.get(manifest["metadata"]["name"])
-            writes.append((manifest, live, desired.revision))
+            self._apply_if_changed(key, manifest, live, desired.revision)
             if desired.track is not None:
                 tracked[desired.track] = desired.revision
                 if desired.track == "canary":
                     canary_port = desired.port
                 else:
                     stable_port = desired.port
+        for name in sorted(set(live_deployments) - wanted):
+            self.kube.delete("apps/v1", "Deployment", md.namespace, name)
 
         live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
         # every Service listens where the pods it selects do: <name> and <name>-stable on the
@@ -526,51 +515,22 @@ class Reconciler:
         if "canary" in tracked:
             services.append(desired_service(md, "canary", tracked["canary"], canary_port))
         for manifest in services:
-            writes.append((manifest, live_services.get(manifest["metadata"]["name"]), ""))
+            live = live_services.get(manifest["metadata"]["name"])
+            self._apply_if_changed(key, manifest, live)
+        stale = set(live_services) - {s["metadata"]["name"] for s in services}
+        for name in sorted(stale):
+            self.kube.delete("v1", "Service", md.namespace, name)
+
+        self._apply_evaluation(key, md, decision.evaluation, stable_port, canary_port)
 
         hpa = desired_hpa(md)
         live_hpa = self.store.children("HorizontalPodAutoscaler", key)
         if hpa is not None:
-            writes.append((hpa, live_hpa[0] if live_hpa else None, ""))
-
-        self._together(
-            [
-                functools.partial(self._apply, key, manifest, live, revision)
-                for manifest, live, revision in writes
-                if not self._unchanged(key, manifest, live)
-            ]
-        )
-
-        self._apply_evaluation(key, md, decision.evaluation, stable_port, canary_port)
-
-        deletes = [
-            ("apps/v1", "Deployment", name) for name in sorted(set(live_deployments) - wanted)
-        ]
-        stale = set(live_services) - {s["metadata"]["name"] for s in services}
-        deletes += [("v1", "Service", name) for name in sorted(stale)]
-        deletes += [
-            ("autoscaling/v2", "HorizontalPodAutoscaler", obj["metadata"]["name"])
-            for obj in live_hpa
-            if hpa is None or obj["metadata"]["name"] != hpa["metadata"]["name"]
-        ]
-        self._together(
-            [
-                functools.partial(self.kube.delete, api_version, kind, md.namespace, name)
-                for api_version, kind, name in deletes
-            ]
-        )
-
-    def _together(self, calls: Sequence[Callable[[], None]]) -> None:
-        """Make the calls, side by side when there are `writers`. Every one ends before this
-        returns; then the first failure (in `calls`' order) is raised."""
-        if self.writers is None or len(calls) < 2:
-            for call in calls:
-                call()
-            return
-        futures = [self.writers.submit(call) for call in calls]
-        failures = [exc for exc in (f.exception() for f in futures) if exc is not None]
-        if failures:
-            raise failures[0]
+            self._apply_if_changed(key, hpa, live_hpa[0] if live_hpa else None)
+        for obj in live_hpa:
+            name = obj["metadata"]["name"]
+            if hpa is None or name != hpa["metadata"]["name"]:
+                self.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", md.namespace, name)
 
     def _apply_evaluation(
         self,
@@ -625,15 +585,11 @@ class Reconciler:
         live: Mapping[str, Any] | None,
         revision: str = "",
     ) -> None:
-        if not self._unchanged(key, manifest, live):
-            self._apply(key, manifest, live, revision)
-
-    def _apply(
-        self, key: Key, manifest: dict[str, Any], live: Mapping[str, Any] | None, revision: str
-    ) -> None:
-        """Apply (a refusal remembered, any other failure raised)."""
         extra = _foreign_selector_keys(manifest, live)
         ref = (manifest["kind"], manifest["metadata"]["name"])
+        if live is not None and not extra and is_subset(_comparable(manifest), live):
+            self._refusals.get(key, {}).pop(ref, None)
+            return
         try:
             # write-through: the next reconcile sees what we applied before its watch event
             self.store.upsert(manifest["kind"], self.kube.apply(manifest))
@@ -654,17 +610,6 @@ class Reconciler:
             self._refusals.setdefault(key, {})[ref] = refusal
             return
         self._refusals.get(key, {}).pop(ref, None)
-
-    def _unchanged(
-        self, key: Key, manifest: Mapping[str, Any], live: Mapping[str, Any] | None
-    ) -> bool:
-        """Whether `live` already is what `manifest` asks (then any refusal of it is over)."""
-        if live is None or _foreign_selector_keys(manifest, live):
-            return False
-        if not is_subset(_comparable(manifest), live):
-            return False
-        self._refusals.get(key, {}).pop((manifest["kind"], manifest["metadata"]["name"]), None)
-        return True
 
     def _set_route_weights(
         self, key: Key, md: ModelDeployment, decision: Decision, found: dict[str, Any] | None
