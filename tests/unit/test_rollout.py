@@ -1011,14 +1011,57 @@ def test_abort_rolls_back_with_reason_aborted() -> None:
     assert decision.canary_weight == 0
 
 
-def test_with_a_route_a_rolled_back_canary_loses_its_weight_at_once() -> None:
+def test_with_a_route_a_rolled_back_canary_hands_its_weight_back_as_the_stable_gets_ready() -> None:
     rollout = canary_at_first_pause([{"setWeight": 50}, {"pause": {}}], **GATEWAY)
+    stable = rollout.status.stable.revision
     assert rollout.last.canary_weight == 50
+    assert rollout.cluster.snapshot()[stable] == (2, 2)  # the route needs half of it
     decision = rollout.reconcile(action=Action.ABORT)
 
+    # two Ready stable pods carry half of the traffic, not all of it
+    assert (decision.stable_weight, decision.canary_weight) == (50, 50)
+    assert decision.status.canary.replicas == 2  # its pods stay until the stable is back
+    assert rollout.cluster.replicas(stable) == 4
+    decision = rollout.converge()
     assert (decision.stable_weight, decision.canary_weight) == (100, 0)
     assert decision.status.canary.weight == 0
-    assert decision.status.canary.replicas == 2  # its pods stay until the stable is back
+    assert decision.status.canary.replicas == 0
+
+
+def test_with_a_route_a_canary_at_full_weight_keeps_it_until_stable_pods_are_ready() -> None:
+    """The stable was scaled to nothing for a canary at 100 %: taking the weight back at once
+    would send every request to a Service with no endpoints."""
+    rollout = canary_at_first_pause([{"setWeight": 100}, {"pause": {}}], **GATEWAY)
+    stable = rollout.status.stable.revision
+    assert rollout.cluster.snapshot()[stable] == (0, 0)
+    assert rollout.last.canary_weight == 100
+    decision = rollout.reconcile(action=Action.ABORT)
+
+    assert decision.status.phase is Phase.ROLLED_BACK
+    assert (decision.stable_weight, decision.canary_weight) == (0, 100)
+    assert rollout.cluster.replicas(stable) == 4
+    # one stable pod Ready at a time: the canary gives back what the stable can carry
+    weights = []
+    for ready in (1, 2, 3, 4):
+        rollout.cluster.deployments[stable].ready = ready
+        decision = rollout.reconcile()
+        weights.append(decision.canary_weight)
+        assert rollout.cluster.ready(rollout.status.canary.revision) > 0 or ready == 4
+    assert weights[0] > weights[1] > weights[2] > weights[3] == 0, weights
+    assert rollout.converge().status.canary.replicas == 0
+
+
+def test_with_a_route_a_spec_that_moves_on_takes_a_full_canary_s_weight_back_as_slowly() -> None:
+    rollout = canary_at_first_pause([{"setWeight": 100}, {"pause": {}}], **GATEWAY)
+    first = rollout.status.stable.revision
+    rollout.change(version="1.0.0")  # a revert to what the stable serves
+    decision = rollout.reconcile()
+
+    assert decision.canary_weight == 100
+    assert rollout.cluster.replicas(first) == 4
+    decision = rollout.converge()
+    assert decision.status.stable.revision == first
+    assert (decision.stable_weight, decision.canary_weight) == (100, 0)
 
 
 def test_pause_holds_a_timed_pause_and_resume_lets_it_finish() -> None:

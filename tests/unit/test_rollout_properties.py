@@ -11,6 +11,9 @@ route sometimes missing. Through all of it:
   Ready pods only to a replacement that has at least as many (maxUnavailable 0);
 - Service <name> never takes in a canary's pods before its first weight;
 - a canary with no Ready pod never has weight;
+- with a route, the weight taken back from a canary that goes (rolled back, aborted, withdrawn)
+  goes to the stable no faster than its pods get Ready: a stable with no Ready pod gets none
+  while the canary still has some;
 - every problem the core was told of is in a condition that names it, and kstatus's Reconciling
   and Stalled are never both True;
 - decide on its own output, with the same observations and time, changes nothing.
@@ -24,9 +27,9 @@ from typing import Any
 
 import pytest
 
-from slipway.api import Measurement, Phase, Verdict
+from slipway.api import CanaryState, CanaryStatus, Measurement, Phase, Verdict
 from slipway.rollout import Action, Decision, Observed, decide
-from slipway.rollout.facts import steps_of
+from slipway.rollout.facts import ROLLED_BACK, steps_of
 from slipway.rollout.steps import weight_at
 from tests.unit.test_rollout import (
     ANALYSIS,
@@ -87,6 +90,11 @@ def reached(ready: dict[str, int], service_revision: str | None) -> int:
     return sum(ready.values())
 
 
+def _goes(canary: CanaryStatus, revision: str) -> bool:
+    """Whether the canary is on its way out: rolled back, aborted, withdrawn, or not the spec's."""
+    return canary.state in (*ROLLED_BACK, CanaryState.WITHDRAWN) or canary.revision != revision
+
+
 def check(
     rollout: EvaluatingRollout, decision: Decision, observed_before: Observed, now: Any
 ) -> None:
@@ -116,6 +124,14 @@ def check(
         assert observed_before.ready(status.canary.revision) > 0, "weight to a canary not Ready"
         if rollout.md.spec.rollout.traffic_routing is not None:
             assert cluster.ready(status.canary.revision) > 0, "route weight to pods just removed"
+    if canary is not None and not ratio and _goes(canary, rollout.revision):
+        stable = status.stable.revision
+        if cluster.ready(stable) == 0 and cluster.ready(canary.revision) > 0:
+            assert decision.canary_weight == 100, (
+                "route weight handed back to a stable with no Ready pod",
+                decision.stable_weight,
+                cluster.snapshot(),
+            )
     assert decision.requeue_after is None or decision.requeue_after > 0
 
     said = {c.type: c for c in status.conditions}

@@ -58,7 +58,7 @@ class CanaryState(StrEnum):
     PAUSED = "Paused"  # held at its step until the pause is lifted
     PROMOTING = "Promoting"  # every step done: stable once `replicas` of its pods are Ready
     FAILED = "Failed"  # failed, and held where it is (autoRollback false)
-    ROLLED_BACK = "RolledBack"  # failed and rolled back: no weight, no pods, until retry
+    ROLLED_BACK = "RolledBack"  # failed and rolled back: no weight, no pods (once stable serves)
     ABORTED = "Aborted"  # aborted by the user: as RolledBack
     WITHDRAWN = "Withdrawn"  # the spec moved away: it goes once the stable is at full size
 

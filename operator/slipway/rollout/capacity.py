@@ -79,6 +79,19 @@ def weight_in_effect(
     return 100 * canary_ready // (canary_ready + max(stable_ready, 0))
 
 
+def handback_weight(canary_ready: int, stable_ready: int, total: int) -> int:
+    """With a route, the weight a canary on its way out keeps (rolled back, aborted, withdrawn).
+
+    The stable takes the traffic back only as fast as its Ready pods can carry it: the canary
+    keeps its share of the Ready pods until the stable has `total` of them (a stable scaled down
+    for a canary at 100 % gets nothing back while none of its pods is Ready). A canary with no
+    Ready pod keeps nothing: there is nowhere better to send the traffic.
+    """
+    if canary_ready <= 0 or stable_ready >= total:
+        return 0
+    return weight_in_effect(100, canary_ready, stable_ready, total, gateway=False)
+
+
 def plan_replicas(
     targets: Mapping[str, int],
     observed: Observed,

@@ -47,6 +47,7 @@ from slipway.api import (
 )
 from slipway.rollout.capacity import (
     canary_replicas_for,
+    handback_weight,
     plan_replicas,
     stable_replicas_for,
     weight_in_effect,
@@ -1111,13 +1112,16 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
     stable_target = facts.total
     service_revision = None
     idle: set[str] = set()
+    going = False
     if canary is not None:
         canary_ready = facts.reaching_users(canary.revision)
         stable_ready = observed.ready(stable.revision)
         steps = steps_of(facts.md, status, canary)
         step_weight = weight_at(steps, canary.step)
-        if canary.state in (*ROLLED_BACK, S.WITHDRAWN) or canary.revision != facts.revision:
-            # with a route the weight is ours to take back; with the ratio it goes with the pods
+        going = canary.state in (*ROLLED_BACK, S.WITHDRAWN) or canary.revision != facts.revision
+        if going:
+            # with the ratio the weight goes with the pods; with a route it is taken back below,
+            # as fast as the stable's Ready pods can carry it
             if not facts.gateway:
                 weight = weight_in_effect(
                     100, canary_ready, stable_ready, facts.total, gateway=False
@@ -1153,6 +1157,9 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
         grow_freely={stable.revision},
         idle=idle,
     )
+    if canary is not None and going and facts.gateway:
+        staying = min(facts.reaching_users(canary.revision), replicas[canary.revision])
+        weight = handback_weight(staying, observed.ready(stable.revision), facts.total)
     # old revisions serve no track: their pods are neither capacity to count on nor to protect
     kept = _kept_revisions(facts, status)
     return _Plan(
