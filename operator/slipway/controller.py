@@ -124,14 +124,20 @@ class Store:
         return owner
 
     def replace(
-        self, kind: str, items: Iterable[Mapping[str, Any]], namespace: str = ""
+        self,
+        kind: str,
+        items: Iterable[Mapping[str, Any]],
+        namespace: str = "",
+        owners: set[Key] | None = None,
     ) -> set[Key]:
         """Make `items` the whole content of `kind` (in `namespace`; "": every namespace).
 
         Returns the owners of every object that appeared, changed or went away: a fresh list is
         how a watch that had to start over learns what happened meanwhile, deletions included.
+        They are added to `owners` as the items come, so that a caller whose items fail midway
+        knows whose objects were stored before the failure.
         """
-        owners: set[Key] = set()
+        owners = set() if owners is None else owners
         fresh: set[tuple[str, str]] = set()
         for item in items:
             meta = item.get("metadata") or {}

@@ -104,7 +104,7 @@ class Informer:
         self.namespace = namespace
         self.on_body = on_body  # sees every body of the kind (the per-object metrics)
         self.synced = threading.Event()  # the first list is in the store
-        self.not_served = threading.Event()  # it stopped on a 404
+        self.not_served = threading.Event()  # the last list was answered 404
         self._stop = threading.Event()
         self.watch_seconds = watch_seconds
         self.lists = 0  # how often it listed (once, unless the server forgot its place)
@@ -164,10 +164,16 @@ class Informer:
                 log.info("%s: the watch's place is gone (410); listing afresh", self._name())
                 self._version = None
             except NotServed:
-                log.info("%s: not served (404); the watch stops", self._name())
+                # a CRD not installed yet (applied with the operator by Argo CD or Flux, or
+                # reinstalled): nothing to wait for at start-up, and asked again until it is
+                if not self.not_served.is_set():
+                    log.info("%s: not served (404); asked again until it is", self._name())
                 self.not_served.set()
                 self.synced.set()
-                return
+                self._version = None
+                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
+                failures += 1
+                self._stop.wait(delay * random.uniform(0.8, 1.2))
             except Exception as exc:  # any failure: back off and go on
                 if self._stop.is_set():
                     return
@@ -196,11 +202,21 @@ class Informer:
         """List the kind page by page into the store (one page in memory at a time)."""
         listed: list[str] = []
         self.lists += 1
+        owners: set[Key] = set()
         try:
-            owners = self.store.replace(self.watched.kind, self._items(listed), self.namespace)
+            self.store.replace(self.watched.kind, self._items(listed), self.namespace, owners)
         except _Stopped:
             return
+        except Exception:
+            # the pages before the failure are in the store: the next list finds them unchanged,
+            # so their owners hear of them now or never
+            if owners and not self._stop.is_set():
+                self.deliver(Change(self.watched.kind, frozenset(owners)))
+            raise
         self._version = listed[0]
+        if self.not_served.is_set():
+            log.info("%s: served now", self._name())
+            self.not_served.clear()
         if not self._stop.is_set():
             self.deliver(Change(self.watched.kind, frozenset(owners), listed=True))
         self.synced.set()
@@ -274,6 +290,17 @@ class Informer:
         owners: set[Key] = set()
         deleted: set[Key] = set()
         kind = self.watched.kind
+        try:
+            self._apply_events(events, owners, deleted)
+        finally:
+            # the events before an ERROR one are in the store already: delivered all the same
+            if (owners or deleted) and not self._stop.is_set():
+                self.deliver(Change(kind, frozenset(owners), frozenset(deleted)))
+
+    def _apply_events(
+        self, events: list[dict[str, Any]], owners: set[Key], deleted: set[Key]
+    ) -> None:
+        kind = self.watched.kind
         for event in events:
             type_ = event.get("type")
             obj = event.get("object") or {}
@@ -295,8 +322,6 @@ class Informer:
                     owners.add(owner)
                 self._saw(obj)
             self._version = version or self._version
-        if (owners or deleted) and not self._stop.is_set():
-            self.deliver(Change(kind, frozenset(owners), frozenset(deleted)))
 
     def _saw(self, body: Mapping[str, Any]) -> None:
         """`on_body`, whose failure must never stop the watch (the store comes first)."""

@@ -124,3 +124,57 @@ def test_a_stopped_watch_delivers_nothing_more(
     assert not informer.alive
     assert store.get("Service", namespace, "late") is None
     assert heard.owners() == set()
+
+
+def widget_crd(group: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"widgets.{group}"},
+            "spec": {
+                "group": group,
+                "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": {"type": "object"}},
+                    }
+                ],
+            },
+        }
+    )
+
+
+def test_a_kind_installed_after_its_watch_started_is_watched_once_it_is_served(
+    cluster: Cluster, namespace: str, api_client: Any, informers: list[Informer]
+) -> None:
+    """What Argo CD or Flux do when they apply a CRD and the operator together: the operator's
+    first list of the kind is answered 404. The watch must not give up on it for good."""
+    group = f"{namespace}.test.slipway.dev"
+    widgets = Watched("Widget", f"/apis/{group}/v1", "widgets")
+    store, heard = Store(), Heard()
+    informer = start(informers, Informer(api_client, widgets, store, heard, namespace))
+    assert informer.not_served.is_set()  # synced all the same: nothing to wait for
+    try:
+        cluster.kubectl("apply", "-f", "-", input=widget_crd(group))
+        cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s"
+        )
+        widget = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Widget",
+            "metadata": {
+                "name": "w",
+                "labels": {"serving.slipway.dev/modeldeployment": "fraud"},
+            },
+        }
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(widget))
+        wait_until("the widget", lambda: store.get("Widget", namespace, "w"), timeout=60)
+    finally:
+        cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+    assert Key(namespace, "fraud") in heard.owners()
+    assert informer.alive and not informer.not_served.is_set()
