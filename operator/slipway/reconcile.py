@@ -493,10 +493,11 @@ class Reconciler:
                 message = f"cannot be rebuilt from its recorded serving spec: {exc}"
                 refusal = Refusal("Deployment", name, message, desired.revision)
                 self._refusals[key][("Deployment", name)] = refusal
-                continue
-            wanted.add(manifest["metadata"]["name"])
-            live = live_deployments.get(manifest["metadata"]["name"])
-            self._apply_if_changed(key, manifest, live, desired.revision)
+            else:
+                wanted.add(manifest["metadata"]["name"])
+                live = live_deployments.get(manifest["metadata"]["name"])
+                self._apply_if_changed(key, manifest, live, desired.revision)
+            # its Services stay on its pods either way
             if desired.track is not None:
                 tracked[desired.track] = desired.revision
                 if desired.track == "canary":
@@ -514,6 +515,11 @@ class Reconciler:
             services.append(desired_service(md, "stable", tracked["stable"], stable_port))
         if "canary" in tracked:
             services.append(desired_service(md, "canary", tracked["canary"], canary_port))
+        elif "stable" in tracked and md.spec.rollout.traffic_routing is not None:
+            # the route keeps its backendRef to <name>-canary (at weight 0 between canaries): the
+            # Service stays, on the stable's pods, so that a gateway still sending it what the
+            # route has just taken away (a promotion, a rollback) reaches pods that serve
+            services.append(desired_service(md, "canary", tracked["stable"], stable_port))
         for manifest in services:
             live = live_services.get(manifest["metadata"]["name"])
             self._apply_if_changed(key, manifest, live)

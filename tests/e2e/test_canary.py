@@ -17,6 +17,7 @@ from tests.e2e.test_serving import ReadySampler
 pytestmark = pytest.mark.usefixtures("operator")
 
 SELECTOR = "serving.slipway.dev/modeldeployment"
+REVISION = "serving.slipway.dev/revision"
 V2 = {"model": {"version": "2.0.0", "uri": "s3://models/fraud/2.0.0"}}
 
 
@@ -377,7 +378,7 @@ def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) ->
 
     k.patch("md", "fraud", {"spec": V2})
     k.wait("20/80", lambda: weights() == {"fraud-stable": 80, "fraud-canary": 20})
-    paused_at(k, 20)
+    new = paused_at(k, 20)["revision"]
     k.plugin("promote", "fraud")
     k.wait("60/40", lambda: weights() == {"fraud-stable": 40, "fraud-canary": 60})
     paused_at(k, 60)
@@ -387,3 +388,42 @@ def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) ->
         lambda: weights().get("fraud-stable") == 100 and weights().get("fraud-canary", 0) == 0,
     )
     ready_floor_held(k, sampler, 4)
+    # the route keeps its backendRef to fraud-canary: the Service stays, on the new stable's pods
+    k.wait("the promotion", lambda: status(k)["stable"]["revision"] == new)
+    k.wait("fraud-canary on the stable's pods", lambda: selects(k, "fraud-canary") == new)
+
+
+def selects(k: Driver, service: str) -> str | None:
+    found = k.get("service", service)
+    return found["spec"]["selector"].get(REVISION) if found else None
+
+
+def test_httproute_a_canary_at_full_weight_aborted_leaves_the_route_on_serving_pods(
+    k: Driver, sampler: ReadySampler
+) -> None:
+    """The stable was scaled to nothing for the canary at 100 %; after the abort the route ends
+    on the stable with all of its pods, and fraud-canary (still named by the route) on them too."""
+    k.apply(fraud_route())
+    start(
+        k,
+        canary_md(
+            steps=[{"setWeight": 100}, {"pause": {}}],
+            trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}},
+        ),
+    )
+    first = status(k)["stable"]["revision"]
+    k.patch("md", "fraud", {"spec": V2})
+    paused_at(k, 100)
+    k.wait("the stable scaled away", lambda: revision_replicas(k, "fraud", first) == 0)
+    k.plugin("abort", "fraud")
+    k.wait("RolledBack", lambda: status(k)["phase"] == "RolledBack")
+    k.wait("the stable back", lambda: revision_replicas(k, "fraud", first) == 4)
+
+    def weights() -> dict[str, int]:
+        r = k.get("httproute", "fraud")
+        return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
+
+    k.wait(
+        "all traffic to the stable", lambda: weights() == {"fraud-stable": 100, "fraud-canary": 0}
+    )
+    k.wait("fraud-canary on the stable's pods", lambda: selects(k, "fraud-canary") == first)

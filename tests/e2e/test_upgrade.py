@@ -158,3 +158,32 @@ def test_a_revision_from_before_pinning_keeps_its_pods_as_they_run(
     assert after["spec"]["template"] == before["spec"]["template"]
     assert after["metadata"]["annotations"]["serving.slipway.dev/pod-shape"] == "1"
     assert replica_sets(k, "sklearn-s3") == sets
+
+
+def test_a_revision_this_operator_cannot_rebuild_keeps_its_deployment_and_its_services(
+    k: Driver, cluster: Cluster
+) -> None:
+    """A status written by a newer operator (a Helm rollback of Slipway): the stable revision's
+    recorded serving spec has a field this version does not know. Its Deployment is kept as it
+    runs and said to be so; Services iris and iris-stable stay on its pods."""
+    k.apply(sklearn("iris", "1.0.0"))
+    md = k.wait_phase("iris", "Ready")
+    revision = md["status"]["stable"]["revision"]
+    template = k.get("deployment", f"iris-{revision}")["spec"]["template"]
+    recorded = {**md["status"]["stable"]["template"], "futureField": {"enabled": True}}
+    cluster.kubectl(
+        "patch", "md", "iris", "-n", k.ns, "--subresource", "status", "--type", "merge",
+        "-p", json.dumps({"status": {"stable": {"template": recorded}}}),
+    )  # fmt: skip
+
+    def said() -> str:
+        conditions = k.md("iris").get("status", {}).get("conditions") or []
+        return " ".join(c.get("message", "") for c in conditions)
+
+    k.wait("the condition", lambda: "cannot be rebuilt" in said())
+    assert k.get("service", "iris") is not None
+    stable = k.get("service", "iris-stable")
+    assert stable is not None, "Service iris-stable was deleted"
+    assert stable["spec"]["selector"]["serving.slipway.dev/revision"] == revision
+    kept = k.get("deployment", f"iris-{revision}")
+    assert kept is not None and kept["spec"]["template"] == template
