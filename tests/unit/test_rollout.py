@@ -1162,6 +1162,40 @@ def test_a_newer_spec_during_a_canary_replaces_it_and_starts_from_the_first_step
     assert ("Normal", "CanarySuperseded") in rollout.events()
 
 
+@pytest.mark.parametrize("action", [Action.PROMOTE_FULL, Action.PROMOTE, Action.ABORT])
+def test_an_action_asked_for_a_canary_is_not_taken_by_the_one_a_newer_spec_starts(
+    action: Action,
+) -> None:
+    """promote-full for canary 2.0.0; before the operator takes it, Argo CD syncs 3.0.0. The
+    action is not applied to 3.0.0, which nobody has seen yet: it goes through its steps."""
+    rollout = Rollout.deployed(
+        model_deployment(replicas=4, rollout=canary_rollout(PAUSED_STEPS, analysis=ANALYSIS))
+    )
+    rollout.change(version="2.0.0")
+    rollout.reconcile()  # canary 2.0.0: its surge pod is not Ready yet
+    seen = rollout.status.canary.revision
+    rollout.change(version="3.0.0")
+    decision = rollout.reconcile(action=action)
+
+    canary = decision.status.canary
+    assert canary.revision == rollout.revision != seen
+    assert canary.state is CanaryState.PROGRESSING
+    assert canary.step == 0
+    ignored = [e.message for e in decision.events if e.reason == "ActionIgnored"]
+    assert len(ignored) == 1 and seen in ignored[0], decision.events
+
+
+def test_an_action_asked_right_after_a_new_spec_is_taken_by_its_canary() -> None:
+    """kubectl apply, then kubectl slipway promote-full, both seen in one reconcile: no canary
+    ran when it was asked, so it is for the one the spec starts."""
+    rollout = Rollout.deployed(model_deployment(replicas=4, rollout=canary_rollout(PAUSED_STEPS)))
+    rollout.change(version="2.0.0")
+    decision = rollout.reconcile(action=Action.PROMOTE_FULL)
+
+    assert decision.status.canary.step == len(PAUSED_STEPS)
+    assert "ActionIgnored" not in [e.reason for e in decision.events]
+
+
 def test_undo_to_a_revision_from_history_skips_steps_and_analysis() -> None:
     rollout = Rollout.deployed(
         model_deployment(

@@ -181,7 +181,18 @@ def decide(
     _settle_revisions(facts, draft)
     _record_first_ready(facts, draft)
     if action is not None:
-        _act(facts, draft, action)
+        seen, current = md.status.canary, draft.status.canary
+        if seen is not None and current is not None and current.revision != seen.revision:
+            # asked while canary `seen` ran, and a newer spec replaced it before the action was
+            # taken: an action means the canary its author saw, never one nobody has seen yet
+            _ignore(
+                draft,
+                action,
+                f"it was asked for canary {seen.revision} ({seen.version}), which the spec "
+                f"replaced with canary {current.revision} ({current.version}) meanwhile",
+            )
+        else:
+            _act(facts, draft, action)
     if measurements:
         _record_measurements(facts, draft, measurements)
     _record_evaluation(facts, draft)
