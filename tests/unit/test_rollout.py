@@ -429,6 +429,42 @@ def test_zero_replicas_is_ready_with_zero_pods() -> None:
     assert condition(decision.status, "Ready").reason == "ScaledToZero"
 
 
+def test_a_canary_scaled_to_zero_holds_at_its_step_and_is_judged_once_scaled_up() -> None:
+    """KEDA scales the model to zero during a canary: its steps do not run out with no pod and
+    no traffic to judge, and it is not promoted unseen; scaled up, it is judged (and fails)."""
+    rollout = analysed(
+        [{"setWeight": 25}, {"pause": {"duration": "1m"}}, {"setWeight": 50}], lambda rev: BAD
+    )
+    first = rollout.revision
+    rollout.change(version="2.0.0")
+    rollout.reconcile()  # canary 2.0.0 starts; its pod is not Ready yet
+    rollout.change(replicas=0)
+    for _ in range(5):
+        decision = rollout.wait(120)
+        assert decision.status.stable.revision == first
+        assert decision.status.canary is not None
+        assert decision.status.canary.step == 0
+
+    rollout.change(replicas=4)
+    rollout.converge()
+    decision = rollout.wait(60)
+    assert decision.status.phase is Phase.ROLLED_BACK
+    assert decision.status.stable.revision == first
+
+
+def test_a_canary_promoting_when_scaled_to_zero_waits_for_replicas() -> None:
+    rollout = canary_at_first_pause([{"setWeight": 50}, {"pause": {}}])
+    rollout.change(replicas=0)
+    rollout.reconcile(action=Action.PROMOTE)  # its last step done: it is to be promoted
+    decision = rollout.converge()
+    assert decision.status.canary is not None
+    assert decision.status.canary.state is CanaryState.PROMOTING
+    rollout.change(replicas=2)
+    decision = rollout.converge()
+    assert decision.status.canary is None
+    assert decision.status.stable.revision == rollout.revision
+
+
 def test_a_first_revision_that_never_got_ready_is_replaced_outright_by_a_new_spec() -> None:
     rollout = Rollout(model_deployment(rollout=canary_rollout([{"setWeight": 50}])))
     first = rollout.revision

@@ -751,6 +751,10 @@ def _ready_at_weight(facts: Facts, draft: _Draft, canary: CanaryStatus) -> bool:
 
 
 def _step_complete(facts: Facts, status: ModelDeploymentStatus, canary: CanaryStatus) -> bool:
+    if facts.total == 0:
+        # scaled to zero (KEDA at night, kubectl scale): no pod to judge, no traffic to measure;
+        # the canary holds at its step until there are replicas again, never promoted unseen
+        return False
     steps = steps_of(facts.md, status, canary)
     step = steps[canary.step]
     weight = weight_at(steps, canary.step)
@@ -772,7 +776,7 @@ def _advance(facts: Facts, draft: _Draft) -> None:
         if canary is None:
             return
         if canary.state is S.PROMOTING:
-            if facts.observed.ready(canary.revision) >= facts.total:
+            if facts.total > 0 and facts.observed.ready(canary.revision) >= facts.total:
                 _fire(facts, draft, canary, Trigger.FULL_SIZE)
             return
         if canary.state is not S.PROGRESSING or not _step_complete(facts, status, canary):
