@@ -38,6 +38,7 @@ from slipway.rollout import (
     heading_for,
 )
 from slipway.rollout.machine import FIRST_REPORT_SECONDS
+from slipway.rollout.times import rfc3339
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 # what the shell pins a new revision to (slipway.resources.pins_for)
@@ -238,7 +239,9 @@ class Rollout:
         target = heading_for(self.md.status, revision, observed)
         due = self.metrics is not None and analysis_due(self.md, target, self.now)
         if measurements is None and due and self.metrics is not None:
-            measurements = self.metrics(target)
+            # a round started now (its measurements say when, as the analysis runner's do)
+            at = rfc3339(self.now)
+            measurements = [m.model_copy(update={"at": at}) for m in self.metrics(target)]
             self.measured_at.append(self.now)
         decision = decide(self.md, revision, observed, measurements, action, self.now, self.pins)
         self.cluster.apply(decision)
@@ -831,6 +834,27 @@ def test_measurements_are_bounded_and_counts_reset_for_a_new_canary() -> None:
     rollout.converge()
     assert rollout.status.analysis.revision == rollout.revision
     assert (rollout.status.analysis.successes, rollout.status.analysis.measurements) == (0, [])
+
+
+def test_a_round_started_before_a_retry_is_not_counted_against_it() -> None:
+    """An analysis round in flight through a rollback and a quick retry (a round can take a
+    minute against a slow Prometheus) measured the attempt before: it must not fail this one."""
+    rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: GOOD)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    round_started = rfc3339(rollout.now)
+    rollout.reconcile(action=Action.ABORT)
+    rollout.converge()
+    rollout.now += dt.timedelta(seconds=20)
+    rollout.reconcile(action=Action.RETRY)
+    stale = [m.model_copy(update={"at": round_started}) for m in BAD]
+    decision = rollout.reconcile(measurements=stale)
+
+    assert decision.status.canary.state is CanaryState.PROGRESSING
+    assert decision.status.analysis is None or decision.status.analysis.failures == 0
+    rollout.converge()  # its pods Ready again: a round of its own counts
+    fresh = [m.model_copy(update={"at": rfc3339(rollout.now)}) for m in BAD]
+    assert rollout.reconcile(measurements=fresh).status.analysis.failures == 1
 
 
 def test_a_rolled_back_canary_can_be_retried_with_its_counts_reset() -> None:

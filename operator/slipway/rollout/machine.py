@@ -797,10 +797,16 @@ def _record_measurements(facts: Facts, draft: _Draft, measurements: Sequence[Mea
     before = status.analysis
     if before is None or before.revision != canary.revision:
         before = AnalysisStatus(revision=canary.revision)
+    # a round started before this attempt did (one in flight through a rollback and a retry)
+    # measured the attempt before: never counted against this one
+    since = parse_time(canary.started_at) if canary.started_at else None
     taken = [
         m if m.revision else m.model_copy(update={"revision": canary.revision})
         for m in measurements
+        if since is None or parse_time(m.at) >= since
     ]
+    if not taken:
+        return
     kept = max(MEASUREMENTS_KEPT, len(spec.metrics))
     analysis = before.model_copy(
         update={
