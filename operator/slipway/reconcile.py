@@ -132,6 +132,17 @@ def utcnow() -> dt.datetime:
 
 
 @dataclass
+class Taken:
+    """An action taken off the object whose decision is not known to be written yet."""
+
+    action: Action | None
+    stamps: Stamps
+    # status.lastAction of each decision on it whose write was sent: one found on the object
+    # says that write landed, whatever its answer was
+    written: set[str] = field(default_factory=set)
+
+
+@dataclass
 class Reconciler:
     """The imperative shell around `slipway.rollout.decide`."""
 
@@ -148,7 +159,7 @@ class Reconciler:
     _refusals: dict[Key, dict[tuple[str, str], Refusal]] = field(default_factory=dict)
     # an action taken from its annotation whose decision is not written yet (the status write lost
     # a race with another write, e.g. the next person's promote): decided again, never lost
-    _taken: dict[Key, tuple[Action | None, Stamps]] = field(default_factory=dict)
+    _taken: dict[Key, Taken] = field(default_factory=dict)
 
     # -- the reconcile ------------------------------------------------------------------------
 
@@ -191,16 +202,22 @@ class Reconciler:
             return None
 
         stamps = stamps_of(body["metadata"].get("annotations") or {})
-        if key in self._taken:
+        held = self._taken.get(key)
+        if held is not None and (body.get("status") or {}).get("lastAction") in held.written:
+            # its decision was written after all (the write's answer was lost: a timeout), so
+            # it is not decided a second time (a promote that skips two steps)
+            del self._taken[key]
+            held = None
+        if held is not None:
             # one action per decision: a newer one waits in its annotation for the next
-            action, taken = self._taken[key]
+            action = held.action
             stamps = dataclasses.replace(
-                taken, applied_by=stamps.applied_by, applied_with=stamps.applied_with
+                held.stamps, applied_by=stamps.applied_by, applied_with=stamps.applied_with
             )
         else:
             action, after = self._take_action(body)
             if after is not body:  # taken from the object: this reconcile owns it now
-                self._taken[key] = (action, stamps)
+                held = self._taken[key] = Taken(action, stamps)
             body = after
         found = self._resolve(key, md, now)
         if found is not None and found.pending:
@@ -233,6 +250,8 @@ class Reconciler:
         # first status may wait for its pods (the core says how long), and what it records too
         # (an action taken is recorded at once: it waits in _taken until its status is written)
         reported = decision.report_after is None or action is not None
+        if held is not None and status.last_action is not None:
+            held.written.add(status.last_action)  # whatever the write's answer says
         wrote = reported and self._write_status(body, status)
         if reported:
             self._taken.pop(key, None)  # the decision on it is written

@@ -11,8 +11,12 @@ The suite's operator is stopped meanwhile, so that this process alone takes the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
+
+import pytest
+import urllib3
 
 from slipway.controller import Key, Store
 from slipway.kube import Kube
@@ -126,5 +130,58 @@ def test_a_modeldeployment_deleted_under_its_reconcile_is_no_error(
         store.remove("ModelDeployment", read)  # what the watch brings
         assert reconciler.reconcile(key) is None
         assert kube.deleted == 1
+    finally:
+        operator.start()
+
+
+class TimingOutKube(Kube):
+    """A Kube whose first status write lands on the server but whose answer never comes back
+    (a read timeout: a fault the real API server does not make on demand)."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api)
+        self.lost = 0
+
+    def patch_status(
+        self, namespace: str, name: str, status: Any, resource_version: str
+    ) -> dict[str, Any]:
+        written = super().patch_status(namespace, name, status, resource_version)
+        if not self.lost:
+            self.lost += 1
+            raise urllib3.exceptions.ReadTimeoutError(None, "/status", "read timed out")
+        return written
+
+
+def test_an_action_whose_written_decision_was_not_answered_is_not_decided_twice(
+    cluster: Cluster, crds: None, namespace: str, api_client: Any, operator: Operator
+) -> None:
+    """A promote decided twice skips two steps. When the status write's answer is lost, the next
+    run finds the decision on the object (its lastAction) and does not take the action again."""
+    operator.stop()
+    try:
+        md = model_deployment("fraud")
+        md["metadata"]["annotations"] = {"serving.slipway.dev/action": "pause"}
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(md))
+        store = Store()
+        store.upsert("ModelDeployment", stored(cluster, namespace))
+        ticks = iter(range(100))
+        clock = lambda: (
+            dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+            + dt.timedelta(  # noqa: E731
+                minutes=next(ticks)
+            )
+        )
+        reconciler = Reconciler(kube=TimingOutKube(api_client), store=store, clock=clock)
+        key = Key(namespace, "fraud")
+
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            reconciler.reconcile(key)
+        first = stored(cluster, namespace)
+        written = first["status"]["lastAction"]
+        assert written.startswith("pause at ")  # it landed
+
+        store.upsert("ModelDeployment", first)  # what the watch brings
+        reconciler.reconcile(key)
+        assert stored(cluster, namespace)["status"]["lastAction"] == written
     finally:
         operator.start()
