@@ -165,12 +165,10 @@ def test_an_action_whose_written_decision_was_not_answered_is_not_decided_twice(
         store = Store()
         store.upsert("ModelDeployment", stored(cluster, namespace))
         ticks = iter(range(100))
-        clock = lambda: (
-            dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-            + dt.timedelta(  # noqa: E731
-                minutes=next(ticks)
-            )
-        )
+
+        def clock() -> dt.datetime:  # a minute later at each reading
+            return dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=next(ticks))
+
         reconciler = Reconciler(kube=TimingOutKube(api_client), store=store, clock=clock)
         key = Key(namespace, "fraud")
 

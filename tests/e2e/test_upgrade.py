@@ -161,7 +161,7 @@ def test_a_revision_from_before_pinning_keeps_its_pods_as_they_run(
 
 
 def test_a_revision_this_operator_cannot_rebuild_keeps_its_deployment_and_its_services(
-    k: Driver, cluster: Cluster
+    k: Driver, cluster: Cluster, operator: Operator
 ) -> None:
     """A status written by a newer operator (a Helm rollback of Slipway): the stable revision's
     recorded serving spec has a field this version does not know. Its Deployment is kept as it
