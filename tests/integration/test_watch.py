@@ -5,7 +5,6 @@ resourceVersion when a watch ends; list afresh only when the server has forgotte
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,8 +12,9 @@ from typing import Any
 import pytest
 
 from slipway.controller import Key, Store
-from slipway.watch import Change, Informer, Watched
+from slipway.watch import Informer, Watched
 from tests.conftest import Cluster, wait_until
+from tests.watching import Heard
 
 pytestmark = pytest.mark.integration
 
@@ -36,22 +36,6 @@ def service(name: str, owner: str) -> str:
             "spec": {"ports": [{"port": 80}], "selector": {"app": owner}},
         }
     )
-
-
-class Heard:
-    """What an informer delivered, for the test to wait on."""
-
-    def __init__(self) -> None:
-        self.changes: list[Change] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, change: Change) -> None:
-        with self._lock:
-            self.changes.append(change)
-
-    def owners(self) -> set[Key]:
-        with self._lock:
-            return {key for change in self.changes for key in change.owners}
 
 
 @pytest.fixture

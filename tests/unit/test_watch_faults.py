@@ -19,7 +19,8 @@ import pytest
 import slipway.watch as watch
 from slipway.controller import Key, Store
 from slipway.kube import ApiError
-from slipway.watch import Change, Informer, Watched
+from slipway.watch import Informer, Watched
+from tests.watching import Heard
 
 pytestmark = pytest.mark.unit
 
@@ -85,20 +86,6 @@ def page(items: list[dict[str, Any]], version: str = "", token: str = "") -> dic
 
 def failing() -> Answer:
     raise ApiError(500, "InternalError", "etcd leader changed")
-
-
-class Heard:
-    def __init__(self) -> None:
-        self.changes: list[Change] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, change: Change) -> None:
-        with self._lock:
-            self.changes.append(change)
-
-    def owners(self) -> set[Key]:
-        with self._lock:
-            return {k for c in self.changes for k in c.owners}
 
 
 @pytest.fixture
