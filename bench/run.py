@@ -396,13 +396,7 @@ class Bench:
         only then does its 0 s pause end and the canary scale to full size. Argo Rollouts' basic
         canary waits for the same (its ReplicaSets at their desired counts)."""
         canary = new.deployment_name
-        for manifest in (
-            new.deployment(new, "canary", 1),
-            new.service(None, None),
-            new.service("stable", old),
-            new.service("canary", new),
-        ):
-            self.kube.apply(manifest)
+        self._start_canary(old, new)
         deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 1, self.timeout)
         self.kube.apply(new.deployment(old, "stable", 1))
         pods.wait_for(lambda found: ready_of(found, old) <= 1, self.timeout)
@@ -416,10 +410,9 @@ class Bench:
             self.kube.apply(manifest)
         self.kube.delete("v1", "Service", new.md.namespace, f"{new.md.name}-canary")
 
-    def floor_rollback(
-        self, deployments: Tracker, pods: Tracker, old: FloorSpec, new: FloorSpec
-    ) -> None:
-        """A version whose pods crash: the canary, until a pod of it fails, then scaled to 0."""
+    def _start_canary(self, old: FloorSpec, new: FloorSpec) -> None:
+        """What the operator writes when a canary starts: its Deployment with one pod, Service
+        <name> on every serving pod, <name>-stable on the old revision, <name>-canary on the new."""
         for manifest in (
             new.deployment(new, "canary", 1),
             new.service(None, None),
@@ -427,6 +420,12 @@ class Bench:
             new.service("canary", new),
         ):
             self.kube.apply(manifest)
+
+    def floor_rollback(
+        self, deployments: Tracker, pods: Tracker, old: FloorSpec, new: FloorSpec
+    ) -> None:
+        """A version whose pods crash: the canary, until a pod of it fails, then scaled to 0."""
+        self._start_canary(old, new)
 
         def failing(found: Mapping[str, dict[str, Any]]) -> bool:
             return pods_failing(revision_pods(found, new))[0]
