@@ -228,18 +228,20 @@ class Kube:
         )
         return result
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        """Delete; an object already gone is not an error."""
+    def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None
+    ) -> None:
+        """Delete; an object already gone is not an error. With `uid`, only that object: one
+        made since under the same name (another owner's) is left alone."""
         metrics.record_write("delete")
         log.debug("delete %s %s/%s", kind, namespace, name)
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self._call(
-                "DELETE",
-                object_path(api_version, kind, namespace, name),
-                body={"propagationPolicy": "Background"},
-            )
+            self._call("DELETE", object_path(api_version, kind, namespace, name), body=body)
         except ApiError as exc:
-            if not exc.not_found:
+            if not exc.not_found and not (uid and exc.status == 409):
                 raise
 
     def patch(

@@ -20,6 +20,7 @@ from typing import Any
 from slipway.api import ModelDeployment
 from slipway.controller import Key, Store
 from slipway.kube import ApiError, Kube, is_subset
+from slipway.resources.metadata import controlled_by, not_ours
 from slipway.resources.podmonitor import (
     POD_MONITOR_API_VERSION,
     POD_MONITOR_KIND,
@@ -82,12 +83,19 @@ class PodMonitors:
         canary = next((r.revision for r in revisions if r.track == "canary"), None)
         desired = desired_pod_monitor(md, stable, canary)
         try:
-            kept = self._apply(desired, live) if desired is not None else None
+            kept = self._apply(md, desired, live) if desired is not None else None
             for obj in live:
-                name = obj["metadata"]["name"]
-                if name != kept:
-                    self.kube.delete(POD_MONITOR_API_VERSION, POD_MONITOR_KIND, md.namespace, name)
-            self._refused.pop(key, None)
+                meta = obj["metadata"]
+                if meta["name"] != kept and controlled_by(obj, md):
+                    self.kube.delete(
+                        POD_MONITOR_API_VERSION,
+                        POD_MONITOR_KIND,
+                        md.namespace,
+                        meta["name"],
+                        meta.get("uid"),
+                    )
+            if kept is not None or desired is None:
+                self._refused.pop(key, None)
         except ApiError as exc:
             # scraping is no reason to stop serving or rolling out: say it once, try again later
             said = f"{exc.status} {exc.reason}"
@@ -100,9 +108,21 @@ class PodMonitors:
     def forget(self, key: Key) -> None:
         self._refused.pop(key, None)
 
-    def _apply(self, desired: dict[str, Any], live: list[dict[str, Any]]) -> str:
+    def _apply(
+        self, md: ModelDeployment, desired: dict[str, Any], live: list[dict[str, Any]]
+    ) -> str | None:
+        """Apply the PodMonitor unless another's has its name (said once in the log)."""
         name: str = desired["metadata"]["name"]
         current = next((obj for obj in live if obj["metadata"]["name"] == name), None)
+        if current is None:  # a user's own, named after the model, may be there
+            current = self.kube.get(POD_MONITOR_API_VERSION, POD_MONITOR_KIND, md.namespace, name)
+        taken = not_ours(current, md) if current is not None else None
+        if taken is not None:
+            key = Key(md.namespace, md.name)
+            if self._refused.get(key) != taken:
+                log.warning("PodMonitor %s/%s not applied: %s", md.namespace, name, taken)
+                self._refused[key] = taken
+            return None
         wanted = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
         if current is None or not is_subset(wanted, current):
             self.store.upsert(POD_MONITOR_KIND, self.kube.apply(desired))

@@ -45,12 +45,14 @@ from slipway.registry import Outcome, RegistryResolver, outcome, resolved
 from slipway.registry import report as registry_report
 from slipway.resources import (
     HTTPRouteNotWired,
+    controlled_by,
     deployment_name,
     desired_deployment,
     desired_hpa,
     desired_service,
     httproute_weights_patch,
     model_source,
+    not_ours,
     pins_for,
     pins_of_deployment,
     pod_selector,
@@ -116,6 +118,8 @@ _CRASHING = {
 # answers of the API server that refuse a write for good (validation, admission, quota, webhook),
 # as opposed to conflicts and outages, which are retried
 _REFUSALS = {400, 403, 404, 422}
+# children whose names are the ModelDeployment's (and a suffix): another object may have one
+_NAMED_AFTER_THE_MODEL = frozenset({"Service", "HorizontalPodAutoscaler"})
 _ROLLOUT_OUTCOMES: dict[str, metrics.RolloutOutcome] = {
     "Promoted": "promoted",
     "RolledBack": "rolled_back",
@@ -517,7 +521,7 @@ class Reconciler:
             else:
                 wanted.add(manifest["metadata"]["name"])
                 live = live_deployments.get(manifest["metadata"]["name"])
-                self._apply_if_changed(key, manifest, live, desired.revision)
+                self._apply_if_changed(key, md, manifest, live, desired.revision)
             # its Services stay on its pods either way
             if desired.track is not None:
                 tracked[desired.track] = desired.revision
@@ -526,7 +530,7 @@ class Reconciler:
                 else:
                     stable_port = desired.port
         for name in sorted(set(live_deployments) - wanted):
-            self.kube.delete("apps/v1", "Deployment", md.namespace, name)
+            self._delete_if_ours(md, "apps/v1", "Deployment", live_deployments[name])
 
         live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
         # every Service listens where the pods it selects do: <name> and <name>-stable on the
@@ -543,21 +547,20 @@ class Reconciler:
             services.append(desired_service(md, "canary", tracked["stable"], stable_port))
         for manifest in services:
             live = live_services.get(manifest["metadata"]["name"])
-            self._apply_if_changed(key, manifest, live)
+            self._apply_if_changed(key, md, manifest, live)
         stale = set(live_services) - {s["metadata"]["name"] for s in services}
         for name in sorted(stale):
-            self.kube.delete("v1", "Service", md.namespace, name)
+            self._delete_if_ours(md, "v1", "Service", live_services[name])
 
         self._apply_evaluation(key, md, decision.evaluation, stable_port, canary_port)
 
         hpa = desired_hpa(md)
         live_hpa = self.store.children("HorizontalPodAutoscaler", key)
         if hpa is not None:
-            self._apply_if_changed(key, hpa, live_hpa[0] if live_hpa else None)
+            self._apply_if_changed(key, md, hpa, live_hpa[0] if live_hpa else None)
         for obj in live_hpa:
-            name = obj["metadata"]["name"]
-            if hpa is None or name != hpa["metadata"]["name"]:
-                self.kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", md.namespace, name)
+            if hpa is None or obj["metadata"]["name"] != hpa["metadata"]["name"]:
+                self._delete_if_ours(md, "autoscaling/v2", "HorizontalPodAutoscaler", obj)
 
     def _apply_evaluation(
         self,
@@ -591,9 +594,9 @@ class Reconciler:
                 self._service_address(key, md, "stable", stable_port),
                 runtime_for(serving, md.model_name).protocol,
             )
-            self._apply_if_changed(key, manifest, None, wanted.revision)
+            self._apply_if_changed(key, md, manifest, None, wanted.revision)
         for stale in sorted(set(live) - {name}):
-            self.kube.delete("batch/v1", "Job", md.namespace, stale)
+            self._delete_if_ours(md, "batch/v1", "Job", live[stale])
 
     def _service_address(self, key: Key, md: ModelDeployment, track: str, port: int) -> str:
         """Service `<name>-<track>` by its cluster IP (fixed for the Service's life): the
@@ -608,6 +611,7 @@ class Reconciler:
     def _apply_if_changed(
         self,
         key: Key,
+        md: ModelDeployment,
         manifest: dict[str, Any],
         live: Mapping[str, Any] | None,
         revision: str = "",
@@ -617,12 +621,21 @@ class Reconciler:
         if live is not None and not extra and is_subset(_comparable(manifest), live):
             self._refusals.get(key, {}).pop(ref, None)
             return
+        meta = manifest["metadata"]
+        if live is None and manifest["kind"] in _NAMED_AFTER_THE_MODEL:
+            # not among ours: a user's own, or another ModelDeployment's (`a-canary` and `a`'s
+            # canary), may have the name; Deployments and Jobs have a revision's hash in theirs
+            live = self.kube.get(manifest["apiVersion"], ref[0], md.namespace, meta["name"])
+        taken = not_ours(live, md) if live is not None else None
+        if taken is not None:
+            refusal = Refusal(*ref, message=taken, revision=revision, reason="NameTaken")
+            self._refusals.setdefault(key, {})[ref] = refusal
+            return
         try:
             # write-through: the next reconcile sees what we applied before its watch event
             self.store.upsert(manifest["kind"], self.kube.apply(manifest))
             if extra:
                 # keys another manager added to a selector we own: apply keeps them, drop them
-                meta = manifest["metadata"]
                 self.kube.patch(
                     manifest["apiVersion"],
                     manifest["kind"],
@@ -637,6 +650,15 @@ class Reconciler:
             self._refusals.setdefault(key, {})[ref] = refusal
             return
         self._refusals.get(key, {}).pop(ref, None)
+
+    def _delete_if_ours(
+        self, md: ModelDeployment, api_version: str, kind: str, obj: Mapping[str, Any]
+    ) -> None:
+        """Delete a child that is no longer decided, if `md` is its controller (that object, by
+        its uid): what is only labelled as ours (a copy, an orphan) is left alone."""
+        if controlled_by(obj, md):
+            meta = obj["metadata"]
+            self.kube.delete(api_version, kind, md.namespace, meta["name"], meta.get("uid"))
 
     def _set_route_weights(
         self, key: Key, md: ModelDeployment, decision: Decision, found: dict[str, Any] | None

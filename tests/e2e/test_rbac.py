@@ -42,16 +42,17 @@ SELECTOR = "serving.slipway.dev/modeldeployment"
 GRANTED = {
     "modeldeployments.serving.slipway.dev": {"get", "list", "watch", "patch"},
     "modeldeployments.serving.slipway.dev/status": {"patch"},
+    "modeldeployments.serving.slipway.dev/finalizers": {"update"},
     "deployments.apps": {"list", "watch", "create", "patch", "delete"},
-    "services": {"list", "watch", "create", "patch", "delete"},
-    "horizontalpodautoscalers.autoscaling": {"list", "watch", "create", "patch", "delete"},
+    "services": {"get", "list", "watch", "create", "patch", "delete"},
+    "horizontalpodautoscalers.autoscaling": {"get", "list", "watch", "create", "patch", "delete"},
     "jobs.batch": {"list", "watch", "create", "patch", "delete"},
     "pods": {"list", "watch"},
     "persistentvolumeclaims": {"get"},
     "httproutes.gateway.networking.k8s.io": {"get", "patch"},
     "events": {"create"},
     "customresourcedefinitions.apiextensions.k8s.io": {"get", "list", "watch"},
-    "podmonitors.monitoring.coreos.com": {"list", "watch", "create", "patch", "delete"},
+    "podmonitors.monitoring.coreos.com": {"get", "list", "watch", "create", "patch", "delete"},
 }
 
 # (verb, resource, cluster-scoped?) that the operator never needs, each refused.

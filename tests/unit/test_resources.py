@@ -13,11 +13,13 @@ from kubernetes.client import ApiClient
 from slipway.api import ModelDeployment, ServingSpec
 from slipway.resources import (
     HTTPRouteNotWired,
+    controlled_by,
     deployment_name,
     desired_deployment,
     desired_hpa,
     desired_service,
     httproute_weights_patch,
+    not_ours,
     pins_for,
     pod_selector,
     revision_of,
@@ -335,6 +337,92 @@ def test_every_child_is_owned_by_its_model_deployment_and_carries_the_contract_l
         }
     ]
     assert CONTRACT_LABELS.items() <= child["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("index", range(5), ids=["deployment", "svc", "stable", "canary", "hpa"])
+def test_every_child_is_ours_to_write_and_to_delete(index: int) -> None:
+    md = model_deployment({})
+    child = children()[index]
+    assert not_ours(child, md) is None
+    assert controlled_by(child, md)
+
+
+def owned(kind: str, name: str, uid: str) -> list[dict[str, Any]]:
+    return [{"kind": kind, "name": name, "uid": uid, "controller": True}]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "writable", "deletable", "said"),
+    [
+        # ours, by uid
+        ({"ownerReferences": owned("ModelDeployment", "fraud", "uid-1")}, True, True, None),
+        # an earlier ModelDeployment of the same name (deleted, its children not collected yet)
+        (
+            {"ownerReferences": owned("ModelDeployment", "fraud", "uid-0")},
+            False,
+            False,
+            "controlled by ModelDeployment 'fraud' (uid uid-0)",
+        ),
+        # another ModelDeployment's: `fraud-stable`'s Service `fraud-stable`
+        (
+            {"ownerReferences": owned("ModelDeployment", "fraud-stable", "uid-2")},
+            False,
+            False,
+            "controlled by ModelDeployment 'fraud-stable'",
+        ),
+        # another controller's, even with Slipway's labels
+        (
+            {
+                "ownerReferences": owned("Application", "fraud", "uid-3"),
+                "labels": {
+                    "app.kubernetes.io/managed-by": "slipway",
+                    "serving.slipway.dev/modeldeployment": "fraud",
+                },
+            },
+            False,
+            False,
+            "controlled by Application 'fraud'",
+        ),
+        # a user's own (a migration: Service `fraud` of the Deployment being replaced)
+        ({"labels": {"app": "fraud"}}, False, False, "is not Slipway's"),
+        # Slipway's labels for this one, no controller: orphaned (--cascade=orphan) or a copy:
+        # written only when wanted (adopted), never deleted
+        (
+            {
+                "labels": {
+                    "app.kubernetes.io/managed-by": "slipway",
+                    "serving.slipway.dev/modeldeployment": "fraud",
+                }
+            },
+            True,
+            False,
+            None,
+        ),
+        # Slipway's labels for another
+        (
+            {
+                "labels": {
+                    "app.kubernetes.io/managed-by": "slipway",
+                    "serving.slipway.dev/modeldeployment": "fraud-stable",
+                }
+            },
+            False,
+            False,
+            "is not Slipway's",
+        ),
+    ],
+    ids=["ours", "earlier-same-name", "other-md", "other-controller", "users", "orphan", "labels"],
+)
+def test_an_object_under_a_childs_name_is_written_and_deleted_only_when_it_is_ours(
+    metadata: dict[str, Any], writable: bool, deletable: bool, said: str | None
+) -> None:
+    md = model_deployment({})
+    obj = {"metadata": {"name": "fraud", "namespace": "ml", **metadata}}
+    reason = not_ours(obj, md)
+    assert (reason is None) is writable
+    assert controlled_by(obj, md) is deletable
+    if said is not None:
+        assert reason is not None and said in reason
 
 
 # --- Services --------------------------------------------------------------------------------

@@ -63,17 +63,25 @@ The rules the operator needs in every namespace it serves: exact resources and v
 - apiGroups: [serving.slipway.dev]
   resources: [modeldeployments/status]
   verbs: [patch]
+# Children carry `blockOwnerDeletion: true` in their owner reference: clusters with the
+# OwnerReferencesPermissionEnforcement admission plugin (OpenShift's default) let only those who
+# may update the owner's finalizers set it. Slipway sets no finalizer.
+- apiGroups: [serving.slipway.dev]
+  resources: [modeldeployments/finalizers]
+  verbs: [update]
 # The children it owns: one Deployment per revision, the Services, the autoscaler. Server-side
-# apply of an object that does not exist yet needs `create` besides `patch`.
+# apply of an object that does not exist yet needs `create` besides `patch`; `get`: a Service or
+# autoscaler named after the ModelDeployment that is not among its own is looked at before it is
+# written (another owner's or a user's is never taken over).
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # The Jobs of evaluate steps (`slipway evaluate` from the operator's image): created once each,
 # never changed, deleted when stale; their pods' results are read through the pods' list below.
 - apiGroups: [batch]
@@ -107,7 +115,7 @@ The rules the operator needs in every namespace it serves: exact resources and v
 # the CRD is served; Slipway's own watch stops quietly when it goes).
 - apiGroups: [monitoring.coreos.com]
   resources: [podmonitors]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 {{- end }}
 

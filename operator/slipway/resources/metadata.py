@@ -6,6 +6,7 @@ pods by them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from slipway import GROUP, KIND, VERSION
@@ -75,3 +76,48 @@ def child_metadata(md: ModelDeployment, name: str, labels: dict[str, str]) -> di
         "labels": labels,
         "ownerReferences": [owner_reference(md)],
     }
+
+
+def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or ()
+    return next((r for r in refs if r.get("controller")), None)
+
+
+def controlled_by(obj: Mapping[str, Any], md: ModelDeployment) -> bool:
+    """`obj`'s controller is `md` (this one, by uid): the only children Slipway deletes."""
+    controller = _controller(obj)
+    return (
+        controller is not None
+        and controller.get("kind") == KIND
+        and controller.get("uid") == md.metadata.uid
+    )
+
+
+def not_ours(obj: Mapping[str, Any], md: ModelDeployment) -> str | None:
+    """Why an object that exists under a child's name is not `md`'s to write (None: it is).
+
+    Ours: its controller is `md` (this one, by uid: not an earlier ModelDeployment of the same
+    name, nor another whose children's names are the same, `a-canary` and `a`'s canary), or it
+    has no controller and Slipway's labels for `md` (a child orphaned by `kubectl delete
+    --cascade=orphan`, adopted as Kubernetes' controllers adopt theirs). Anything else belongs
+    to another owner or to a user: Slipway never takes it over.
+    """
+    if controlled_by(obj, md):
+        return None
+    controller = _controller(obj)
+    if controller is not None:
+        kind, name, uid = controller.get("kind"), controller.get("name"), controller.get("uid")
+        return (
+            f"it exists and is controlled by {kind} {name!r} (uid {uid}), not by this "
+            "ModelDeployment: Slipway does not take over another owner's object"
+        )
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(
+        MODEL_DEPLOYMENT_LABEL
+    ) == label_value(md.name):
+        return None
+    return (
+        "it exists and is not Slipway's (no controller, no Slipway labels for this "
+        "ModelDeployment): Slipway leaves it as it is; delete or rename it, or rename the "
+        "ModelDeployment"
+    )

@@ -89,6 +89,8 @@ class Refusal:
     name: str
     message: str  # the server's own words
     revision: str = ""  # the revision a refused Deployment serves
+    # NameTaken: not sent at all, the name belongs to another owner or to a user
+    reason: str = "ApplyRefused"
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def problems_of(facts: Facts, status: ModelDeploymentStatus) -> list[tuple[str, 
         reason = canary.reason or CanaryReason.ABORTED
         problems.append((reason.value, canary.message))
     observed = facts.observed
-    problems.extend(("ApplyRefused", f"{r.kind} {r.name}: {r.message}") for r in observed.refusals)
+    problems.extend((r.reason, f"{r.kind} {r.name}: {r.message}") for r in observed.refusals)
     for entry in (stable, canary):
         refused = observed.refused(entry.revision) if entry is not None else None
         if entry is not None and refused is not None:
