@@ -666,13 +666,17 @@ class Reconciler:
         """The decided weights on the HTTPRoute's backendRefs (as observed), when they differ."""
         if found is None:
             return  # none, or not wired: the core said so
+        # the ports of Services <name>-stable and <name>-canary (_apply_children)
+        stable = next((d for d in decision.revisions if d.track == "stable"), None)
         canary = next((d for d in decision.revisions if d.track == "canary"), None)
+        stable_port = stable.port if stable is not None else decision.port
         rules = httproute_weights_patch(
             found,
             md,
             decision.stable_weight,
             decision.canary_weight,
-            canary.port if canary is not None else None,
+            canary.port if canary is not None else stable_port,
+            stable_port,
         )
         if rules is None:
             return

@@ -393,6 +393,37 @@ def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) ->
     k.wait("fraud-canary on the stable's pods", lambda: selects(k, "fraud-canary") == new)
 
 
+def test_httproute_ports_follow_a_revision_that_listens_on_another_port(k: Driver) -> None:
+    """A canary on port 9090: every backendRef of the route names a port its Service has, during
+    the canary and after the promotion (a route left on 8080 would send its share nowhere)."""
+    k.apply(fraud_route())
+    steps = [{"setWeight": 25}, {"pause": {}}]
+    start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
+
+    def ports() -> dict[str, tuple[int, int]]:
+        """Each backendRef's port beside the port of the Service it names."""
+        refs = k.get("httproute", "fraud")["spec"]["rules"][0]["backendRefs"]
+        services = {r["name"]: k.get("service", r["name"]) for r in refs}
+        return {
+            r["name"]: (r["port"], services[r["name"]]["spec"]["ports"][0]["port"])
+            for r in refs
+            if services[r["name"]] is not None
+        }
+
+    k.patch("md", "fraud", {"spec": {**V2, "runtime": {"port": 9090}}})
+    paused_at(k, 25)
+    k.wait(
+        "the canary's backendRef on 9090",
+        lambda: ports() == {"fraud-stable": (8080, 8080), "fraud-canary": (9090, 9090)},
+    )
+    k.plugin("promote-full", "fraud")
+    k.wait_phase("fraud", "Ready")
+    k.wait(
+        "both backendRefs on 9090",
+        lambda: ports() == {"fraud-stable": (9090, 9090), "fraud-canary": (9090, 9090)},
+    )
+
+
 def selects(k: Driver, service: str) -> str | None:
     found = k.get("service", service)
     return found["spec"]["selector"].get(REVISION) if found else None

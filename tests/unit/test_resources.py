@@ -600,6 +600,34 @@ def test_backends_of_the_same_name_in_another_namespace_are_not_ours() -> None:
     assert {"name": "fraud-canary", "port": 8080, "weight": 20} in refs
 
 
+def test_the_backends_ports_follow_their_services_when_a_revision_listens_on_another() -> None:
+    """A canary listening on 9090: Service fraud-canary moves to 9090, and the route's canary
+    backendRef with it; at the promotion fraud-stable moves too. A route left on 8080 sends its
+    share to a port no Service has (the gateway answers 5xx)."""
+    route = http_route(
+        [
+            {"name": "fraud-stable", "port": 8080, "weight": 100},
+            {"name": "fraud-canary", "port": 8080, "weight": 0},
+        ]
+    )
+    md = model_deployment()
+    canary = httproute_weights_patch(route, md, 80, 20, canary_port=9090, stable_port=8080)
+    assert canary is not None
+    assert canary[0]["backendRefs"] == [
+        {"name": "fraud-stable", "port": 8080, "weight": 80},
+        {"name": "fraud-canary", "port": 9090, "weight": 20},
+    ]
+    route["spec"]["rules"] = canary
+    promoted = httproute_weights_patch(route, md, 100, 0, canary_port=9090, stable_port=9090)
+    assert promoted is not None
+    assert promoted[0]["backendRefs"] == [
+        {"name": "fraud-stable", "port": 9090, "weight": 100},
+        {"name": "fraud-canary", "port": 9090, "weight": 0},
+    ]
+    route["spec"]["rules"] = promoted
+    assert httproute_weights_patch(route, md, 100, 0, canary_port=9090, stable_port=9090) is None
+
+
 def test_the_route_read_is_not_modified() -> None:
     route = http_route([{"name": "fraud-stable", "port": 8080}])
     before = copy.deepcopy(route)

@@ -24,14 +24,18 @@ def httproute_weights_patch(
     stable_weight: int,
     canary_weight: int,
     canary_port: int | None = None,
+    stable_port: int | None = None,
 ) -> list[dict[str, Any]] | None:
     """The route's `spec.rules` with the stable and canary weights set; None if they are set.
 
     Every rule with a backendRef to `<name>-stable` gets the weights; one without a canary
     backendRef gets one (port `canary_port`, the port of Service `<name>-canary`; default
-    spec.runtime.port). Everything else is copied as it is, since a
-    merge patch replaces the whole `rules` list: send it with the route's resourceVersion, so
-    that an edit made since the route was read fails the patch (409) instead of being undone.
+    spec.runtime.port). The two backendRefs' ports follow their Services' (`stable_port`,
+    `canary_port`, when given): a revision that listens on another port moves its Service, and
+    a route left on the old port would send its share nowhere. Everything else is copied as it
+    is, since a merge patch replaces the whole `rules` list: send it with the route's
+    resourceVersion, so that an edit made since the route was read fails the patch (409)
+    instead of being undone.
     Raises HTTPRouteNotWired when no rule has a backendRef to `<name>-stable`.
     """
     namespace = route.get("metadata", {}).get("namespace", md.namespace)
@@ -48,8 +52,12 @@ def httproute_weights_patch(
         for ref in refs:
             if _refers_to(ref, stable, namespace):
                 ref["weight"] = stable_weight
+                if stable_port is not None:
+                    ref["port"] = stable_port
             elif _refers_to(ref, canary, namespace):
                 ref["weight"] = canary_weight
+                if canary_port is not None:
+                    ref["port"] = canary_port
         rule["backendRefs"] = refs
     if not wired:
         name = route.get("metadata", {}).get("name", "")
