@@ -37,7 +37,11 @@ from slipway.rollout import (
     decide,
     heading_for,
 )
-from slipway.rollout.machine import FIRST_REPORT_LIMIT_SECONDS, FIRST_REPORT_SECONDS
+from slipway.rollout.machine import (
+    FIRST_REPORT_LIMIT_SECONDS,
+    FIRST_REPORT_SECONDS,
+    ROUTE_RECHECK_SECONDS,
+)
 from slipway.rollout.times import rfc3339
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -253,7 +257,9 @@ class Rollout:
         """What the shell would gather: the cluster, and the facts about the spec."""
         observed = self.cluster.observe()
         errors = ("spec.model.uri: cannot be served (test)",)
-        route = Route(name="fraud", exists=False) if self.route_missing else None
+        routing = self.md.spec.rollout.traffic_routing
+        wired = routing is not None and routing.gateway_api is not None
+        route = Route(name="fraud", exists=not self.route_missing) if wired else None
         return Observed(
             revisions=observed.revisions,
             spec_errors=errors if self.revision in self.unservable else (),
@@ -393,6 +399,20 @@ def test_a_new_modeldeployments_first_status_waits_for_its_pods_and_says_it_all_
     assert ready.report_after is None
     assert ready.status.phase is Phase.READY
     assert [(e.type, e.reason) for e in ready.events] == [("Normal", "Deployed")]
+
+
+def test_a_route_sending_the_canary_traffic_is_read_again_until_it_sends_it_none() -> None:
+    """The HTTPRoute is not watched: applied again from git mid-canary, its weights are put back
+    at the next look, at most ROUTE_RECHECK_SECONDS later."""
+    steps = [{"setWeight": 25}, {"pause": {}}]
+    rollout = Rollout.deployed(model_deployment(rollout=canary_rollout(steps, **GATEWAY)))
+    assert rollout.last.requeue_after is None  # all to the stable: nothing to guard
+    rollout.change(version="2.0.0")
+    paused = rollout.converge()
+    assert paused.canary_weight == 25
+    assert paused.requeue_after == ROUTE_RECHECK_SECONDS
+    rollout.route_missing = True  # a route that is gone has nothing to put back
+    assert rollout.reconcile().requeue_after != ROUTE_RECHECK_SECONDS
 
 
 def test_a_first_status_does_not_count_the_time_the_pods_take_to_be_created() -> None:

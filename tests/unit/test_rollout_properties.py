@@ -137,7 +137,7 @@ def check(
     said = {c.type: c for c in status.conditions}
     degraded = said["Degraded"]
     problems = list(observed_before.spec_errors)
-    if observed_before.route is not None:
+    if observed_before.route is not None and not observed_before.route.exists:
         problems.append("TrafficRoutingUnavailable")
     for entry in (status.stable, status.canary):
         if entry is not None and observed_before.refused(entry.revision):

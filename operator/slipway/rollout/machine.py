@@ -94,6 +94,8 @@ MEASUREMENTS_KEPT = 10
 MIN_REQUEUE_SECONDS = 1.0
 # a missing claim may be created any moment, a refused write may be let through: look again then
 RECHECK_SECONDS = 30.0
+# the HTTPRoute is read again this often while it sends the canary any traffic (_requeue_after)
+ROUTE_RECHECK_SECONDS = 10.0
 # a new ModelDeployment's first status waits this long for its pods, from when the last of them
 # was created, so that a first deployment that comes up quickly is reported once, Ready; the
 # time the control plane takes to create them (its queues, under load) does not count, up to
@@ -1089,7 +1091,7 @@ def _finish(facts: Facts, draft: _Draft) -> Decision:
         stable_weight=100 - plan.weight,
         canary_weight=plan.weight,
         events=draft.events,
-        requeue_after=_requeue_after(facts, status),
+        requeue_after=_requeue_after(facts, status, plan.weight),
         port=port,
         service_revision=plan.service_revision,
         evaluation=_evaluation_job(facts, status),
@@ -1266,8 +1268,13 @@ def _port_of(serving: dict[str, Any]) -> int:
     return int(port) if port is not None else int(RuntimeSpec.model_fields["port"].default)
 
 
-def _requeue_after(facts: Facts, status: ModelDeploymentStatus) -> float | None:
-    """Seconds until a timer matters; Pods changing wake the reconcile through watches instead."""
+def _requeue_after(facts: Facts, status: ModelDeploymentStatus, weight: int) -> float | None:
+    """Seconds until a timer matters; Pods changing wake the reconcile through watches instead.
+
+    The HTTPRoute is not watched (it is the user's, applied by people and GitOps tools): while
+    any of its traffic goes to the canary (`weight`), it is read again every ROUTE_RECHECK_SECONDS,
+    so that a route applied again from git mid-canary gets its weights back.
+    """
     moments: list[dt.datetime] = []
     canary = running_canary(facts, status)
     if canary is not None:
@@ -1299,6 +1306,9 @@ def _requeue_after(facts: Facts, status: ModelDeploymentStatus) -> float | None:
     seconds = [(m - facts.now).total_seconds() for m in moments]
     if recheck:
         seconds.append(RECHECK_SECONDS)
+    route = facts.observed.route
+    if weight > 0 and route is not None and route.exists and route.unwired is None:
+        seconds.append(ROUTE_RECHECK_SECONDS)
     if not seconds:
         return None
     return max(MIN_REQUEUE_SECONDS, min(seconds))
