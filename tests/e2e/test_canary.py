@@ -393,6 +393,25 @@ def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) ->
     k.wait("fraud-canary on the stable's pods", lambda: selects(k, "fraud-canary") == new)
 
 
+def test_httproute_applied_again_from_git_mid_canary_gets_its_weights_back(k: Driver) -> None:
+    """The route is not watched: a sync that puts it back as it is in git (all to fraud-stable)
+    while the canary has 25 % is undone at Slipway's next look, within ROUTE_RECHECK_SECONDS."""
+    k.apply(fraud_route())
+    steps = [{"setWeight": 25}, {"pause": {}}]
+    start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
+
+    def weights() -> dict[str, int]:
+        r = k.get("httproute", "fraud")
+        return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
+
+    k.patch("md", "fraud", {"spec": V2})
+    k.wait("25/75", lambda: weights() == {"fraud-stable": 75, "fraud-canary": 25})
+    paused_at(k, 25)
+    k.apply(fraud_route())  # what a GitOps sync does
+    assert weights() == {"fraud-stable": 100}
+    k.wait("25/75 again", lambda: weights() == {"fraud-stable": 75, "fraud-canary": 25}, 30)
+
+
 def test_httproute_ports_follow_a_revision_that_listens_on_another_port(k: Driver) -> None:
     """A canary on port 9090: every backendRef of the route names a port its Service has, during
     the canary and after the promotion (a route left on 8080 would send its share nowhere)."""
