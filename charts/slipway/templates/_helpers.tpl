@@ -54,7 +54,7 @@ The rules the operator needs in every namespace it serves: exact resources and v
 */}}
 {{- define "slipway.namespacedRules" -}}
 # Exactly the requests slipway/kube.py and kopf's watches make (tests/e2e/test_rbac.py runs the
-# operator with this identity). No `update`: every write is a PATCH (server-side apply included).
+# operator with this identity). No `update` but the finalizers' (below): every write is a PATCH.
 # The ModelDeployments it reconciles: kopf lists and watches them; patch consumes the action
 # annotation (a JSON patch of metadata; RBAC cannot narrow it to metadata).
 - apiGroups: [serving.slipway.dev]
