@@ -12,11 +12,13 @@ from slipway.api import ModelDeployment, ModelDeploymentStatus, RevisionPins
 from slipway.resources import POD_SHAPE, desired_deployment, pins_for, pins_of_deployment
 from slipway.resources.pins import POD_SHAPE_ANNOTATION, pin_revisions
 
+DATA = Path(__file__).resolve().parent.parent / "data"
 # Deployments built by Slipway 0.1.0 (commit ae75daf, before revisions were pinned) for a corpus
 # of specs: what runs in clusters today.
-LEGACY = json.loads(
-    (Path(__file__).resolve().parent.parent / "data" / "legacy-deployments.json").read_text()
-)
+LEGACY = json.loads((DATA / "legacy-deployments.json").read_text())
+# Deployments of pod shape 2 built by commit 7add9b3 (before pins recorded the preset's image),
+# with the pins it recorded, for a corpus of specs: what runs in clusters today.
+SHAPE_2 = json.loads((DATA / "pod-shape-2-deployments.json").read_text())
 OPERATOR_IMAGE = "ghcr.io/slipway-dev/slipway:0.1.0"
 NEWER_OPERATOR_IMAGE = "ghcr.io/slipway-dev/slipway:0.2.0"
 
@@ -56,6 +58,16 @@ def test_an_operator_with_another_image_rebuilds_a_pinned_revision_unchanged(cas
     before = desired_deployment(md, serving, legacy["revision"], "stable", 2, first)
     after = desired_deployment(md, serving, legacy["revision"], "stable", 2, again.stable.pinned)
     assert before == after
+
+
+@pytest.mark.parametrize("case", sorted(SHAPE_2))
+def test_a_revision_of_pod_shape_2_is_rebuilt_exactly_as_it_runs(case: str) -> None:
+    recorded = SHAPE_2[case]
+    md = model_deployment(case, recorded["spec"])
+    pins = RevisionPins.model_validate(recorded["pinned"])
+    assert pins.pod_shape == 2
+    rebuilt = desired_deployment(md, md.spec.serving(), recorded["revision"], "stable", 2, pins)
+    assert rebuilt == recorded["deployment"]
 
 
 def test_a_new_revision_gets_this_operators_choices() -> None:
