@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
+from kubernetes.utils.quantity import parse_quantity
 
 from slipway import FIELD_MANAGER, GROUP, PLURAL, VERSION, metrics
 from slipway.rollout.times import rfc3339
@@ -68,24 +69,51 @@ def object_path(api_version: str, kind: str, namespace: str, name: str = "") -> 
 def is_subset(desired: Any, live: Any) -> bool:
     """True when every field of `desired` has the same value in `live` (server defaults aside).
 
-    Lists are compared item by item and must have the same length; quantities that the server
-    normalises (1 → "1") compare by their text.
+    Lists are compared item by item and must have the same length; scalars that the server
+    normalises (1 → "1") compare by their text, quantities by their value, since the server
+    stores them canonical (0.5 → "500m", "1.5Gi" → "1536Mi", "2000m" → "2").
     """
+    return _subset(desired, live, "", "")
+
+
+def _subset(desired: Any, live: Any, key: str, parent: str) -> bool:
+    """is_subset of the value at `key` of a mapping that is itself at `parent` (list items: at
+    their list's key)."""
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return False
-        return all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+        return all(k in live and _subset(v, live[k], k, key) for k, v in desired.items())
     if isinstance(desired, list):
         if not isinstance(live, list) or len(desired) != len(live):
             return False
-        return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        return all(_subset(d, v, key, parent) for d, v in zip(desired, live, strict=True))
     if desired == live:
         return True
     if isinstance(desired, bool) or isinstance(live, bool):
         return False
     if isinstance(desired, int | float | str) and isinstance(live, int | float | str):
+        if _is_quantity(key, parent):
+            return _same_quantity(desired, live)
         return str(desired) == str(live)
     return False
+
+
+def _is_quantity(key: str, parent: str) -> bool:
+    """Whether the field `key` of a mapping at `parent` is a resource.Quantity: resources'
+    requests and limits (containers, claims), an emptyDir's sizeLimit, an HPA target's value."""
+    return (
+        parent in ("requests", "limits")
+        or key == "sizeLimit"
+        or (parent == "target" and key in ("averageValue", "value"))
+    )
+
+
+def _same_quantity(desired: int | float | str, live: int | float | str) -> bool:
+    try:
+        same = parse_quantity(desired) == parse_quantity(live)  # type: ignore[no-untyped-call]
+        return bool(same)
+    except ValueError:  # not a quantity after all: its text
+        return str(desired) == str(live)
 
 
 def send(

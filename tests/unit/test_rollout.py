@@ -48,6 +48,7 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 # what the shell pins a new revision to (slipway.resources.pins_for)
 PINS = RevisionPins(
     server_image="docker.io/seldonio/mlserver:1.7.1",
+    preset_image="docker.io/seldonio/mlserver:1.7.1",
     fetcher_image="ghcr.io/slipway-dev/slipway:0.1.0",
     pod_shape=2,
 )

@@ -109,6 +109,12 @@ class RevisionPins(ApiModel):
     server_image: str = Field(
         description="The server image: runtime.image, or the preset's image of model.format."
     )
+    preset_image: str = Field(
+        default="",
+        description="The image of model.format's preset when the revision was created: the "
+        "server runs as the preset's non-root user when it runs this image. Empty: no preset, or "
+        "pinned before Slipway recorded it (its preset images of then count).",
+    )
     fetcher_image: str = Field(
         default="",
         description="The image of the init container that downloads the model (Slipway's own "

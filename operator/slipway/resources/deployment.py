@@ -81,7 +81,7 @@ def desired_deployment(
 def pod_spec(md: ModelDeployment, serving: ServingSpec, pins: RevisionPins) -> dict[str, Any]:
     """The pod of a revision: the server, the model storage and spec.template's extras."""
     shape = _shape(pins)
-    runtime = runtime_for(serving, serving.model.name or md.name)
+    runtime = runtime_for(serving, serving.model.name or md.name, pins)
     storage = storage_wiring(serving.model, pins.fetcher_image, pins.model_sha256)
     server: dict[str, Any] = {"name": SERVER_CONTAINER, "image": pins.server_image}
     if runtime.command:

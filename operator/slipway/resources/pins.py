@@ -9,7 +9,9 @@ new choices.
 
 POD_SHAPE is the generation of pod defaults this operator builds new revisions with. A release that
 changes what Slipway puts in a serving pod by default bumps it and keeps building the older
-generations exactly as they were (resources/deployment.py).
+generations exactly as they were (resources/deployment.py). A new preset image needs no new shape:
+what depends on it (the server runs as the preset's user only with the preset's image) is decided
+from the pinned one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from slipway.api import (
     RevisionStatus,
     ServingSpec,
 )
-from slipway.resources.presets import runtime_for
+from slipway.resources.presets import PRESETS, runtime_for
 from slipway.resources.storage import STORAGE_INITIALIZER, model_source
 
 # 1: the pods of Slipway 0.1.0 (before pinning). 2 (0.2.0): preStop shutdown delay, fast probes,
@@ -41,8 +43,10 @@ SERVER_CONTAINER = "server"
 def pins_for(serving: ServingSpec, model_name: str, operator_image: str) -> RevisionPins:
     """What this operator chooses for a new revision serving `serving`."""
     source = model_source(serving.model.uri)
+    preset = PRESETS.get(serving.model.format)
     return RevisionPins(
         server_image=runtime_for(serving, model_name).image,
+        preset_image=preset.image if preset else "",
         fetcher_image=operator_image if source.fetched else "",
         pod_shape=POD_SHAPE,
     )

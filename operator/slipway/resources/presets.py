@@ -14,12 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from slipway.api import PRESET_FORMATS, Protocol, ServingSpec
+from slipway.api import PRESET_FORMATS, Protocol, RevisionPins, ServingSpec
 from slipway.resources.storage import MODEL_DIR
 
 MLSERVER_IMAGE = "docker.io/seldonio/mlserver:1.7.1"
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.08-py3"
 VLLM_IMAGE = "docker.io/vllm/vllm-openai:v0.10.1"
+# The preset images, by server, of the releases whose pins did not record them (presetImage): a
+# revision they pinned that names one in runtime.image runs as the preset's user. Never changes.
+UNPINNED_PRESET_IMAGES = {
+    "MLServer": "docker.io/seldonio/mlserver:1.7.1",
+    "Triton": "nvcr.io/nvidia/tritonserver:25.08-py3",
+    "vLLM": "docker.io/vllm/vllm-openai:v0.10.1",
+}
 
 # The documented contract for custom images: where the model is and what it is called.
 SLIPWAY_MODEL_ENV = (
@@ -120,8 +127,11 @@ class ServerRuntime:
     startup_period_seconds: int = 1
 
 
-def runtime_for(serving: ServingSpec, model_name: str) -> ServerRuntime:
-    """The server for `serving`: its format's preset, overridden by spec.runtime.
+def runtime_for(
+    serving: ServingSpec, model_name: str, pins: RevisionPins | None = None
+) -> ServerRuntime:
+    """The server for `serving`: its format's preset, overridden by spec.runtime; `pins` are the
+    revision's (None: a new revision's, this operator's choices).
 
     - image: runtime.image replaces only the preset's image (e.g. a newer vLLM); the preset's
       wiring stays. A format without a preset runs the user's image with nothing added.
@@ -132,7 +142,7 @@ def runtime_for(serving: ServingSpec, model_name: str) -> ServerRuntime:
     - protocol: runtime.protocol, else the preset's, else custom.
     - shutdown delay: runtime.shutdownDelaySeconds, else the default; the time to drain and the
       startup probe's period come from the preset; the non-root uid only with the preset's own
-      image (another image may run as another user).
+      image as pinned (another image may run as another user).
     """
     runtime = serving.runtime
     preset = PRESETS.get(serving.model.format)
@@ -169,9 +179,21 @@ def runtime_for(serving: ServingSpec, model_name: str) -> ServerRuntime:
             else runtime.shutdown_delay_seconds
         ),
         drain_seconds=preset.drain_seconds if preset else DEFAULT_DRAIN_SECONDS,
-        run_as_user=preset.run_as_user if preset and runtime.image in ("", preset.image) else None,
+        run_as_user=(
+            preset.run_as_user
+            if preset and runtime.image in ("", pinned_preset_image(preset, pins))
+            else None
+        ),
         startup_period_seconds=preset.startup_period_seconds if preset else 1,
     )
+
+
+def pinned_preset_image(preset: RuntimePreset, pins: RevisionPins | None) -> str:
+    """The image `preset` ran when the revision pinned to `pins` was created: never this
+    operator's for a revision that exists, so that a new preset image does not change its pods."""
+    if pins is None:
+        return preset.image
+    return pins.preset_image or UNPINNED_PRESET_IMAGES.get(preset.server, "")
 
 
 # Startup probes give a model this long to load (LLM weights are slow) before liveness may kill it.
