@@ -241,6 +241,27 @@ def test_preserve_unknown_fields_only_where_a_kubernetes_object_or_kopf_lives(
     }
 
 
+@pytest.mark.parametrize("path", ["spec.runtime.env", "spec.template.imagePullSecrets"])
+def test_lists_a_pod_keys_by_name_are_maps_by_name_so_duplicates_are_refused_at_the_door(
+    schema: Schema, path: str
+) -> None:
+    # server-side apply of a pod template with two items of one name fails (HTTP 500) for good
+    node = dict(walk(schema))[path]
+    assert node["x-kubernetes-list-type"] == "map"
+    assert node["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def test_map_lists_are_keyed_by_required_scalar_fields_of_their_items(schema: Schema) -> None:
+    maps = [(path, node) for path, node in walk(schema) if "x-kubernetes-list-map-keys" in node]
+    assert maps
+    for path, node in maps:
+        items = node["items"]
+        for key in node["x-kubernetes-list-map-keys"]:
+            # the API server refuses a CRD whose map key an item may lack
+            assert key in items.get("required", []), f"{path}: {key} is not required"
+            assert items["properties"][key]["type"] in ("string", "integer", "boolean"), path
+
+
 def test_quantities_and_percentages_are_int_or_string_with_a_pattern(schema: Schema) -> None:
     int_or_string = {
         path: node for path, node in walk(schema) if node.get("x-kubernetes-int-or-string")

@@ -13,7 +13,9 @@ from slipway.api.types import (
     ApiModel,
     Duration,
     IntOrPercent,
+    KeyedByName,
     KubeObject,
+    NamedKubeObject,
     Quantity,
 )
 
@@ -267,9 +269,10 @@ class RuntimeSpec(ApiModel):
         default_factory=list, description="Entrypoint override of the server container."
     )
     args: list[str] = Field(default_factory=list, description="Arguments of the server container.")
-    env: list[KubeObject] = Field(
+    env: KeyedByName[NamedKubeObject] = Field(
         default_factory=list,
-        description="Environment variables (Kubernetes EnvVar objects) of the server container.",
+        description="Environment variables (Kubernetes EnvVar objects) of the server container, "
+        "each name once.",
     )
     metrics: RuntimeMetrics | None = Field(
         default=None,
@@ -348,8 +351,8 @@ class PodTemplate(ApiModel):
     service_account_name: str | None = Field(
         default=None, description="ServiceAccount the pods run as."
     )
-    image_pull_secrets: list[LocalObjectReference] = Field(
-        default_factory=list, description="Secrets to pull the server image with."
+    image_pull_secrets: KeyedByName[LocalObjectReference] = Field(
+        default_factory=list, description="Secrets to pull the server image with, each once."
     )
     priority_class_name: str | None = Field(default=None, description="PriorityClass of the pods.")
     termination_grace_period_seconds: int | None = Field(

@@ -7,9 +7,16 @@ Kubernetes convention), and rejects unknown fields, so that a typo is an error, 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -85,6 +92,59 @@ def duration_seconds(text: str) -> float:
 KubeObject = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
+def _named(item: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(item.get("name"), str) or not item["name"]:
+        raise ValueError("needs a name (a non-empty string)")
+    return item
+
+
+# An embedded Kubernetes object that its list knows by name (an EnvVar): the CRD says so, because a
+# map key must be in every item.
+NamedKubeObject = Annotated[
+    dict[str, Any],
+    AfterValidator(_named),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "required": ["name"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Name of the item, unique in its list.",
+                }
+            },
+        }
+    ),
+]
+
+Item = TypeVar("Item")
+
+
+def _names_unique(items: list[Any]) -> list[Any]:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        name = item["name"] if isinstance(item, dict) else item.name
+        if name in seen:
+            raise ValueError(
+                f'duplicate name "{name}" in entries {seen[name]} and {index}: each name once'
+            )
+        seen[name] = index
+    return items
+
+
+# A list that a pod template keys by its items' names (env, imagePullSecrets): server-side apply
+# fails for good on two items of one name, so the API server refuses them first.
+KeyedByName = Annotated[
+    list[Item],
+    AfterValidator(_names_unique),
+    Field(
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+    ),
 ]
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
