@@ -56,3 +56,35 @@ def test_distinct_names_are_kept_in_order() -> None:
     )
     assert [v["name"] for v in md.spec.runtime.env] == ["B", "A"]
     assert [s.name for s in md.spec.template.image_pull_secrets] == ["ghcr", "ecr"]
+
+
+# --- the evaluation set's uri
+
+
+def with_evaluation_of(uri: str) -> dict[str, Any]:
+    evaluate = {"data": {"uri": uri}, "gates": [{"measure": "agreement", "min": 0.9}]}
+    return {"strategy": "Canary", "steps": [{"setWeight": 10}, {"evaluate": evaluate}]}
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("pvc:///eval.jsonl", "names a claim"),
+        ("pvc://data/../secrets/eval.jsonl", "never leaves it with '..'"),
+        ("pvc://Data/eval.jsonl", "names a claim"),
+        ("ftp://eval/fraud.jsonl", "must start with one of pvc://, s3://"),
+        ("s3://", "must start with one of pvc://, s3://"),
+    ],
+)
+def test_an_evaluation_set_the_job_could_not_mount_or_fetch_is_refused_naming_its_uri(
+    uri: str, words: str
+) -> None:
+    message = refusal(rollout=with_evaluation_of(uri))
+    assert message.startswith("spec.rollout.steps.1.evaluate.data.uri: ")
+    assert words in message
+
+
+@pytest.mark.parametrize("uri", ["pvc://data/eval/fraud.jsonl", "pvc://data", "s3://eval/x"])
+def test_an_evaluation_set_in_a_claim_or_a_bucket_is_accepted(uri: str) -> None:
+    step = parsed(rollout=with_evaluation_of(uri)).spec.rollout.steps[1].evaluate
+    assert step is not None and step.data.uri == uri

@@ -413,6 +413,7 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "spec.rollout.steps[].evaluate.data",
             "uri must start with one of pvc://, s3://, gs://, hf://, http://, https://, oci://",
         ),
+        ("spec.rollout.steps[].evaluate.data", "a pvc:// uri names a claim"),
         (
             "spec.rollout.steps[].evaluate.gates[]",
             "a gate needs a threshold: min, max, maxRatioToStable or maxIncreaseOverStable",
@@ -452,6 +453,14 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "it is sent once for the canary and once for stable",
         ),
     }
+
+
+def test_an_evaluation_set_uri_has_the_pvc_rule_of_a_model_uri(schema: Schema) -> None:
+    # the Job mounts a pvc:// evaluation set as the Deployment mounts a pvc:// model
+    nodes = dict(walk(schema))
+    model_rules = nodes["spec.model"]["x-kubernetes-validations"]
+    [pvc] = [rule for rule in model_rules if rule["message"].startswith("a pvc:// uri")]
+    assert pvc in nodes["spec.rollout.steps[].evaluate.data"]["x-kubernetes-validations"]
 
 
 def test_cel_field_paths_name_fields_of_their_object(schema: Schema) -> None:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field, model_validator
 
 from slipway.api.evaluation import EvaluateStep
-from slipway.api.storage import URI_SCHEMES, ModelStorage
+from slipway.api.storage import PVC_URI_RULE, URI_MESSAGE, URI_PATTERN, ModelStorage
 from slipway.api.types import (
     DNS_LABEL,
     ApiModel,
@@ -106,12 +106,10 @@ class ModelSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+') || "
+                    "rule": f"self.uri.matches('{URI_PATTERN}') || "
                     f"self.uri.matches('{REGISTRY_URI}')",
-                    "message": "uri must start with one of "
-                    + ", ".join(f"{s}://" for s in URI_SCHEMES)
-                    + " and name something after it, or be a registry's models:/NAME@ALIAS or "
-                    "models:/NAME/VERSION",
+                    "message": f"{URI_MESSAGE} and name something after it, or be a registry's "
+                    "models:/NAME@ALIAS or models:/NAME/VERSION",
                     "fieldPath": ".uri",
                     "reason": "FieldValueInvalid",
                 },
@@ -136,15 +134,7 @@ class ModelSpec(ApiModel):
                     "fieldPath": ".registry",
                     "reason": "FieldValueRequired",
                 },
-                {
-                    "rule": "!self.uri.startsWith('pvc://') || ("
-                    "self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$')"
-                    " && !self.uri.substring(6).split('/').exists(s, s == '..'))",
-                    "message": "a pvc:// uri names a claim (pvc://CLAIM/path/in/claim) and "
-                    "never leaves it with '..'",
-                    "fieldPath": ".uri",
-                    "reason": "FieldValueInvalid",
-                },
+                PVC_URI_RULE,
             ]
         }
     )
