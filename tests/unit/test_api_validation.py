@@ -88,3 +88,81 @@ def test_an_evaluation_set_the_job_could_not_mount_or_fetch_is_refused_naming_it
 def test_an_evaluation_set_in_a_claim_or_a_bucket_is_accepted(uri: str) -> None:
     step = parsed(rollout=with_evaluation_of(uri)).spec.rollout.steps[1].evaluate
     assert step is not None and step.data.uri == uri
+
+
+# --- waits: at most a year
+
+
+def canary(*steps: dict[str, Any], **rollout: Any) -> dict[str, Any]:
+    return {"rollout": {"strategy": "Canary", "steps": list(steps), **rollout}}
+
+
+EVALUATE = {"data": {"uri": "s3://eval/x"}, "gates": [{"measure": "agreement", "min": 0.9}]}
+ANALYSIS = {
+    "prometheus": {"address": "http://prometheus:9090"},
+    "metrics": [{"check": "error-rate", "max": 0.01}],
+}
+REGISTRY = {"mlflow": {"trackingUri": "http://mlflow:5000"}}
+
+
+def waiting(wait: str) -> list[tuple[dict[str, Any], str]]:
+    """Every duration of a spec set to `wait`, with the field it is in."""
+    return [
+        (canary({"pause": {"duration": wait}}), "spec.rollout.steps.0.pause.duration"),
+        (canary({"approval": {"timeout": wait}}), "spec.rollout.steps.0.approval.timeout"),
+        (
+            canary({"evaluate": {**EVALUATE, "timeout": wait}}),
+            "spec.rollout.steps.0.evaluate.timeout",
+        ),
+        (
+            canary({"evaluate": {**EVALUATE, "requestTimeout": wait}}),
+            "spec.rollout.steps.0.evaluate.requestTimeout",
+        ),
+        (canary(analysis={**ANALYSIS, "interval": wait}), "spec.rollout.analysis.interval"),
+        (canary(analysis={**ANALYSIS, "window": wait}), "spec.rollout.analysis.window"),
+        (
+            {"monitoring": {"podMonitor": {"interval": wait}}},
+            "spec.monitoring.podMonitor.interval",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("wait", ["8761h", "525601m", "31536001s", "99999999999h", "9" * 60 + "s"])
+def test_a_wait_longer_than_a_year_is_refused_naming_its_field(wait: str) -> None:
+    for spec, field in waiting(wait):
+        message = refusal(**spec)
+        assert message.startswith(f"{field}: "), message
+        assert "must be at most 8760h (a year)" in message, message
+
+
+@pytest.mark.parametrize("wait", ["8760h", "525600m", "31536000s", "8759h59m59.5s", "250ms"])
+def test_a_wait_of_up_to_a_year_is_accepted(wait: str) -> None:
+    for spec, _ in waiting(wait):
+        parsed(**spec)
+
+
+def test_a_duration_longer_than_64_characters_is_refused() -> None:
+    message = refusal(**canary({"pause": {"duration": "1s" * 33}}))
+    assert message.startswith("spec.rollout.steps.0.pause.duration: ")
+
+
+def test_a_registry_poll_longer_than_a_year_is_refused_naming_it() -> None:
+    model = {"uri": "models:/fraud@champion", "format": "sklearn", "registry": REGISTRY}
+    mlflow = {**REGISTRY["mlflow"], "pollInterval": "99999999999h"}
+    with pytest.raises(ValidationError) as refused:
+        ModelDeployment.from_body(
+            {
+                "metadata": {"name": "iris"},
+                "spec": {"model": {**model, "registry": {"mlflow": mlflow}}},
+            }
+        )
+    message = unreadable_message(refused.value)
+    assert message.startswith("spec.model.registry.mlflow.pollInterval: "), message
+
+
+@pytest.mark.parametrize("field", ["progressDeadlineSeconds", "scaleDownDelaySeconds"])
+def test_seconds_beyond_a_year_are_refused_naming_the_field(field: str) -> None:
+    message = refusal(rollout={field: 365 * 24 * 3600 + 1})
+    assert message.startswith(f"spec.rollout.{field}: "), message
+    assert "less than or equal to 31536000" in message
+    assert parsed(rollout={field: 365 * 24 * 3600}).spec.rollout is not None

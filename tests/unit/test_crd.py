@@ -12,7 +12,15 @@ import yaml
 from pydantic import BaseModel, Field
 
 from slipway.api import Phase, Verdict
-from slipway.api.types import KubeObject, Quantity
+from slipway.api.types import (
+    DURATION_IN_CEL_RANGE,
+    DURATION_MAX_LENGTH,
+    DURATION_PATTERN,
+    MAX_WAIT,
+    KubeObject,
+    Quantity,
+    duration_seconds,
+)
 from slipway.crd import CRD_PATHS, SchemaError, crd_manifest, crd_yaml, main, structural_schema
 from slipway.resources.revision import REVISION_LENGTH
 
@@ -359,6 +367,67 @@ def test_bounds_and_patterns_are_kept(schema: Schema, path: str, keyword: str, v
     assert dict(walk(schema))[path][keyword] == value
 
 
+# --- waits: at most a year (a datetime must hold the end of each)
+
+YEAR = 365 * 24 * 3600
+WAITS = {
+    "spec.model.registry.mlflow.pollInterval",
+    "spec.rollout.steps[].pause.duration",
+    "spec.rollout.steps[].approval.timeout",
+    "spec.rollout.steps[].evaluate.requestTimeout",
+    "spec.rollout.steps[].evaluate.timeout",
+    "spec.rollout.analysis.interval",
+    "spec.rollout.analysis.window",
+    "spec.rollout.analysis.prometheus.timeout",
+    "spec.monitoring.podMonitor.interval",
+}
+
+
+def test_every_duration_of_the_spec_is_at_most_a_year(schema: Schema) -> None:
+    durations = {
+        path: node
+        for path, node in walk(schema)
+        if path.startswith("spec.") and node.get("pattern") == DURATION_PATTERN
+    }
+    assert set(durations) == WAITS
+    for path, node in durations.items():
+        assert node["maxLength"] == DURATION_MAX_LENGTH, path
+        rules = [rule["rule"] for rule in node.get("x-kubernetes-validations", [])]
+        assert f"duration(self) <= duration('{MAX_WAIT}')" in " ".join(rules), path
+
+
+def test_every_seconds_field_of_the_spec_has_a_maximum_of_a_year_at_most(schema: Schema) -> None:
+    seconds = {
+        path: node
+        for path, node in walk(schema)
+        if path.startswith("spec.") and path.endswith("Seconds")
+    }
+    assert {"spec.rollout.progressDeadlineSeconds", "spec.rollout.scaleDownDelaySeconds"} <= set(
+        seconds
+    )
+    for path, node in seconds.items():
+        assert node["maximum"] <= YEAR, path
+
+
+# Go's time.Duration, which CEL's duration() parses into, ends at 2^63 ns (about 292 years)
+GO_DURATION_MAX_SECONDS = 2**63 / 1e9
+
+
+def test_cel_compares_a_duration_only_when_it_cannot_overflow_and_lets_every_year_through() -> None:
+    in_range = re.compile(DURATION_IN_CEL_RANGE)
+    waits = ("8760h", "525600m", "31536000s", "31536000000ms", "8759h59m59.5s", "0000001h", "250ms")
+    for wait in waits:
+        assert in_range.fullmatch(wait), wait
+    densest = 0.0
+    for digits, unit in ((5, "h"), (7, "m"), (9, "s"), (11, "ms")):
+        largest, longer = "9" * digits + unit, "1" + "0" * digits + unit
+        assert in_range.fullmatch(largest) and not in_range.fullmatch(longer), unit
+        assert duration_seconds(longer) > YEAR  # it refuses only what the bound refuses anyway
+        densest = max(densest, duration_seconds(largest) / len(largest))
+    # the longest Duration made of the densest parts stays within Go's range
+    assert densest * DURATION_MAX_LENGTH < GO_DURATION_MAX_SECONDS
+
+
 # --- CEL rules
 
 
@@ -370,7 +439,7 @@ def cel_rules(schema: Schema) -> Iterator[tuple[str, Schema, Schema]]:
 
 def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
     placed = {(path, rule["message"].split(" (")[0]) for path, _, rule in cel_rules(schema)}
-    assert placed == {
+    assert placed == {(path, f"must be at most {MAX_WAIT}") for path in WAITS} | {
         ("spec", "runtime.image is required when model.format has no preset"),
         (
             "spec",

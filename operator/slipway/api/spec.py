@@ -10,6 +10,7 @@ from slipway.api.evaluation import EvaluateStep
 from slipway.api.storage import PVC_URI_RULE, URI_MESSAGE, URI_PATTERN, ModelStorage
 from slipway.api.types import (
     DNS_LABEL,
+    MAX_WAIT_SECONDS,
     ApiModel,
     Duration,
     IntOrPercent,
@@ -17,6 +18,7 @@ from slipway.api.types import (
     KubeObject,
     NamedKubeObject,
     Quantity,
+    cel_duration_in_range,
 )
 
 # Formats that have a runtime preset (the table lives in slipway.resources.presets).
@@ -62,7 +64,8 @@ class MlflowRegistry(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": f"duration(self.pollInterval) >= duration('{REGISTRY_POLL_MIN}') && "
+                    "rule": f"{cel_duration_in_range('self.pollInterval')} && "
+                    f"duration(self.pollInterval) >= duration('{REGISTRY_POLL_MIN}') && "
                     f"duration(self.pollInterval) <= duration('{REGISTRY_POLL_MAX}')",
                     "message": f"pollInterval must be between {REGISTRY_POLL_MIN} and "
                     f"{REGISTRY_POLL_MAX}",
@@ -466,7 +469,8 @@ class PrometheusProvider(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": f"duration(self.timeout) <= duration('{PROMETHEUS_TIMEOUT_CAP}')",
+                    "rule": f"{cel_duration_in_range('self.timeout')} && "
+                    f"duration(self.timeout) <= duration('{PROMETHEUS_TIMEOUT_CAP}')",
                     "message": f"timeout must be at most {PROMETHEUS_TIMEOUT_CAP}: a query that "
                     "takes longer is no measurement of the canary",
                     "fieldPath": ".timeout",
@@ -709,6 +713,7 @@ class RolloutSpec(ApiModel):
     progress_deadline_seconds: int = Field(
         default=600,
         ge=1,
+        le=MAX_WAIT_SECONDS,
         description="A canary that is not Ready within this many seconds of a step has failed.",
     )
     auto_rollback: bool = Field(
@@ -727,6 +732,7 @@ class RolloutSpec(ApiModel):
     scale_down_delay_seconds: int = Field(
         default=30,
         ge=0,
+        le=MAX_WAIT_SECONDS,
         description="Seconds the old revision keeps serving after promotion before it scales "
         "to zero.",
     )

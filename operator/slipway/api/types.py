@@ -73,11 +73,29 @@ IntOrPercent = Annotated[
 ]
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DURATION_MAX_LENGTH = 64
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-# A Go-style duration: "30s", "2m", "1h30m", "250ms".
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+# The longest wait a spec may ask for (a duration, or a field in seconds): longer is a typo, and
+# the moment it ends must fit in a date.
+MAX_WAIT = "8760h"
+MAX_WAIT_SECONDS = 365 * 24 * 3600
+_MAX_WAIT_MESSAGE = f"must be at most {MAX_WAIT} (a year)"
+
+# A Duration whose parts have at most this many digits (leading zeros aside) is within Go's
+# time.Duration (292 years) at any length up to DURATION_MAX_LENGTH, and every wait of up to a year
+# can be written so. CEL's duration() fails the whole rule on an overflow, with an evaluation
+# error instead of the rule's message.
+DURATION_IN_CEL_RANGE = (
+    "^(0*[0-9]{1,5}([.][0-9]+)?h|0*[0-9]{1,7}([.][0-9]+)?m|0*[0-9]{1,9}([.][0-9]+)?s"
+    "|0*[0-9]{1,11}([.][0-9]+)?ms)+$"
+)
+
+
+def cel_duration_in_range(expr: str) -> str:
+    """CEL that holds when the Duration `expr` can be given to duration() without overflow."""
+    return f"{expr}.matches('{DURATION_IN_CEL_RANGE}')"
 
 
 def duration_seconds(text: str) -> float:
@@ -85,6 +103,32 @@ def duration_seconds(text: str) -> float:
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration such as 30s, 2m or 1h30m")
     return sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def _at_most_a_year(text: str) -> str:
+    if duration_seconds(text) > MAX_WAIT_SECONDS:
+        raise ValueError(_MAX_WAIT_MESSAGE)
+    return text
+
+
+# A Go-style duration: "30s", "2m", "1h30m", "250ms"; at most a year.
+Duration = Annotated[
+    str,
+    Field(
+        pattern=DURATION_PATTERN,
+        max_length=DURATION_MAX_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"{cel_duration_in_range('self')} "
+                    f"&& duration(self) <= duration('{MAX_WAIT}')",
+                    "message": _MAX_WAIT_MESSAGE,
+                }
+            ]
+        },
+    ),
+    AfterValidator(_at_most_a_year),
+]
 
 
 # An embedded Kubernetes object (a toleration, an affinity, an EnvVar): the API server validates
