@@ -166,3 +166,20 @@ def test_seconds_beyond_a_year_are_refused_naming_the_field(field: str) -> None:
     assert message.startswith(f"spec.rollout.{field}: "), message
     assert "less than or equal to 31536000" in message
     assert parsed(rollout={field: 365 * 24 * 3600}).spec.rollout is not None
+
+
+# --- the surge and unavailability budgets
+
+
+@pytest.mark.parametrize("field", ["maxSurge", "maxUnavailable"])
+@pytest.mark.parametrize("value", [-1, "-1", "-10%", "one", "25.5%", ""])
+def test_a_negative_or_unreadable_budget_is_refused_naming_it(field: str, value: Any) -> None:
+    message = refusal(rollout={"maxSurge": 1, "maxUnavailable": 1, field: value})
+    assert message.startswith(f"spec.rollout.{field}: "), message
+    assert "0 or more" in message, message
+
+
+@pytest.mark.parametrize("value", [0, 3, "0", "2", "25%", "100%"])
+def test_a_count_or_a_percentage_is_a_budget(value: Any) -> None:
+    rollout = parsed(rollout={"maxSurge": value, "maxUnavailable": value}).spec.rollout
+    assert (rollout.max_surge, rollout.max_unavailable) == (value, value)

@@ -285,6 +285,15 @@ def test_quantities_and_percentages_are_int_or_string_with_a_pattern(schema: Sch
     assert all("pattern" in node and "type" not in node for node in int_or_string.values())
 
 
+@pytest.mark.parametrize("path", ["spec.rollout.maxSurge", "spec.rollout.maxUnavailable"])
+def test_surge_and_unavailability_are_never_negative_as_a_number_or_as_a_string(
+    schema: Schema, path: str
+) -> None:
+    node = dict(walk(schema))[path]
+    assert node["minimum"] == 0  # applies to a number only
+    assert node["pattern"] == r"^[0-9]+%?$"  # applies to a string only
+
+
 @pytest.mark.parametrize(
     ("path", "nullable"),
     [

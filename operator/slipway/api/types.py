@@ -59,15 +59,28 @@ Quantity = Annotated[
     ),
 ]
 
-# An absolute count or a percentage ("25%"), as in a Deployment's maxSurge.
+_COUNT_OR_PERCENT = r"^[0-9]+%?$"
+
+
+def _count_or_percent(value: int | str) -> int | str:
+    negative = isinstance(value, int) and value < 0
+    if negative or (isinstance(value, str) and not re.fullmatch(_COUNT_OR_PERCENT, value)):
+        raise ValueError("must be a number of pods, 0 or more, or a percentage such as 25%")
+    return value
+
+
+# An absolute count or a percentage ("25%"), as in a Deployment's maxSurge; never negative (the
+# minimum applies to a number, the pattern to a string).
 IntOrPercent = Annotated[
     int | str,
     BeforeValidator(_int_or_string),
+    AfterValidator(_count_or_percent),
     WithJsonSchema(
         {
             "x-kubernetes-int-or-string": True,
             "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": r"^[0-9]+%?$",
+            "minimum": 0,
+            "pattern": _COUNT_OR_PERCENT,
         }
     ),
 ]
