@@ -96,10 +96,10 @@ MAX_WAIT = "8760h"
 MAX_WAIT_SECONDS = 365 * 24 * 3600
 _MAX_WAIT_MESSAGE = f"must be at most {MAX_WAIT} (a year)"
 
-# A Duration whose parts have at most this many digits (leading zeros aside) is within Go's
-# time.Duration (292 years) at any length up to DURATION_MAX_LENGTH, and every wait of up to a year
-# can be written so. CEL's duration() fails the whole rule on an overflow, with an evaluation
-# error instead of the rule's message.
+# A Duration whose parts have at most 5 digits of hours, 7 of minutes, 9 of seconds or 11 of
+# milliseconds (leading zeros aside) is within Go's time.Duration (292 years) at any length up to
+# DURATION_MAX_LENGTH, and every wait of up to a year can be written so. CEL's duration() fails the
+# whole rule on an overflow, with an evaluation error instead of the rule's message.
 DURATION_IN_CEL_RANGE = (
     "^(0*[0-9]{1,5}([.][0-9]+)?h|0*[0-9]{1,7}([.][0-9]+)?m|0*[0-9]{1,9}([.][0-9]+)?s"
     "|0*[0-9]{1,11}([.][0-9]+)?ms)+$"
@@ -144,8 +144,8 @@ Duration = Annotated[
 ]
 
 
-# An embedded Kubernetes object (a toleration, an affinity, an EnvVar): the API server validates
-# it when the pod is created; the CRD keeps it whole.
+# An embedded Kubernetes object (a toleration, an affinity, a security context): the API server
+# validates it when the pod is created; the CRD keeps it whole.
 KubeObject = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
