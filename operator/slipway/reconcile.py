@@ -727,9 +727,7 @@ class Reconciler:
         self, body: Mapping[str, Any], exc: ValidationError, now: dt.datetime
     ) -> None:
         """A spec the schema let through but Slipway cannot read: say which field; touch nothing."""
-        message = "; ".join(
-            ".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in exc.errors()
-        ) or str(exc)
+        message = unreadable_message(exc)
         metrics.record_reconcile_error("invalid_spec")
         raw = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
         status = ModelDeploymentStatus.model_validate(raw)
@@ -738,6 +736,13 @@ class Reconciler:
         if updated.wire() != status.wire():
             self._write_status(body, updated)
             self.kube.emit_event(body, "Warning", "InvalidSpec", message, now)
+
+
+def unreadable_message(exc: ValidationError) -> str:
+    """What is wrong with a spec Slipway cannot read, each problem after the field it is in."""
+    return "; ".join(
+        ".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in exc.errors()
+    ) or str(exc)
 
 
 def unresolved(found: Outcome | None) -> tuple[str, str] | None:

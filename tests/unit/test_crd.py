@@ -12,7 +12,15 @@ import yaml
 from pydantic import BaseModel, Field
 
 from slipway.api import Phase, Verdict
-from slipway.api.types import KubeObject, Quantity
+from slipway.api.types import (
+    DURATION_IN_CEL_RANGE,
+    DURATION_MAX_LENGTH,
+    DURATION_PATTERN,
+    MAX_WAIT,
+    KubeObject,
+    Quantity,
+    duration_seconds,
+)
 from slipway.crd import CRD_PATHS, SchemaError, crd_manifest, crd_yaml, main, structural_schema
 from slipway.resources.revision import REVISION_LENGTH
 
@@ -241,6 +249,27 @@ def test_preserve_unknown_fields_only_where_a_kubernetes_object_or_kopf_lives(
     }
 
 
+@pytest.mark.parametrize("path", ["spec.runtime.env", "spec.template.imagePullSecrets"])
+def test_lists_a_pod_keys_by_name_are_maps_by_name_so_duplicates_are_refused_at_the_door(
+    schema: Schema, path: str
+) -> None:
+    # server-side apply of a pod template with two items of one name fails (HTTP 500) for good
+    node = dict(walk(schema))[path]
+    assert node["x-kubernetes-list-type"] == "map"
+    assert node["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def test_map_lists_are_keyed_by_required_scalar_fields_of_their_items(schema: Schema) -> None:
+    maps = [(path, node) for path, node in walk(schema) if "x-kubernetes-list-map-keys" in node]
+    assert maps
+    for path, node in maps:
+        items = node["items"]
+        for key in node["x-kubernetes-list-map-keys"]:
+            # the API server refuses a CRD whose map key an item may lack
+            assert key in items.get("required", []), f"{path}: {key} is not required"
+            assert items["properties"][key]["type"] in ("string", "integer", "boolean"), path
+
+
 def test_quantities_and_percentages_are_int_or_string_with_a_pattern(schema: Schema) -> None:
     int_or_string = {
         path: node for path, node in walk(schema) if node.get("x-kubernetes-int-or-string")
@@ -254,6 +283,15 @@ def test_quantities_and_percentages_are_int_or_string_with_a_pattern(schema: Sch
         "spec.rollout.maxUnavailable",
     }
     assert all("pattern" in node and "type" not in node for node in int_or_string.values())
+
+
+@pytest.mark.parametrize("path", ["spec.rollout.maxSurge", "spec.rollout.maxUnavailable"])
+def test_surge_and_unavailability_are_never_negative_as_a_number_or_as_a_string(
+    schema: Schema, path: str
+) -> None:
+    node = dict(walk(schema))[path]
+    assert node["minimum"] == 0  # applies to a number only
+    assert node["pattern"] == r"^[0-9]+%?$"  # applies to a string only
 
 
 @pytest.mark.parametrize(
@@ -338,6 +376,67 @@ def test_bounds_and_patterns_are_kept(schema: Schema, path: str, keyword: str, v
     assert dict(walk(schema))[path][keyword] == value
 
 
+# --- waits: at most a year (a datetime must hold the end of each)
+
+YEAR = 365 * 24 * 3600
+WAITS = {
+    "spec.model.registry.mlflow.pollInterval",
+    "spec.rollout.steps[].pause.duration",
+    "spec.rollout.steps[].approval.timeout",
+    "spec.rollout.steps[].evaluate.requestTimeout",
+    "spec.rollout.steps[].evaluate.timeout",
+    "spec.rollout.analysis.interval",
+    "spec.rollout.analysis.window",
+    "spec.rollout.analysis.prometheus.timeout",
+    "spec.monitoring.podMonitor.interval",
+}
+
+
+def test_every_duration_of_the_spec_is_at_most_a_year(schema: Schema) -> None:
+    durations = {
+        path: node
+        for path, node in walk(schema)
+        if path.startswith("spec.") and node.get("pattern") == DURATION_PATTERN
+    }
+    assert set(durations) == WAITS
+    for path, node in durations.items():
+        assert node["maxLength"] == DURATION_MAX_LENGTH, path
+        rules = [rule["rule"] for rule in node.get("x-kubernetes-validations", [])]
+        assert f"duration(self) <= duration('{MAX_WAIT}')" in " ".join(rules), path
+
+
+def test_every_seconds_field_of_the_spec_has_a_maximum_of_a_year_at_most(schema: Schema) -> None:
+    seconds = {
+        path: node
+        for path, node in walk(schema)
+        if path.startswith("spec.") and path.endswith("Seconds")
+    }
+    assert {"spec.rollout.progressDeadlineSeconds", "spec.rollout.scaleDownDelaySeconds"} <= set(
+        seconds
+    )
+    for path, node in seconds.items():
+        assert node["maximum"] <= YEAR, path
+
+
+# Go's time.Duration, which CEL's duration() parses into, ends at 2^63 ns (about 292 years)
+GO_DURATION_MAX_SECONDS = 2**63 / 1e9
+
+
+def test_cel_compares_a_duration_only_when_it_cannot_overflow_and_lets_every_year_through() -> None:
+    in_range = re.compile(DURATION_IN_CEL_RANGE)
+    waits = ("8760h", "525600m", "31536000s", "31536000000ms", "8759h59m59.5s", "0000001h", "250ms")
+    for wait in waits:
+        assert in_range.fullmatch(wait), wait
+    densest = 0.0
+    for digits, unit in ((5, "h"), (7, "m"), (9, "s"), (11, "ms")):
+        largest, longer = "9" * digits + unit, "1" + "0" * digits + unit
+        assert in_range.fullmatch(largest) and not in_range.fullmatch(longer), unit
+        assert duration_seconds(longer) > YEAR  # it refuses only what the bound refuses anyway
+        densest = max(densest, duration_seconds(largest) / len(largest))
+    # the longest Duration made of the densest parts stays within Go's range
+    assert densest * DURATION_MAX_LENGTH < GO_DURATION_MAX_SECONDS
+
+
 # --- CEL rules
 
 
@@ -349,7 +448,7 @@ def cel_rules(schema: Schema) -> Iterator[tuple[str, Schema, Schema]]:
 
 def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
     placed = {(path, rule["message"].split(" (")[0]) for path, _, rule in cel_rules(schema)}
-    assert placed == {
+    assert placed == {(path, f"must be at most {MAX_WAIT}") for path in WAITS} | {
         ("spec", "runtime.image is required when model.format has no preset"),
         (
             "spec",
@@ -392,6 +491,7 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "spec.rollout.steps[].evaluate.data",
             "uri must start with one of pvc://, s3://, gs://, hf://, http://, https://, oci://",
         ),
+        ("spec.rollout.steps[].evaluate.data", "a pvc:// uri names a claim"),
         (
             "spec.rollout.steps[].evaluate.gates[]",
             "a gate needs a threshold: min, max, maxRatioToStable or maxIncreaseOverStable",
@@ -431,6 +531,14 @@ def test_cel_rules_sit_on_the_objects_they_check(schema: Schema) -> None:
             "it is sent once for the canary and once for stable",
         ),
     }
+
+
+def test_an_evaluation_set_uri_has_the_pvc_rule_of_a_model_uri(schema: Schema) -> None:
+    # the Job mounts a pvc:// evaluation set as the Deployment mounts a pvc:// model
+    nodes = dict(walk(schema))
+    model_rules = nodes["spec.model"]["x-kubernetes-validations"]
+    [pvc] = [rule for rule in model_rules if rule["message"].startswith("a pvc:// uri")]
+    assert pvc in nodes["spec.rollout.steps[].evaluate.data"]["x-kubernetes-validations"]
 
 
 def test_cel_field_paths_name_fields_of_their_object(schema: Schema) -> None:

@@ -20,8 +20,10 @@ import pytest
 from slipway.api import (
     CanaryReason,
     CanaryState,
+    CanaryStep,
     Measurement,
     ModelDeployment,
+    PauseStep,
     Phase,
     RevisionPins,
     Verdict,
@@ -42,7 +44,7 @@ from slipway.rollout.machine import (
     FIRST_REPORT_SECONDS,
     ROUTE_RECHECK_SECONDS,
 )
-from slipway.rollout.times import rfc3339
+from slipway.rollout.times import after, rfc3339
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 # what the shell pins a new revision to (slipway.resources.pins_for)
@@ -1031,6 +1033,52 @@ def test_without_auto_rollback_a_failed_canary_is_held_degraded_where_it_is() ->
 
     decision = rollout.reconcile(action=Action.ABORT)
     assert decision.status.phase is Phase.ROLLED_BACK
+
+
+def beyond_the_schema(md: ModelDeployment, **rollout: Any) -> ModelDeployment:
+    """`md` with rollout fields the schema refuses: an object stored before the bounds were."""
+    spec = md.spec.model_copy(update={"rollout": md.spec.rollout.model_copy(update=rollout)})
+    return md.model_copy(update={"spec": spec})
+
+
+def decided(rollout: Rollout, md: ModelDeployment) -> Decision:
+    return decide(md, rollout.revision, rollout.observe(), None, None, rollout.now, PINS)
+
+
+ENDLESS = "9" * 30 + "h"
+
+
+def test_a_wait_longer_than_the_calendar_never_ends_and_never_fails_the_reconcile() -> None:
+    steps = [{"setWeight": 50}, {"pause": {"duration": "1m"}}]
+    rollout = Rollout.deployed(
+        model_deployment(replicas=2, rollout=canary_rollout(steps, **GATEWAY))
+    )
+    stable = rollout.revision
+    rollout.change(version="2.0.0")
+    rollout.reconcile()  # the canary's pod is not Ready yet: the progress deadline runs
+
+    decision = decided(rollout, beyond_the_schema(rollout.md, progress_deadline_seconds=10**15))
+    assert decision.status.phase is Phase.PROGRESSING
+    assert decision.requeue_after is not None and decision.requeue_after > 10**9
+
+    rollout.converge()
+    assert rollout.status.canary.step == 1
+    endless = CanaryStep.model_construct(pause=PauseStep.model_construct(duration=ENDLESS))
+    paused = [rollout.md.spec.rollout.steps[0], endless]
+    decision = decided(rollout, beyond_the_schema(rollout.md, steps=paused))
+    assert decision.status.canary.step == 1
+    assert decision.requeue_after is not None and decision.requeue_after > 10**9
+
+    rollout.wait(60)
+    assert rollout.status.stable.revision == rollout.revision
+    rollout.now += dt.timedelta(seconds=30)  # past the scale-down delay of 30s
+    decision = decided(rollout, beyond_the_schema(rollout.md, scale_down_delay_seconds=10**15))
+    assert desired(decision)[stable][0] > 0  # the old stable keeps serving, with no end
+
+
+@pytest.mark.parametrize("seconds", [10**15, 1e30, float("inf")])
+def test_a_moment_past_the_last_one_a_datetime_holds_is_the_end_of_time(seconds: float) -> None:
+    assert after("2024-05-01T12:00:00Z", seconds) == dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 # -- actions ---------------------------------------------------------------------------------------

@@ -7,11 +7,18 @@ the gates judge them as analysis metrics are judged.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from slipway.api.storage import URI_SCHEMES, ModelStorage
+from slipway.api.storage import (
+    PVC_URI_RULE,
+    URI_MESSAGE,
+    URI_PATTERN,
+    ModelStorage,
+    pvc_uri_problem,
+)
 from slipway.api.types import DNS_LABEL, ApiModel, Duration
 
 
@@ -46,11 +53,11 @@ class EvaluationData(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+')",
-                    "message": "uri must start with one of "
-                    + ", ".join(f"{s}://" for s in URI_SCHEMES),
+                    "rule": f"self.uri.matches('{URI_PATTERN}')",
+                    "message": URI_MESSAGE,
                     "fieldPath": ".uri",
-                }
+                },
+                PVC_URI_RULE,
             ]
         }
     )
@@ -66,6 +73,17 @@ class EvaluationData(ApiModel):
     storage: ModelStorage | None = Field(
         default=None, description="Credentials and size limit for fetching it."
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _mountable_or_fetchable(cls, uri: str) -> str:
+        # the CRD's rules, for an object stored before them: the Job could never be built
+        if re.match(URI_PATTERN, uri) is None:
+            raise ValueError(URI_MESSAGE)
+        problem = pvc_uri_problem(uri)
+        if problem is not None:
+            raise ValueError(problem)
+        return uri
 
 
 class EvaluationGate(ApiModel):

@@ -7,14 +7,18 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field, model_validator
 
 from slipway.api.evaluation import EvaluateStep
-from slipway.api.storage import URI_SCHEMES, ModelStorage
+from slipway.api.storage import PVC_URI_RULE, URI_MESSAGE, URI_PATTERN, ModelStorage
 from slipway.api.types import (
     DNS_LABEL,
+    MAX_WAIT_SECONDS,
     ApiModel,
     Duration,
     IntOrPercent,
+    KeyedByName,
     KubeObject,
+    NamedKubeObject,
     Quantity,
+    cel_duration_in_range,
 )
 
 # Formats that have a runtime preset (the table lives in slipway.resources.presets).
@@ -60,7 +64,8 @@ class MlflowRegistry(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": f"duration(self.pollInterval) >= duration('{REGISTRY_POLL_MIN}') && "
+                    "rule": f"{cel_duration_in_range('self.pollInterval')} && "
+                    f"duration(self.pollInterval) >= duration('{REGISTRY_POLL_MIN}') && "
                     f"duration(self.pollInterval) <= duration('{REGISTRY_POLL_MAX}')",
                     "message": f"pollInterval must be between {REGISTRY_POLL_MIN} and "
                     f"{REGISTRY_POLL_MAX}",
@@ -104,12 +109,10 @@ class ModelSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.uri.matches('^(" + "|".join(URI_SCHEMES) + ")://.+') || "
+                    "rule": f"self.uri.matches('{URI_PATTERN}') || "
                     f"self.uri.matches('{REGISTRY_URI}')",
-                    "message": "uri must start with one of "
-                    + ", ".join(f"{s}://" for s in URI_SCHEMES)
-                    + " and name something after it, or be a registry's models:/NAME@ALIAS or "
-                    "models:/NAME/VERSION",
+                    "message": f"{URI_MESSAGE} and name something after it, or be a registry's "
+                    "models:/NAME@ALIAS or models:/NAME/VERSION",
                     "fieldPath": ".uri",
                     "reason": "FieldValueInvalid",
                 },
@@ -134,15 +137,7 @@ class ModelSpec(ApiModel):
                     "fieldPath": ".registry",
                     "reason": "FieldValueRequired",
                 },
-                {
-                    "rule": "!self.uri.startsWith('pvc://') || ("
-                    "self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$')"
-                    " && !self.uri.substring(6).split('/').exists(s, s == '..'))",
-                    "message": "a pvc:// uri names a claim (pvc://CLAIM/path/in/claim) and "
-                    "never leaves it with '..'",
-                    "fieldPath": ".uri",
-                    "reason": "FieldValueInvalid",
-                },
+                PVC_URI_RULE,
             ]
         }
     )
@@ -267,9 +262,10 @@ class RuntimeSpec(ApiModel):
         default_factory=list, description="Entrypoint override of the server container."
     )
     args: list[str] = Field(default_factory=list, description="Arguments of the server container.")
-    env: list[KubeObject] = Field(
+    env: KeyedByName[NamedKubeObject] = Field(
         default_factory=list,
-        description="Environment variables (Kubernetes EnvVar objects) of the server container.",
+        description="Environment variables (Kubernetes EnvVar objects) of the server container, "
+        "each name once.",
     )
     metrics: RuntimeMetrics | None = Field(
         default=None,
@@ -348,8 +344,8 @@ class PodTemplate(ApiModel):
     service_account_name: str | None = Field(
         default=None, description="ServiceAccount the pods run as."
     )
-    image_pull_secrets: list[LocalObjectReference] = Field(
-        default_factory=list, description="Secrets to pull the server image with."
+    image_pull_secrets: KeyedByName[LocalObjectReference] = Field(
+        default_factory=list, description="Secrets to pull the server image with, each once."
     )
     priority_class_name: str | None = Field(default=None, description="PriorityClass of the pods.")
     termination_grace_period_seconds: int | None = Field(
@@ -473,7 +469,8 @@ class PrometheusProvider(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": f"duration(self.timeout) <= duration('{PROMETHEUS_TIMEOUT_CAP}')",
+                    "rule": f"{cel_duration_in_range('self.timeout')} && "
+                    f"duration(self.timeout) <= duration('{PROMETHEUS_TIMEOUT_CAP}')",
                     "message": f"timeout must be at most {PROMETHEUS_TIMEOUT_CAP}: a query that "
                     "takes longer is no measurement of the canary",
                     "fieldPath": ".timeout",
@@ -716,6 +713,7 @@ class RolloutSpec(ApiModel):
     progress_deadline_seconds: int = Field(
         default=600,
         ge=1,
+        le=MAX_WAIT_SECONDS,
         description="A canary that is not Ready within this many seconds of a step has failed.",
     )
     auto_rollback: bool = Field(
@@ -734,6 +732,7 @@ class RolloutSpec(ApiModel):
     scale_down_delay_seconds: int = Field(
         default=30,
         ge=0,
+        le=MAX_WAIT_SECONDS,
         description="Seconds the old revision keeps serving after promotion before it scales "
         "to zero.",
     )

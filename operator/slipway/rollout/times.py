@@ -18,6 +18,13 @@ def parse_time(text: str) -> dt.datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
+# the last moment a datetime holds: a wait that would end after it never ends
+END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 def after(text: str, seconds: float) -> dt.datetime:
-    """The moment `seconds` after the stored timestamp `text`."""
-    return parse_time(text) + dt.timedelta(seconds=seconds)
+    """The moment `seconds` after the stored timestamp `text`, at most END_OF_TIME."""
+    try:
+        return parse_time(text) + dt.timedelta(seconds=seconds)
+    except OverflowError:  # a wait the schema should have refused must not fail the reconcile
+        return END_OF_TIME
