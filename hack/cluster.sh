@@ -166,6 +166,8 @@ up() {
     --log-level warn
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+  # OwnerReferencesPermissionEnforcement (OpenShift's default): a child's blockOwnerDeletion needs
+  # update on its owner's finalizers, so the chart's identity is tested against it
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
@@ -175,6 +177,7 @@ up() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --authorization-mode RBAC \
+    --enable-admission-plugins OwnerReferencesPermissionEnforcement \
     --endpoint-reconciler-type none \
     --kubelet-preferred-address-types InternalIP \
     --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
