@@ -339,17 +339,15 @@ class Reconciler:
             label = (deployment["metadata"].get("labels") or {}).get(REVISION_LABEL)
             if not label:
                 continue
-            pods = pods_by_revision.get(label, [])
+            failures = pod_failures(pods_by_revision.get(label, []))
             status = deployment.get("status") or {}
-            replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
             revisions[label] = ObservedRevision(
                 revision=label,
-                replicas=replicas,
-                ready_replicas=ready_pods(pods, status),
-                failures=pod_failures(pods),
+                replicas=int((deployment.get("spec") or {}).get("replicas") or 0),
+                ready_replicas=ready_pods(pods_by_revision.get(label, []), status),
+                failures=failures,
                 refused=pods_refused(status),
                 created_at=_created_at(deployment),
-                pods_created_at=pods_created_at(deployment, pods, replicas),
             )
         return Observed(
             revisions=revisions,
@@ -839,17 +837,6 @@ def log_decision(md: ModelDeployment, event: Event) -> None:
 def _created_at(obj: Mapping[str, Any]) -> dt.datetime | None:
     stamp = (obj.get("metadata") or {}).get("creationTimestamp")
     return parse_time(stamp) if stamp else None
-
-
-def pods_created_at(
-    deployment: Mapping[str, Any], pods: list[dict[str, Any]], replicas: int
-) -> dt.datetime | None:
-    """When the last of a Deployment's `replicas` pods was created (None: not all are yet)."""
-    staying = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    if len(staying) < replicas:
-        return None
-    stamps = [s for s in (_created_at(p) for p in staying) if s is not None]
-    return max(stamps) if stamps else _created_at(deployment)
 
 
 def _comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:

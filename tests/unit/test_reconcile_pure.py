@@ -14,7 +14,6 @@ from slipway.reconcile import (
     job_ended,
     merge_patch,
     pod_failures,
-    pods_created_at,
     pods_failing,
     pods_refused,
     ready_pods,
@@ -156,18 +155,6 @@ def test_ready_pods_counts_ready_pods_and_ignores_terminating_ones() -> None:
     pods[2]["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:00Z"
     assert ready_pods(pods, {"readyReplicas": 7}) == 1
     assert ready_pods([], {"readyReplicas": 7}) == 7
-
-
-def test_pods_created_at_is_the_last_pods_creation_once_all_replicas_have_one() -> None:
-    deployment = {"metadata": {"creationTimestamp": "2026-11-26T12:00:00Z"}}
-    pods = [pod("a"), pod("b"), pod("c")]
-    for p, second in zip(pods, (3, 7, 9), strict=True):
-        p["metadata"]["creationTimestamp"] = f"2026-11-26T12:00:0{second}Z"
-    pods[2]["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:10Z"  # on its way out
-    last = dt.datetime(2026, 11, 26, 12, 0, 7, tzinfo=dt.UTC)
-    assert pods_created_at(deployment, pods, 2) == last
-    assert pods_created_at(deployment, pods, 3) is None  # one is still to be created
-    assert pods_created_at(deployment, [], 0) == dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)
 
 
 def model(**model: Any) -> ModelDeployment:

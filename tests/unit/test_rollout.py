@@ -39,11 +39,7 @@ from slipway.rollout import (
     decide,
     heading_for,
 )
-from slipway.rollout.machine import (
-    FIRST_REPORT_LIMIT_SECONDS,
-    FIRST_REPORT_SECONDS,
-    ROUTE_RECHECK_SECONDS,
-)
+from slipway.rollout.machine import FIRST_REPORT_SECONDS, ROUTE_RECHECK_SECONDS
 from slipway.rollout.times import after, rfc3339
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -361,18 +357,10 @@ def test_first_revision_is_ready_and_enters_history_once_all_pods_are_ready() ->
     assert ("Normal", "Deployed") in rollout.events()
 
 
-def first_look(
-    md: ModelDeployment,
-    seconds: float,
-    ready: int,
-    broken: bool = False,
-    pods_created: float | None = 0.0,
-) -> Decision:
+def first_look(md: ModelDeployment, seconds: float, ready: int, broken: bool = False) -> Decision:
     """A decision on a new ModelDeployment whose status was never written, `seconds` after its
-    Deployment was created, with `ready` of its pods Ready, the last of them created
-    `pods_created` seconds after the Deployment (None: not all of them yet)."""
+    Deployment was created, with `ready` of its pods Ready."""
     revision = revision_of(md)
-    last_pod = None if pods_created is None else T0 + dt.timedelta(seconds=pods_created)
     observed = Observed(
         revisions={
             revision: ObservedRevision(
@@ -383,7 +371,6 @@ def first_look(
                 if broken
                 else (),
                 created_at=T0,
-                pods_created_at=last_pod,
             )
         }
     )
@@ -394,8 +381,7 @@ def first_look(
 def test_a_new_modeldeployments_first_status_waits_for_its_pods_and_says_it_all_once() -> None:
     md = model_deployment(replicas=2)
     first = decide(md, revision_of(md), Observed(), None, None, T0, PINS)
-    # no Deployment yet: it is created now, and its pods after it
-    assert first.report_after == FIRST_REPORT_LIMIT_SECONDS
+    assert first.report_after == FIRST_REPORT_SECONDS  # no Deployment yet: it is created now
     assert [e.reason for e in first.events] == ["Deploying"]
 
     assert first_look(md, 4, ready=0).report_after == FIRST_REPORT_SECONDS - 4
@@ -418,23 +404,6 @@ def test_a_route_sending_the_canary_traffic_is_read_again_until_it_sends_it_none
     assert paused.requeue_after == ROUTE_RECHECK_SECONDS
     rollout.route_missing = True  # a route that is gone has nothing to put back
     assert rollout.reconcile().requeue_after != ROUTE_RECHECK_SECONDS
-
-
-def test_a_first_status_does_not_count_the_time_the_pods_take_to_be_created() -> None:
-    """Under load the control plane may create the pods seconds after their Deployment: the wait
-    is for the pods' own start-up, up to FIRST_REPORT_LIMIT_SECONDS after the Deployment."""
-    md = model_deployment(replicas=2)
-    assert first_look(md, 12, ready=0, pods_created=8).report_after == 8 + FIRST_REPORT_SECONDS - 12
-    assert first_look(md, 12, ready=0, pods_created=None).report_after == (
-        FIRST_REPORT_LIMIT_SECONDS - 12
-    )
-    near_limit = first_look(md, FIRST_REPORT_LIMIT_SECONDS - 2, ready=0, pods_created=25)
-    assert near_limit.report_after == 2  # the limit comes first
-    for pods_created in (None, 25.0):
-        late = first_look(md, FIRST_REPORT_LIMIT_SECONDS, ready=0, pods_created=pods_created)
-        assert late.report_after is None
-        assert late.status.phase is Phase.PROGRESSING
-        assert [e.reason for e in late.events] == ["Deploying"]
 
 
 def test_a_new_modeldeployment_is_recorded_as_soon_as_one_of_its_pods_serves() -> None:

@@ -96,13 +96,9 @@ MIN_REQUEUE_SECONDS = 1.0
 RECHECK_SECONDS = 30.0
 # the HTTPRoute is read again this often while it sends the canary any traffic (_requeue_after)
 ROUTE_RECHECK_SECONDS = 10.0
-# a new ModelDeployment's first status waits this long for its pods, from when the last of them
-# was created, so that a first deployment that comes up quickly is reported once, Ready; the
-# time the control plane takes to create them (its queues, under load) does not count, up to
-# FIRST_REPORT_LIMIT_SECONDS from the Deployment's creation (at N=5000 the bench's floor had its
-# pods Ready within 9-13 s p99 and 11-15 s at most of each Deployment's apply)
+# a new ModelDeployment's first status waits this long (from its Deployment's creation) for its
+# pods, so that a first deployment that comes up quickly is reported once, Ready
 FIRST_REPORT_SECONDS = 10.0
-FIRST_REPORT_LIMIT_SECONDS = 30.0
 
 S = CanaryState
 R = CanaryReason
@@ -1107,10 +1103,7 @@ def _first_report_wait(facts: Facts, draft: _Draft) -> float | None:
     about, its pods on their way and none of them Ready yet (once one serves, the record that
     protects it from a spec edit must exist). Until then the object keeps the status the CRD
     defaults (observedGeneration 0: kstatus and Argo CD read it as in progress); when its pods
-    get Ready together, one status write and one Event (Deployed) say it all. The wait is
-    FIRST_REPORT_SECONDS of the pods' own start-up (from the last one's creation), and never
-    more than FIRST_REPORT_LIMIT_SECONDS after the Deployment's creation (pods the control plane
-    is slow to create, or cannot create, are said then).
+    get Ready together, one status write and one Event (Deployed) say it all.
     """
     status = draft.status
     if facts.md.status.stable is not None or status.stable is None or status.canary is not None:
@@ -1125,10 +1118,7 @@ def _first_report_wait(facts: Facts, draft: _Draft) -> float | None:
     if any(revision != status.stable.revision for revision in facts.observed.revisions):
         return None  # another revision's Deployment: whatever it is, say what is decided
     created = found.created_at if found is not None and found.created_at else facts.now
-    until = created + dt.timedelta(seconds=FIRST_REPORT_LIMIT_SECONDS)
-    if found is not None and found.pods_created_at is not None:
-        until = min(until, found.pods_created_at + dt.timedelta(seconds=FIRST_REPORT_SECONDS))
-    wait = (until - facts.now).total_seconds()
+    wait = (created - facts.now).total_seconds() + FIRST_REPORT_SECONDS
     return wait if wait > 0 else None
 
 

@@ -41,9 +41,6 @@ class ObservedRevision:
     # admission): the server's message
     refused: str | None = None
     created_at: dt.datetime | None = None  # when the Deployment was created
-    # when its last pod was created, once it has `replicas` pods not on their way out (its
-    # Deployment's creation if it needs none); None: some are still to be created
-    pods_created_at: dt.datetime | None = None
 
     @property
     def crash_looping(self) -> bool:
