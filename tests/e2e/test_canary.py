@@ -434,7 +434,7 @@ def test_httproute_ports_follow_a_revision_that_listens_on_another_port(k: Drive
         "the canary's backendRef on 9090",
         lambda: ports() == {"fraud-stable": (8080, 8080), "fraud-canary": (9090, 9090)},
     )
-    k.plugin("promote-full", "fraud")
+    k.plugin("promote", "--full", "fraud")
     k.wait_phase("fraud", "Ready")
     k.wait(
         "both backendRefs on 9090",

@@ -180,11 +180,11 @@ def test_the_users_image_is_pinned_as_it_is() -> None:
     [
         ("lightgbm-oci", "docker.io/seldonio/mlserver:1.7.1"),  # beside the user's image
         ("onnx-pvc", "nvcr.io/nvidia/tritonserver:25.08-py3"),
-        ("custom-http", ""),  # no preset
+        ("custom-http", None),  # no preset
     ],
 )
 def test_the_presets_image_of_the_day_is_pinned_beside_the_server_image(
-    case: str, preset_image: str
+    case: str, preset_image: str | None
 ) -> None:
     md = model_deployment(case, LEGACY[case]["spec"])
     assert pins_for(md.spec.serving(), md.name, OPERATOR_IMAGE).preset_image == preset_image

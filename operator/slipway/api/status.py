@@ -109,11 +109,11 @@ class RevisionPins(ApiModel):
     server_image: str = Field(
         description="The server image: runtime.image, or the preset's image of model.format."
     )
-    preset_image: str = Field(
-        default="",
+    preset_image: str | None = Field(
+        default=None,
         description="The image of model.format's preset when the revision was created: the "
-        "server runs as the preset's non-root user when it runs this image. Empty: no preset, or "
-        "pinned before Slipway recorded it (its preset images of then count).",
+        "server runs as the preset's non-root user when it runs this image. Absent: no preset, "
+        "or pinned before Slipway recorded it (its preset images of then count).",
     )
     fetcher_image: str = Field(
         default="",

@@ -46,7 +46,7 @@ def pins_for(serving: ServingSpec, model_name: str, operator_image: str) -> Revi
     preset = PRESETS.get(serving.model.format)
     return RevisionPins(
         server_image=runtime_for(serving, model_name).image,
-        preset_image=preset.image if preset else "",
+        preset_image=preset.image if preset else None,
         fetcher_image=operator_image if source.fetched else "",
         pod_shape=POD_SHAPE,
     )
