@@ -367,25 +367,32 @@ def test_operator_killed_mid_rollout_resumes_at_the_same_step(
     ready_floor_held(k, sampler, 4)
 
 
-def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) -> None:
+def routed(k: Driver, steps: list[dict[str, Any]]) -> str:
+    """Route `fraud` and a ModelDeployment that splits through it with `steps`, Ready; its
+    stable revision."""
     k.apply(fraud_route())
-    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
-    start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
+    return start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
 
-    def weights() -> dict[str, int]:
-        r = k.get("httproute", "fraud")
-        return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
+
+def weights(k: Driver) -> dict[str, int]:
+    """The weight of each backendRef of route `fraud`, by the Service it names."""
+    r = k.get("httproute", "fraud")
+    return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
+
+
+def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) -> None:
+    routed(k, [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}])
 
     k.patch("md", "fraud", {"spec": V2})
-    k.wait("20/80", lambda: weights() == {"fraud-stable": 80, "fraud-canary": 20})
+    k.wait("20/80", lambda: weights(k) == {"fraud-stable": 80, "fraud-canary": 20})
     new = paused_at(k, 20)["revision"]
     k.plugin("promote", "fraud")
-    k.wait("60/40", lambda: weights() == {"fraud-stable": 40, "fraud-canary": 60})
+    k.wait("60/40", lambda: weights(k) == {"fraud-stable": 40, "fraud-canary": 60})
     paused_at(k, 60)
     k.plugin("promote", "fraud")
     k.wait(
         "all traffic to the new stable",
-        lambda: weights().get("fraud-stable") == 100 and weights().get("fraud-canary", 0) == 0,
+        lambda: weights(k).get("fraud-stable") == 100 and weights(k).get("fraud-canary", 0) == 0,
     )
     ready_floor_held(k, sampler, 4)
     # the route keeps its backendRef to fraud-canary: the Service stays, on the new stable's pods
@@ -396,27 +403,19 @@ def test_httproute_weights_follow_the_steps(k: Driver, sampler: ReadySampler) ->
 def test_httproute_applied_again_from_git_mid_canary_gets_its_weights_back(k: Driver) -> None:
     """The route is not watched: a sync that puts it back as it is in git (all to fraud-stable)
     while the canary has 25 % is undone at Slipway's next look, within ROUTE_RECHECK_SECONDS."""
-    k.apply(fraud_route())
-    steps = [{"setWeight": 25}, {"pause": {}}]
-    start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
-
-    def weights() -> dict[str, int]:
-        r = k.get("httproute", "fraud")
-        return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
+    routed(k, [{"setWeight": 25}, {"pause": {}}])
 
     k.patch("md", "fraud", {"spec": V2})
-    k.wait("25/75", lambda: weights() == {"fraud-stable": 75, "fraud-canary": 25})
+    k.wait("25/75", lambda: weights(k) == {"fraud-stable": 75, "fraud-canary": 25})
     paused_at(k, 25)
     k.apply(fraud_route())  # what a GitOps sync does: all to fraud-stable
-    k.wait("25/75 again", lambda: weights() == {"fraud-stable": 75, "fraud-canary": 25}, 30)
+    k.wait("25/75 again", lambda: weights(k) == {"fraud-stable": 75, "fraud-canary": 25}, 30)
 
 
 def test_httproute_ports_follow_a_revision_that_listens_on_another_port(k: Driver) -> None:
     """A canary on port 9090: every backendRef of the route names a port its Service has, during
     the canary and after the promotion (a route left on 8080 would send its share nowhere)."""
-    k.apply(fraud_route())
-    steps = [{"setWeight": 25}, {"pause": {}}]
-    start(k, canary_md(steps=steps, trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}}))
+    routed(k, [{"setWeight": 25}, {"pause": {}}])
 
     def ports() -> dict[str, tuple[int, int]]:
         """Each backendRef's port beside the port of the Service it names."""
@@ -452,15 +451,7 @@ def test_httproute_a_canary_at_full_weight_aborted_leaves_the_route_on_serving_p
 ) -> None:
     """The stable was scaled to nothing for the canary at 100 %; after the abort the route ends
     on the stable with all of its pods, and fraud-canary, still named by the route, stays."""
-    k.apply(fraud_route())
-    start(
-        k,
-        canary_md(
-            steps=[{"setWeight": 100}, {"pause": {}}],
-            trafficRouting={"gatewayAPI": {"httpRoute": "fraud"}},
-        ),
-    )
-    first = status(k)["stable"]["revision"]
+    first = routed(k, [{"setWeight": 100}, {"pause": {}}])
     k.patch("md", "fraud", {"spec": V2})
     paused_at(k, 100)
     k.wait("the stable scaled away", lambda: revision_replicas(k, "fraud", first) == 0)
@@ -468,12 +459,8 @@ def test_httproute_a_canary_at_full_weight_aborted_leaves_the_route_on_serving_p
     k.wait("RolledBack", lambda: status(k)["phase"] == "RolledBack")
     k.wait("the stable back", lambda: revision_replicas(k, "fraud", first) == 4)
 
-    def weights() -> dict[str, int]:
-        r = k.get("httproute", "fraud")
-        return {b["name"]: b.get("weight", 1) for b in r["spec"]["rules"][0]["backendRefs"]}
-
     k.wait(
-        "all traffic to the stable", lambda: weights() == {"fraud-stable": 100, "fraud-canary": 0}
+        "all traffic to the stable", lambda: weights(k) == {"fraud-stable": 100, "fraud-canary": 0}
     )
     # the route still names fraud-canary: the Service stays (on the rolled-back revision until a
     # retry or a new spec; on the stable's pods after a promotion)
