@@ -402,7 +402,7 @@ def test_podmonitors_are_granted_exactly_when_the_operator_manages_them(
             {
                 "apiGroups": ["monitoring.coreos.com"],
                 "resources": ["podmonitors"],
-                "verbs": ["list", "watch", "create", "patch", "delete"],
+                "verbs": ["get", "list", "watch", "create", "patch", "delete"],
             }
         ]
         assert "--no-pod-monitors" not in operator_args(docs)
