@@ -297,6 +297,9 @@ class Tracker:
         self._latest: dict[str, dict[str, Any]] = {}
         self._pending: set[str] = set()
         self._seen: dict[str, float] = {}
+        # per object: when it was first seen, and each status it was seen with since expect()
+        self._first: dict[str, float] = {}
+        self._statuses: dict[str, list[tuple[float, str | None]]] = {}
         self._predicate: Predicate = lambda _: False
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -319,6 +322,7 @@ class Tracker:
             self._pending = set(names)
             for name in self._pending:
                 self._seen.pop(name, None)
+                self._statuses.pop(name, None)
             for name in list(self._pending):
                 obj = self._latest.get(name)
                 if obj is not None:
@@ -340,6 +344,12 @@ class Tracker:
                     )
                 self._lock.wait(min(left, 1.0))
             return dict(self._seen)
+
+    def status_changes(self) -> dict[str, list[tuple[float, str | None]]]:
+        """Per object, each status written since `expect` (seconds after it was first seen,
+        its `status.ready`); the status it was created with is not one."""
+        with self._lock:
+            return {name: list(seen) for name, seen in self._statuses.items()}
 
     def latest(self, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -377,7 +387,14 @@ class Tracker:
             if kind == "DELETED":
                 self._latest.pop(name, None)
                 return
+            before = self._latest.get(name)
             self._latest[name] = obj
+            self._first.setdefault(name, stamp)
+            status = obj.get("status") or {}
+            if before is not None and (before.get("status") or {}) != status:
+                self._statuses.setdefault(name, []).append(
+                    (round(stamp - self._first[name], 3), status.get("ready"))
+                )
             self._check(name, obj, stamp)
 
     def _list(self) -> str:

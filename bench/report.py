@@ -74,6 +74,30 @@ def summarize(values: Sequence[float]) -> dict[str, float | int]:
     }
 
 
+def repeated_statuses(
+    changes: Mapping[str, Sequence[tuple[float, str | None]]],
+) -> dict[str, Any]:
+    """Which objects had their status written more than once, and what the first write said.
+
+    `changes` holds, per object, each status it was seen with (seconds after it was first seen,
+    its `status.ready`). A first status with no Ready pod was written when its wait for its pods
+    ran out; one with some Ready is the record that protects a partly Ready revision.
+    """
+    repeated = {name: seen for name, seen in changes.items() if len(seen) > 1}
+    firsts = [seen[0] for seen in repeated.values()]
+    ready: dict[str, int] = {}
+    for _, said in firsts:
+        ready[str(said)] = ready.get(str(said), 0) + 1
+    return {
+        "with_a_status": sum(1 for seen in changes.values() if seen),
+        "objects": len(repeated),
+        "writes": sum(len(seen) for seen in repeated.values()),
+        "first_ready": dict(sorted(ready.items())),
+        "first_after_seen_seconds": summarize([after for after, _ in firsts]),
+        "examples": sorted(repeated)[:5],
+    }
+
+
 def ratio(value: Any, floor: Any) -> float | None:
     """value / floor, when both are there (and the floor is not zero)."""
     if not isinstance(value, int | float) or not isinstance(floor, int | float) or not floor:
@@ -298,6 +322,16 @@ def _seconds(summary: Mapping[str, Any] | None, key: str) -> Any:
     return (summary or {}).get(key)
 
 
+def _repeated_cell(repeated: Mapping[str, Any] | None) -> str | None:
+    if not repeated:
+        return None
+    ready = ", ".join(f"{said}: {count}" for said, count in repeated["first_ready"].items())
+    after = repeated.get("first_after_seen_seconds") or {}
+    return f"{repeated['objects']}" + (
+        f" ({ready}; written p50 {_fmt(after.get('p50'))} s after create)" if ready else ""
+    )
+
+
 def _target_cell(key: str, value: Any) -> str:
     if key not in TARGETS:
         return ""
@@ -416,6 +450,13 @@ def markdown_table(result: Mapping[str, Any]) -> str:
             "  by verb",
             ", ".join(f"{verb} {_fmt(count / n)}" for verb, count in sorted(writes.items()))
             or None,
+            None,
+            None,
+            "",
+        ),
+        (
+            "  objects with more than one status write: first status's Ready",
+            _repeated_cell(result.get("repeated_statuses")),
             None,
             None,
             "",

@@ -496,6 +496,7 @@ class Bench:
             ),
             "apiserver_requests_delta": report.for_resources(requests, MD_RESOURCES),
             "convergence_cpu": cpu,
+            "repeated_statuses": report.repeated_statuses(tracker.status_changes()),
         }
 
     def settle(self, operator: OperatorProcess, quiet: float = 3.0, limit: float = 30.0) -> float:

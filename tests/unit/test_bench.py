@@ -420,3 +420,20 @@ def test_the_floors_stable_counts_down_as_the_operator_counts_it() -> None:
     pods["b"] = floor_pod("b", old, leaving=True)
     assert ready_of(pods, old) == 1
     assert ready_of(pods, new) == 1
+
+
+def test_objects_whose_status_was_written_more_than_once_are_told_by_their_first_status() -> None:
+    repeated = report.repeated_statuses(
+        {
+            "once": [(3.0, "2/2")],
+            "waited-out": [(10.2, "0/2"), (14.0, "2/2")],
+            "one-ready": [(4.0, "1/2"), (4.5, "2/2")],
+            "one-ready-too": [(6.0, "1/2"), (7.0, "2/2")],
+        }
+    )
+    assert (repeated["with_a_status"], repeated["objects"]) == (4, 3)
+    assert repeated["writes"] == 6
+    assert repeated["first_ready"] == {"0/2": 1, "1/2": 2}
+    assert repeated["first_after_seen_seconds"]["p50"] == 6.0
+    assert "1/2: 2" in report.markdown_table({"n": 4, "repeated_statuses": repeated})
+    assert report.repeated_statuses({"once": [(3.0, "2/2")]})["objects"] == 0
