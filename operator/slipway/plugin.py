@@ -31,24 +31,43 @@ class Conflict(PluginError):
     """The object changed between reading and writing it (its resourceVersion moved on)."""
 
 
+# kubectl's connection flags: (flags, dest, default, action, help)
+_CONNECTION_OPTIONS: tuple[tuple[tuple[str, ...], str, Any, str, str], ...] = (
+    (("-n", "--namespace"), "namespace", None, "store", "namespace (default: the context's)"),
+    (("--context",), "context", None, "store", "kubeconfig context to use"),
+    (("--kubeconfig",), "kubeconfig", None, "store", "kubeconfig file (default: KUBECONFIG)"),
+    (("--as",), "as_user", None, "store", "act as this user, as kubectl --as does"),
+    (
+        ("--as-group",),
+        "as_group",
+        [],
+        "append",
+        "with --as: act as a member of this group, as kubectl --as-group does (once)",
+    ),
+)
+
+
+def _add_connection_options(
+    parser: argparse.ArgumentParser, *, after_the_command: bool = False
+) -> None:
+    """kubectl's connection flags. kubectl takes them before or after the command, so does the
+    plugin: after it they are hidden from the help and leave unset what is not given there
+    (SUPPRESS), so that a flag given before the command still counts."""
+    for flags, dest, default, action, help_ in _CONNECTION_OPTIONS:
+        parser.add_argument(
+            *flags,
+            dest=dest,
+            action=action,
+            default=argparse.SUPPRESS if after_the_command else default,
+            help=argparse.SUPPRESS if after_the_command else help_,
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl slipway", description="Inspect and steer Slipway ModelDeployments."
     )
-    parser.add_argument(
-        "-n", "--namespace", default=None, help="namespace (default: the context's)"
-    )
-    parser.add_argument("--context", default=None, help="kubeconfig context to use")
-    parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG)")
-    parser.add_argument(
-        "--as", dest="as_user", default=None, help="act as this user, as kubectl --as does"
-    )
-    parser.add_argument(
-        "--as-group",
-        action="append",
-        default=[],
-        help="with --as: act as a member of this group, as kubectl --as-group does (once)",
-    )
+    _add_connection_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
         ("status", "a readable summary: revisions, weights, step, last measurements"),
@@ -62,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("name", help="ModelDeployment name")
-        cmd.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        _add_connection_options(cmd, after_the_command=True)
         if name == "promote":
             cmd.add_argument("--full", action="store_true", help="skip the remaining steps")
         if name == "history":
@@ -252,6 +271,13 @@ def format_status(md: Mapping[str, Any]) -> str:
         )
         if parsed.reason is not None:
             out.append(f"           {parsed.reason.value}: {parsed.message}")
+        # who promoted, paused or aborted it (an aborted canary never enters history)
+        for taken in parsed.actions[-5:]:
+            step = "" if taken.step is None else f" (step {taken.step})"
+            out.append(
+                f"  {taken.action:<12} by {taken.by or 'unknown (no admission policy)'} "
+                f"at {taken.at}{step}"
+            )
     conditions = status.get("conditions") or []
     if conditions:
         out.append("Conditions:")

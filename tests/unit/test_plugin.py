@@ -207,6 +207,32 @@ CONDITIONS = [
             [],
             id="a measurement against stable",
         ),
+        pytest.param(
+            {
+                "phase": "Degraded",
+                "observedGeneration": 3,
+                "stable": STABLE,
+                "canary": {
+                    "revision": "bbbb",
+                    "version": "2.1.0",
+                    "state": "Aborted",
+                    "reason": "Aborted",
+                    "message": "aborted by the user",
+                    "step": 1,
+                    "actions": [
+                        {"action": "pause", "at": "2026-12-02T10:00:00Z", "step": 1},
+                        {"action": "abort", "by": "alice", "at": "2026-12-02T10:05:00Z"},
+                    ],
+                },
+            },
+            3,
+            [
+                "  pause        by unknown (no admission policy) at 2026-12-02T10:00:00Z (step 1)",
+                "  abort        by alice at 2026-12-02T10:05:00Z",
+            ],
+            [],
+            id="who paused and who aborted",
+        ),
     ],
 )
 def test_status(
@@ -403,6 +429,19 @@ def test_undo_refuses_with_a_reason(
         (["undo", "fraud", "--to-revision", "2"], {"command": "undo", "to_revision": 2}),
         (["undo", "fraud"], {"command": "undo", "to_revision": None}),
         (["--context", "prod", "history", "fraud"], {"context": "prod", "command": "history"}),
+        # kubectl's flags after the command too (the README's `promote fraud -n ml --as alice`)
+        (
+            ["promote", "fraud", "-n", "ml", "--as", "alice"],
+            {"namespace": "ml", "as_user": "alice", "as_group": []},
+        ),
+        (
+            ["status", "fraud", "--context", "prod", "--kubeconfig", "k", "--as-group", "g"],
+            {"context": "prod", "kubeconfig": "k", "as_group": ["g"], "as_user": None},
+        ),
+        (
+            ["--as", "bob", "--as-group", "g", "-n", "ml", "abort", "fraud"],
+            {"as_user": "bob", "as_group": ["g"], "namespace": "ml", "context": None},
+        ),
     ],
 )
 def test_command_line(argv: list[str], expected: dict[str, Any]) -> None:
