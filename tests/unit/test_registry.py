@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import http.server
+import json
 import threading
 from collections.abc import Iterator, Mapping
 
@@ -345,6 +346,15 @@ def odd_server() -> Iterator[str]:
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
                 self.end_headers()
                 return
+            if self.path.startswith("/code/"):
+                # an error code no MLflow sends: long, with markup and a line break
+                code = "<script>" + "X" * 5000 + "\nlooks like a log line"
+                body = json.dumps({"error_code": code, "message": "no"}).encode()
+                self.send_response(418)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             body = (
                 b"<html>login</html>" if self.path.startswith("/html/") else b"{" + b" " * (2 << 20)
             )
@@ -374,6 +384,14 @@ def test_an_answer_that_is_not_mlflow_s_is_said_in_slipway_s_words(
         resolve(parse_registry_uri("models:/fraud@champion"), f"{odd_server}/{prefix}", {})
     assert caught.value.reason == reason
     assert says in caught.value.message
+
+
+def test_an_error_code_is_said_as_a_word_of_at_most_64_characters(odd_server: str) -> None:
+    with pytest.raises(RegistryError) as caught:
+        resolve(parse_registry_uri("models:/fraud@champion"), f"{odd_server}/code", {})
+    assert caught.value.reason == "RegistryUnreadable"
+    said = caught.value.message.split("answered HTTP 418 ", 1)[1]
+    assert said == "script" + "X" * 58
 
 
 def test_a_registry_nobody_listens_at_is_unavailable() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0
 MAX_ANSWER_BYTES = 1024 * 1024
+# an error code as said in a condition: letters, digits and underscores, this many at most
+_ERROR_CODE = re.compile(r"[^A-Za-z0-9_]")
+MAX_ERROR_CODE = 64
 TOKEN = "MLFLOW_TRACKING_TOKEN"
 USERNAME = "MLFLOW_TRACKING_USERNAME"
 PASSWORD = "MLFLOW_TRACKING_PASSWORD"
@@ -156,7 +160,9 @@ def _get(
         )
     if 200 <= status <= 299:
         return data
-    code = str(data.get("error_code") or "")
+    # MLflow's codes are words such as RESOURCE_DOES_NOT_EXIST: anything else a server sends
+    # (it ends up in a condition and an Event) is cut to that
+    code = _ERROR_CODE.sub("", str(data.get("error_code") or ""))[:MAX_ERROR_CODE]
     said = str(data.get("message") or "")
     log.info("%s: GET %s: HTTP %s %s: %s", where, path, status, code, said)
     # MLflow says "not found" with a 404, or (an alias of a model that exists) with a 400

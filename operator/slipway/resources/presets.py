@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slipway.api import PRESET_FORMATS, Protocol, RevisionPins, ServingSpec
+from slipway.api.spec import DEFAULT_SHUTDOWN_DELAY_SECONDS
 from slipway.resources.storage import MODEL_DIR
 
 MLSERVER_IMAGE = "docker.io/seldonio/mlserver:1.7.1"
@@ -36,9 +37,6 @@ SLIPWAY_MODEL_ENV = (
 )
 
 
-# A pod told to stop keeps serving this long before SIGTERM: kube-proxy drops a deleted pod's
-# endpoint 0.5-1 s after the deletion on a quiet node (measured), later on a busy one.
-DEFAULT_SHUTDOWN_DELAY_SECONDS = 5
 # After SIGTERM, time for in-flight requests of a server without a preset's own figure.
 DEFAULT_DRAIN_SECONDS = 25
 
