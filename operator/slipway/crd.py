@@ -177,8 +177,9 @@ def openapi_schema() -> dict[str, Any]:
     )
     status["properties"]["kopf"] = KOPF_STATUS
     # a ModelDeployment no operator has looked at yet reads as not observed (kstatus: InProgress,
-    # Argo CD: Progressing) rather than as a status with nothing to say (kstatus: Current)
-    status["default"] = {"observedGeneration": 0}
+    # Argo CD: Progressing) rather than as a status with nothing to say (kstatus: Current), in
+    # phase Pending (`kubectl get md` shows it): what the contract says of a new object
+    status["default"] = {"observedGeneration": 0, "phase": "Pending"}
     return {
         "type": "object",
         "description": inspect.cleandoc(ModelDeployment.__doc__ or ""),

@@ -75,7 +75,7 @@ class Reader:
         def settled() -> tuple[str, str, str, str] | None:
             live = self.k.cluster.kubectl("get", "md", name, "-n", self.k.ns, "-o", "json").stdout
             obj = json.loads(live)
-            seen = (obj.get("status") or {}).get("phase") or "Pending"
+            seen = (obj.get("status") or {}).get("phase")  # Pending: the CRD's default
             if seen != phase:
                 return None
             result = self.compute(live)

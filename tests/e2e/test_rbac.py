@@ -394,7 +394,8 @@ def test_namespaced_install_serves_its_namespace_with_its_own_identity(
         k.wait_phase("iris", "Ready")
         assert k.ready_pods("iris") == 2
         # the unwatched namespace is not served, and the identity may not even look there
-        assert elsewhere.md("iris").get("status") == {"observedGeneration": 0}  # the CRD default
+        # the CRD's default: not observed, Pending
+        assert elsewhere.md("iris").get("status") == {"observedGeneration": 0, "phase": "Pending"}
         assert elsewhere.items("deployments", f"{SELECTOR}=iris") == []
         assert (
             cluster.kubectl(

@@ -86,7 +86,10 @@ class CanaryReason(StrEnum):
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="Ready, Progressing, Degraded, Reconciling or Stalled.")
+    type: str = Field(
+        description="Ready, Progressing, Degraded, Reconciling or Stalled; DigestMismatch when "
+        "the pods run other bytes than the revision recorded, ModelResolved with a models:/ uri."
+    )
     status: str = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="One CamelCase word for machines.")
     message: str = Field(default="", description="What happened and what to do, for people.")
