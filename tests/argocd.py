@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGOCD = ROOT / "integrations" / "argocd"
-CHECK_DIR = ARGOCD / "serving.slipway.dev" / "ModelDeployment"
+CHECK_DIR = ARGOCD / "resource_customizations" / "serving.slipway.dev" / "ModelDeployment"
 HEALTH_LUA = CHECK_DIR / "health.lua"
 ACTIONS_DIR = CHECK_DIR / "actions"
 DISCOVERY_LUA = ACTIONS_DIR / "discovery.lua"

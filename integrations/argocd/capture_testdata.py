@@ -30,7 +30,13 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import Cluster  # noqa: E402
 from tests.e2e.conftest import Driver, Operator, canary_model_deployment, free_port  # noqa: E402
 
-OUT = Path(__file__).resolve().parent / "serving.slipway.dev" / "ModelDeployment" / "actions"
+OUT = (
+    Path(__file__).resolve().parent
+    / "resource_customizations"
+    / "serving.slipway.dev"
+    / "ModelDeployment"
+    / "actions"
+)
 NAMESPACE = "ml"
 V2 = {"model": {"version": "2.0.0", "uri": "s3://models/fraud/2.0.0"}}
 ACTION_ANNOTATION = "serving.slipway.dev/action"

@@ -40,7 +40,14 @@ from tests.unit.test_rollout import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGOCD_CASES = ROOT / "integrations" / "argocd" / "serving.slipway.dev" / "ModelDeployment"
+ARGOCD_CASES = (
+    ROOT
+    / "integrations"
+    / "argocd"
+    / "resource_customizations"
+    / "serving.slipway.dev"
+    / "ModelDeployment"
+)
 S, R = CanaryState, CanaryReason
 
 
