@@ -97,11 +97,8 @@ RECHECK_SECONDS = 30.0
 # the HTTPRoute is read again this often while it sends the canary any traffic (_requeue_after)
 ROUTE_RECHECK_SECONDS = 10.0
 # a new ModelDeployment's first status waits this long (from its Deployment's creation) for its
-# pods, so that a first deployment that comes up quickly is reported once, Ready. Counted at
-# N=5000 (bench, 2026-12-02): with 10 s, 84 of 5000 first statuses were written before any pod
-# was Ready (on a saturated control plane pods took longer), each followed by a second status
-# and Event; the plain client's pods there take at most 35 s from the Deployment's creation
-FIRST_REPORT_SECONDS = 30.0
+# pods, so that a first deployment that comes up quickly is reported once, Ready
+FIRST_REPORT_SECONDS = 10.0
 
 S = CanaryState
 R = CanaryReason
