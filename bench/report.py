@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -85,9 +86,7 @@ def repeated_statuses(
     """
     repeated = {name: seen for name, seen in changes.items() if len(seen) > 1}
     firsts = [seen[0] for seen in repeated.values()]
-    ready: dict[str, int] = {}
-    for _, said in firsts:
-        ready[str(said)] = ready.get(str(said), 0) + 1
+    ready = Counter(str(said) for _, said in firsts)
     return {
         "with_a_status": sum(1 for seen in changes.values() if seen),
         "objects": len(repeated),
