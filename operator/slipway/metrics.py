@@ -40,7 +40,7 @@ from slipway import __version__
 from slipway.api.status import Phase, Verdict
 
 ReconcileResult = Literal["ok", "requeue", "error"]
-ErrorReason = Literal["conflict", "invalid_spec", "api_error", "analysis_error", "unexpected"]
+ErrorReason = Literal["conflict", "invalid_spec", "api_error", "unexpected"]
 RolloutOutcome = Literal["promoted", "rolled_back", "aborted"]
 WriteVerb = Literal["apply", "patch", "delete", "status", "metadata", "event"]
 NotificationResult = Literal["sent", "failed", "dropped"]
@@ -199,8 +199,7 @@ class SlipwayMetrics:
         )
         self.reconcile_errors = Counter(
             "slipway_reconcile_errors_total",
-            "Reconciles that failed, by reason "
-            "(conflict, invalid_spec, api_error, analysis_error, unexpected).",
+            "Reconciles that failed, by reason (conflict, invalid_spec, api_error, unexpected).",
             ["reason"],
             registry=registry,
         )

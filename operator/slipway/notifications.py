@@ -18,7 +18,13 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from slipway import GROUP
-from slipway.api import Measurement, ModelDeployment, ModelDeploymentStatus, Phase
+from slipway.api import (
+    CanaryState,
+    Measurement,
+    ModelDeployment,
+    ModelDeploymentStatus,
+    Phase,
+)
 from slipway.rollout import Decision
 
 NOTIFY_ANNOTATION = f"{GROUP}/notify"
@@ -46,10 +52,6 @@ MOMENT_OF_EVENT: Mapping[str, Moment] = {
     "Promoted": Moment.PROMOTED,
     "RolledBack": Moment.ROLLED_BACK,
     "Aborted": Moment.ABORTED,
-    # a failure with autoRollback: false holds the canary until someone decides
-    "AnalysisFailed": Moment.HELD,
-    "ProgressDeadlineExceeded": Moment.HELD,
-    "CanaryCrashLooping": Moment.HELD,
 }
 # Events after which the canary may stand at a step that waits for `promote`
 _STEP_EVENTS = frozenset({"CanaryStarted", "Retry", "CanaryStep"})
@@ -114,7 +116,7 @@ def notifications_for(
     before, after = md.status, decision.status
     moments: list[tuple[Moment, str, str]] = []
     for event in decision.events:
-        moment = MOMENT_OF_EVENT.get(event.reason)
+        moment = MOMENT_OF_EVENT.get(event.reason) or _held(after, event.reason)
         if moment is not None:
             moments.append((moment, event.reason, event.message))
         if event.reason in _STEP_EVENTS and _waits_for_promotion(after):
@@ -141,6 +143,14 @@ def notifications_for(
             )
         )
     return result
+
+
+def _held(status: ModelDeploymentStatus, reason: str) -> Moment | None:
+    """HELD for the Event of any failure that holds the canary (autoRollback: false)."""
+    canary = status.canary
+    if canary is None or canary.state is not CanaryState.FAILED or canary.reason is None:
+        return None
+    return Moment.HELD if reason == canary.reason.value else None
 
 
 def _waits_for_promotion(status: ModelDeploymentStatus) -> bool:

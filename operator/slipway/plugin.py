@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from slipway import ACTION_ANNOTATION, GROUP, KIND, VERSION
 from slipway.api import CanaryStatus
-from slipway.governance.annotations import ACTION_BY, UNDO_TO
+from slipway.governance.annotations import ACTION_BY, UNDO_TO, describe_actor
 
 API_VERSION = f"{GROUP}/{VERSION}"
 
@@ -274,10 +274,7 @@ def format_status(md: Mapping[str, Any]) -> str:
         # who promoted, paused or aborted it (an aborted canary never enters history)
         for taken in parsed.actions[-5:]:
             step = "" if taken.step is None else f" (step {taken.step})"
-            out.append(
-                f"  {taken.action:<12} by {taken.by or 'unknown (no admission policy)'} "
-                f"at {taken.at}{step}"
-            )
+            out.append(f"  {taken.action:<12} by {describe_actor(taken.by)} at {taken.at}{step}")
     conditions = status.get("conditions") or []
     if conditions:
         out.append("Conditions:")

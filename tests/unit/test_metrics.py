@@ -70,9 +70,7 @@ def test_reconcile_duration_lands_in_the_right_bucket(m: SlipwayMetrics) -> None
     assert value(m, "slipway_reconcile_duration_seconds_bucket", le="0.1") == 1
 
 
-@pytest.mark.parametrize(
-    "reason", ["conflict", "invalid_spec", "api_error", "analysis_error", "unexpected"]
-)
+@pytest.mark.parametrize("reason", ["conflict", "invalid_spec", "api_error", "unexpected"])
 def test_reconcile_errors_count_by_reason(m: SlipwayMetrics, reason: str) -> None:
     m.record_reconcile_error(reason)  # type: ignore[arg-type]
 

@@ -200,6 +200,23 @@ def test_a_held_failure_asks_for_a_decision() -> None:
     assert rollout.sent[-1].phase == "Degraded"
 
 
+def test_an_approval_that_times_out_with_autorollback_off_asks_for_a_decision() -> None:
+    """Every failure that holds the canary is announced, not only those of analysis and pods."""
+    rollout = deployed(
+        [{"setWeight": 25}, {"approval": {"requiredApprovals": 1, "timeout": "10m"}}],
+        autoRollback=False,
+    )
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    rollout.wait(600)
+    rollout.wait(30)  # held: nothing is said again
+
+    assert rollout.moments() == [Moment.STARTED, Moment.WAITING_FOR_PROMOTION, Moment.HELD]
+    held = rollout.sent[-1]
+    assert (held.reason, held.phase) == ("ApprovalTimedOut", "Degraded")
+    assert "waited 10m for 1 approval" in held.message
+
+
 def test_a_good_analysis_reaches_promotion_with_the_measurements_it_passed() -> None:
     rollout = deployed([{"setWeight": 50}, {"pause": {"duration": "30s"}}], metrics=lambda r: GOOD)
     rollout.change(version="2.0.0")

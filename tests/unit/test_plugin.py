@@ -227,7 +227,7 @@ CONDITIONS = [
             },
             3,
             [
-                "  pause        by unknown (no admission policy) at 2026-12-02T10:00:00Z (step 1)",
+                "  pause        by unknown (no admission stamp) at 2026-12-02T10:00:00Z (step 1)",
                 "  abort        by alice at 2026-12-02T10:05:00Z",
             ],
             [],
