@@ -624,6 +624,67 @@ def test_weights_never_go_to_a_canary_without_ready_pods_and_never_go_backwards_
             assert decision.canary_weight == 0
 
 
+def at_full_weight_behind_a_route(replicas: int) -> Rollout:
+    """A canary at setWeight 100 and paused there: the stable has no pod left."""
+    steps = [{"setWeight": 100}, {"pause": {}}]
+    md = model_deployment(replicas=replicas, rollout=canary_rollout(steps, **GATEWAY))
+    rollout = Rollout.deployed(md)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    stable = rollout.status.stable.revision
+    assert rollout.cluster.snapshot()[stable] == (0, 0)
+    assert rollout.last.canary_weight == 100
+    return rollout
+
+
+def route_weights_while_pods_come(rollout: Rollout) -> list[tuple[int, int, int]]:
+    """(canary weight, Ready stable pods, Ready canary pods) of each reconcile until it settles,
+    the pods asked for getting Ready one reconcile later."""
+    seen = []
+    for _ in range(20):
+        decision = rollout.reconcile()
+        stable, canary = rollout.status.stable.revision, rollout.status.canary
+        seen.append(
+            (
+                decision.canary_weight,
+                rollout.cluster.ready(stable),
+                rollout.cluster.ready(canary.revision) if canary else 0,
+            )
+        )
+        rollout.cluster.settle()
+    return seen
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"replicas": 8}, id="replicas-raised"),
+        pytest.param(
+            {"rollout": canary_rollout([{"setWeight": 50}, {"pause": {}}], **GATEWAY)},
+            id="the-steps-weight-lowered",
+        ),
+    ],
+)
+def test_a_route_gives_a_stable_no_more_than_its_ready_pods_carry_while_the_canary_serves(
+    change: dict[str, Any],
+) -> None:
+    """At 100 % the stable has no pod. More replicas (an HPA) or a lower step weight must not send
+    the stable a share before its pods are Ready: until then the canary keeps the traffic."""
+    rollout = at_full_weight_behind_a_route(replicas=4)
+    rollout.change(**change)
+
+    seen = route_weights_while_pods_come(rollout)
+
+    for weight, stable_ready, canary_ready in seen:
+        if stable_ready == 0 and canary_ready > 0:
+            assert weight == 100, seen
+        if stable_ready > 0 and canary_ready > 0:
+            # the share of each no more than its share of the Ready pods allows
+            assert 100 - weight <= 100 * stable_ready // (stable_ready + canary_ready) + 1, seen
+    expected = 100 if "replicas" in change else 50
+    assert seen[-1][0] == expected, seen
+
+
 def test_a_timed_pause_waits_its_duration_and_asks_to_be_woken_then() -> None:
     steps = [{"setWeight": 50}, {"pause": {"duration": "2m"}}, {"setWeight": 100}]
     rollout = Rollout.deployed(model_deployment(replicas=2, rollout=canary_rollout(steps)))

@@ -88,6 +88,13 @@ def test_canary_replicas_are_ceil_of_weight_times_total_and_at_least_one(
         (100, 60, 10, True, 4),
         (100, 100, 10, True, 0),
         (50, 50, 0, True, 0),
+        (
+            50,
+            100,
+            4,
+            True,
+            2,
+        ),  # the canary carries more than its step: the stable grows to its share
     ],
 )
 def test_stable_replicas_for_a_weight(
@@ -107,6 +114,13 @@ def test_stable_replicas_for_a_weight(
         (50, 1, 4, 4, True, 25),  # the route follows the Ready pods up to the step's weight
         (100, 4, 0, 4, True, 100),
         (100, 4, 0, 4, False, 100),
+        # the stable gets no more than its Ready pods carry: at 100 % it had none
+        (100, 4, 0, 8, True, 100),  # replicas raised from 4 to 8
+        (50, 4, 0, 4, True, 100),  # the step's weight lowered from 100 to 50
+        (50, 4, 1, 4, True, 80),  # then split by the Ready pods until the stable has its share
+        (50, 3, 2, 4, True, 50),
+        (25, 1, 3, 8, True, 25),  # both short of replicas raised from 4 to 8: by the Ready pods
+        (0, 2, 0, 4, True, 0),  # an evaluation's step gives the canary no user traffic
     ],
 )
 def test_weight_in_effect_is_zero_without_ready_pods(

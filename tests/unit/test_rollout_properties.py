@@ -11,9 +11,10 @@ route sometimes missing. Through all of it:
   Ready pods only to a replacement that has at least as many (maxUnavailable 0);
 - Service <name> never takes in a canary's pods before its first weight;
 - a canary with no Ready pod never has weight;
-- with a route, the weight taken back from a canary that goes (rolled back, aborted, withdrawn)
-  goes to the stable no faster than its pods get Ready: a stable with no Ready pod gets none
-  while the canary still has some;
+- with a route, a stable with no Ready pod gets no weight while the canary has Ready pods that
+  users may reach: neither the weight taken back from a canary that goes (rolled back, aborted,
+  withdrawn), nor a running canary's when the stable has fewer pods than its share (replicas
+  raised, or a step's weight lowered, while the canary stands at 100 %);
 - every problem the core was told of is in a condition that names it, and kstatus's Reconciling
   and Stalled are never both True;
 - decide on its own output, with the same observations and time, changes nothing.
@@ -124,11 +125,14 @@ def check(
         assert observed_before.ready(status.canary.revision) > 0, "weight to a canary not Ready"
         if rollout.md.spec.rollout.traffic_routing is not None:
             assert cluster.ready(status.canary.revision) > 0, "route weight to pods just removed"
-    if canary is not None and not ratio and _goes(canary, rollout.revision):
+    if canary is not None and not ratio:
         stable = status.stable.revision
-        if cluster.ready(stable) == 0 and cluster.ready(canary.revision) > 0:
+        goes = _goes(canary, rollout.revision)
+        weighted = goes or weight_at(steps_of(rollout.md, status, canary), canary.step) > 0
+        if weighted and cluster.ready(stable) == 0 and cluster.ready(canary.revision) > 0:
             assert decision.canary_weight == 100, (
-                "route weight handed back to a stable with no Ready pod",
+                "route weight to a stable with no Ready pod while the canary has some",
+                goes,
                 decision.stable_weight,
                 cluster.snapshot(),
             )

@@ -54,12 +54,14 @@ def stable_replicas_for(weight: int, in_effect: int, total: int, *, gateway: boo
     """Stable pods while the canary is at `weight` (and `in_effect` is the traffic it gets now).
 
     With the replica ratio the stable keeps the rest of the pods, never less than one while it
-    serves; with an HTTPRoute it keeps what the traffic still routed to it needs.
+    serves; with an HTTPRoute it keeps what the traffic still routed to it needs, and grows to the
+    step's share while the canary carries more than its step's weight (what the stable's Ready
+    pods cannot carry yet stays with the canary: `weight_in_effect`).
     """
     if total <= 0:
         return 0
     if gateway:
-        return -(-(100 - in_effect) * total // 100)
+        return -(-(100 - min(weight, in_effect)) * total // 100)
     rest = total - canary_replicas_for(weight, total)
     return max(rest, 1) if weight < 100 else rest
 
@@ -70,13 +72,23 @@ def weight_in_effect(
     """The canary's share of traffic now; zero while it has no Ready pod, whatever the step says.
 
     Replica ratio: the canary's share of the Ready pods behind Service <name>. HTTPRoute: the
-    step's weight, but no more than the share of the desired capacity its Ready pods make up.
+    step's weight, but no more than the share of the desired capacity its Ready pods make up; and
+    the stable gets no more than its own Ready pods carry: while they are fewer than its share
+    (replicas raised, or the step's weight lowered, after the stable made room), the two split
+    the traffic by their Ready pods, so a stable with none gets none. A step of weight 0 (an
+    evaluation's) gives the canary no user traffic, whatever the stable has.
     """
     if canary_ready <= 0:
         return 0
-    if gateway:
-        return min(weight, 100 * canary_ready // total) if total > 0 else 0
-    return 100 * canary_ready // (canary_ready + max(stable_ready, 0))
+    ready_ratio = 100 * canary_ready // (canary_ready + max(stable_ready, 0))
+    if not gateway:
+        return ready_ratio
+    if total <= 0 or weight <= 0:
+        return 0
+    share = min(weight, 100 * canary_ready // total)
+    if max(stable_ready, 0) * 100 < (100 - share) * total:
+        share = max(share, ready_ratio)
+    return share
 
 
 def handback_weight(canary_ready: int, stable_ready: int, total: int) -> int:
