@@ -39,7 +39,7 @@ from slipway.rollout import (
     decide,
     heading_for,
 )
-from slipway.rollout.machine import FIRST_REPORT_SECONDS, ROUTE_RECHECK_SECONDS
+from slipway.rollout.machine import FIRST_REPORT_SECONDS, RECHECK_SECONDS, ROUTE_RECHECK_SECONDS
 from slipway.rollout.times import after, rfc3339
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -402,8 +402,16 @@ def test_a_route_sending_the_canary_traffic_is_read_again_until_it_sends_it_none
     paused = rollout.converge()
     assert paused.canary_weight == 25
     assert paused.requeue_after == ROUTE_RECHECK_SECONDS
-    rollout.route_missing = True  # a route that is gone has nothing to put back
-    assert rollout.reconcile().requeue_after != ROUTE_RECHECK_SECONDS
+    # deleted (a prune) and applied again from git with its own weights: looked at as soon
+    rollout.route_missing = True
+    assert rollout.reconcile().requeue_after == ROUTE_RECHECK_SECONDS
+    rollout.reconcile(action=Action.ABORT)
+    rollout.converge()
+    # nothing to put back, but Degraded (TrafficRoutingUnavailable) until it is there again
+    assert rollout.last.canary_weight == 0
+    assert rollout.last.requeue_after == RECHECK_SECONDS
+    rollout.route_missing = False
+    assert rollout.reconcile().requeue_after is None
 
 
 def test_a_new_modeldeployment_is_recorded_as_soon_as_one_of_its_pods_serves() -> None:

@@ -1,10 +1,10 @@
 """Properties of the rollout state machine over many random (but seeded) histories.
 
 Each history starts from a stable revision, Ready or (a GPU shortage) only partly Ready, and then,
-step by step, lets pods get Ready, lets time pass, answers analysis and evaluation Jobs with random
-verdicts, consumes random actions, scales, and changes the spec (new versions, some of them broken,
-some refused by the cluster, some that cannot be served at all; reverts; undos), with the traffic
-route sometimes missing. Through all of it:
+step by step, lets pods get Ready (and some go unready for a moment), lets time pass, answers
+analysis and evaluation Jobs with random verdicts, consumes random actions, scales, and changes
+the spec (new versions, some of them broken, some refused by the cluster, some that cannot be
+served at all; reverts; undos), with the traffic route sometimes missing. Through all of it:
 - what serves is never torn down for what does not: the Ready pods that users reach (a canary
   being evaluated behind a Service <name> that selects stable alone is reached by none) never
   drop below what they were (or spec.replicas, if that is lower), so a serving revision loses
@@ -15,6 +15,8 @@ route sometimes missing. Through all of it:
   users may reach: neither the weight taken back from a canary that goes (rolled back, aborted,
   withdrawn), nor a running canary's when the stable has fewer pods than its share (replicas
   raised, or a step's weight lowered, while the canary stands at 100 %);
+- a canary rolled back, aborted or held failed never becomes stable unless someone asks (a
+  retry, a promotion, a new spec): not even when the stable's pods all go unready;
 - every problem the core was told of is in a condition that names it, and kstatus's Reconciling
   and Stalled are never both True;
 - decide on its own output, with the same observations and time, changes nothing.
@@ -163,6 +165,10 @@ def check(
     assert again.requeue_after == decision.requeue_after
 
 
+def cluster_events(decision: Decision) -> list[str]:
+    return [event.reason for event in decision.events]
+
+
 def start(rng: random.Random, md: Any, metrics: Any) -> EvaluatingRollout:
     """A Ready first revision, or (one history in four) one that only part of its pods serve."""
     if rng.random() < 0.75:
@@ -218,7 +224,19 @@ def test_random_histories_keep_what_serves_say_every_problem_and_are_idempotent(
             for job in rollout.jobs.values():
                 if job.outcome is None:
                     job.outcome = gates(*rng.choice(JOB_VERDICTS))
+        elif roll < 0.84:
+            # a readiness blip: some Ready pods of one revision go unready (until a settle)
+            serving = [p for p in rollout.cluster.deployments.values() if p.ready > 0]
+            if serving:
+                pods = rng.choice(serving)
+                pods.ready = rng.randint(0, pods.ready - 1)
         observed = rollout.observe()
         now = rollout.now
+        turned_down = rollout.status.canary if action is None else None
         decision = rollout.reconcile(action=action)
         check(rollout, decision, observed, now)
+        if turned_down is not None and turned_down.state in (*ROLLED_BACK, CanaryState.FAILED):
+            assert decision.status.stable.revision != turned_down.revision, (
+                "a canary turned down became stable with no one asking",
+                cluster_events(decision),
+            )

@@ -88,6 +88,66 @@ def test_a_partly_ready_first_revision_is_replaced_as_a_canary_and_kept_when_it_
     assert rollout.cluster.ready(first) == 2
 
 
+@pytest.mark.parametrize(
+    ("rollout_spec", "turned_down"),
+    [
+        pytest.param({"progressDeadlineSeconds": 60}, "deadline", id="rolled-back"),
+        pytest.param({"progressDeadlineSeconds": 60, "autoRollback": False}, "deadline", id="held"),
+        pytest.param({}, "abort", id="aborted"),
+    ],
+)
+def test_a_canary_turned_down_never_replaces_a_partly_ready_stable_whose_pods_dip(
+    rollout_spec: dict[str, Any], turned_down: str
+) -> None:
+    """A first revision at 2 of 4 Ready (never at full size) whose canary was rolled back, held
+    or aborted: its pods going unready for a moment (a readiness blip under load) must not hand
+    the ModelDeployment to the revision just turned down, nor delete the one that served."""
+    rollout = partly_ready_first(rollout_spec)
+    first = rollout.revision
+    rollout.change(version="2.0.0")
+    second = rollout.revision
+    rollout.cluster.broken[second] = "not-ready"
+    rollout.converge()
+    if turned_down == "abort":
+        rollout.reconcile(action=Action.ABORT)
+    else:
+        rollout.wait(60)
+    assert rollout.status.canary.state in (S.ROLLED_BACK, S.FAILED, S.ABORTED)
+
+    kept = rollout.cluster.replicas(first)  # 4 once rolled back; held: the 2 Ready it had
+    assert kept >= 2
+    rollout.cluster.deployments[first].ready = 0  # the blip
+    decision = rollout.reconcile()
+
+    assert ("Normal", "Replaced") not in rollout.events()
+    assert decision.status.stable.revision == first
+    assert desired(decision)[first] == (kept, "stable"), "a pod of what served was removed"
+    rollout.cluster.deployments[first].ready = 2  # back
+    decision = rollout.reconcile()
+    assert decision.status.stable.revision == first
+    assert rollout.cluster.ready(first) == 2
+
+
+def test_a_retried_canary_replaces_a_stable_that_serves_nothing() -> None:
+    """What was turned down can still be asked for again: a retry (or a new spec) replaces a
+    stable with no Ready pod outright, as before."""
+    rollout = partly_ready_first({"progressDeadlineSeconds": 60})
+    rollout.change(version="2.0.0")
+    second = rollout.revision
+    rollout.cluster.broken[second] = "not-ready"
+    rollout.converge()
+    rollout.wait(60)
+    rollout.cluster.deployments[rollout.status.stable.revision].ready = 0
+    rollout.reconcile()
+    del rollout.cluster.broken[second]
+
+    rollout.reconcile(action=Action.RETRY)
+    decision = rollout.converge()
+
+    assert decision.status.stable.revision == second
+    assert ("Normal", "Replaced") in rollout.events()
+
+
 def test_a_partly_ready_first_revision_goes_only_once_its_replacement_serves_more() -> None:
     rollout = partly_ready_first({"scaleDownDelaySeconds": 30})
     first = rollout.revision

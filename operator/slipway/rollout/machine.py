@@ -195,6 +195,8 @@ def decide(
             )
         else:
             _act(facts, draft, action)
+            # a retry or a promotion of a canary turned down asks for it again
+            _replace_what_serves_nothing(facts, draft)
     if measurements:
         _record_measurements(facts, draft, measurements)
     _record_evaluation(facts, draft)
@@ -610,17 +612,7 @@ def _settle_revisions(facts: Facts, draft: _Draft) -> None:
         )
         status.stable = fresh
         return
-    if stable.revision != facts.revision and not _serves(facts, status):
-        # nothing serves: there is no capacity to protect, replace it outright
-        fresh = _revision_status(facts)
-        draft.note(
-            "Normal",
-            "Replaced",
-            f"revision {stable.revision} ({stable.version}) has no Ready pod; revision "
-            f"{fresh.revision} ({fresh.version}) replaces it",
-            fresh.revision,
-        )
-        status.stable, status.canary = fresh, None
+    if _replace_what_serves_nothing(facts, draft):
         return
     canary = status.canary
     if canary is not None and canary.revision != facts.revision:
@@ -631,12 +623,46 @@ def _settle_revisions(facts: Facts, draft: _Draft) -> None:
         _start_canary(facts, draft)
 
 
+def _replace_what_serves_nothing(facts: Facts, draft: _Draft) -> bool:
+    """Replace the stable outright by the spec's revision when nothing serves (no capacity to
+    protect), unless the spec's revision is the canary just turned down. True if replaced."""
+    status = draft.status
+    stable = draft.stable
+    if (
+        stable.revision == facts.revision
+        or _serves(facts, status)
+        or _turned_down(status, facts.revision)
+    ):
+        return False
+    fresh = _revision_status(facts)
+    draft.note(
+        "Normal",
+        "Replaced",
+        f"revision {stable.revision} ({stable.version}) has no Ready pod; revision "
+        f"{fresh.revision} ({fresh.version}) replaces it",
+        fresh.revision,
+    )
+    status.stable, status.canary = fresh, None
+    return True
+
+
 def _serves(facts: Facts, status: ModelDeploymentStatus) -> bool:
     """Whether the stable (or the canary) serves, or ever served at full size."""
     stable = status.stable
     assert stable is not None
     serving = [stable.revision] + ([status.canary.revision] if status.canary else [])
     return was_ready(status, stable.revision) or any(facts.observed.ready(r) for r in serving)
+
+
+def _turned_down(status: ModelDeploymentStatus, revision: str) -> bool:
+    """Whether `revision` is the canary just rolled back, aborted or held failed: it replaces
+    nothing outright (a stable whose pods dip is kept; a retry or a new spec asks again)."""
+    canary = status.canary
+    return (
+        canary is not None
+        and canary.revision == revision
+        and canary.state in (*ROLLED_BACK, S.FAILED)
+    )
 
 
 def _start_canary(facts: Facts, draft: _Draft) -> None:
@@ -1162,6 +1188,11 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
             # without one, from a stable pod that maxUnavailable lets go
             extra = targets[canary.revision] - canary_replicas_for(step_weight, facts.total)
             stable_target -= max(0, extra - facts.budget.surge)
+            if canary.state is S.FAILED:
+                # held where it is: the stable gives up no more pods to a canary that failed,
+                # not even those that are not Ready for a moment
+                current = min(observed.replicas(stable.revision), facts.total)
+                stable_target = max(stable_target, current)
         if _shields_canary(facts, canary.revision, step_weight, targets[canary.revision]):
             service_revision = stable.revision
             if observed.service_revision != stable.revision:
@@ -1172,6 +1203,10 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
         if not facts.gateway and observed.service_revision == stable.revision:
             idle.add(canary.revision)  # its Ready pods get no user traffic: no capacity
     targets[stable.revision] = stable_target
+    # old revisions (the stable until the last promotion, kept through the scale-down delay) serve
+    # through Service <name> while they have Ready pods: they give up Ready pods first, but only
+    # as far as the others' Ready pods make up for them (a new stable that blips keeps them)
+    targets = {**_kept_revisions(facts, status), **targets}
     replicas = plan_replicas(
         targets,
         observed,
@@ -1183,11 +1218,9 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
     if canary is not None and going and facts.gateway:
         staying = min(facts.reaching_users(canary.revision), replicas[canary.revision])
         weight = handback_weight(staying, observed.ready(stable.revision), facts.total)
-    # old revisions serve no track: their pods are neither capacity to count on nor to protect
-    kept = _kept_revisions(facts, status)
     return _Plan(
-        targets={**kept, **targets},
-        replicas={**kept, **replicas},
+        targets=targets,
+        replicas=replicas,
         weight=weight,
         service_revision=service_revision,
     )
@@ -1263,7 +1296,9 @@ def _requeue_after(facts: Facts, status: ModelDeploymentStatus, weight: int) -> 
 
     The HTTPRoute is not watched (it is the user's, applied by people and GitOps tools): while
     any of its traffic goes to the canary (`weight`), it is read again every ROUTE_RECHECK_SECONDS,
-    so that a route applied again from git mid-canary gets its weights back.
+    so that a route applied again from git mid-canary gets its weights back, even one that was
+    missing or unwired at the last look; otherwise a missing or unwired route is read again
+    every RECHECK_SECONDS, so that its Degraded condition goes when it is fixed.
     """
     moments: list[dt.datetime] = []
     canary = running_canary(facts, status)
@@ -1297,8 +1332,12 @@ def _requeue_after(facts: Facts, status: ModelDeploymentStatus, weight: int) -> 
     if recheck:
         seconds.append(RECHECK_SECONDS)
     route = facts.observed.route
-    if weight > 0 and route is not None and route.exists and route.unwired is None:
+    if weight > 0 and route is not None:
+        # also while it is missing or not wired to our Services: applied again (from git, with
+        # its own weights) it must get ours back soon, or its weights would stand
         seconds.append(ROUTE_RECHECK_SECONDS)
+    elif route is not None and (not route.exists or route.unwired is not None):
+        seconds.append(RECHECK_SECONDS)  # Degraded until it is there: look again, as for a claim
     if not seconds:
         return None
     return max(MIN_REQUEUE_SECONDS, min(seconds))
