@@ -778,6 +778,104 @@ def test_promotion_keeps_the_old_stable_serving_through_the_scale_down_delay() -
     assert decision.requeue_after is None
 
 
+@pytest.mark.parametrize(
+    "routing", [pytest.param({}, id="ratio"), pytest.param(GATEWAY, id="route")]
+)
+def test_an_old_stable_past_its_delay_goes_only_as_its_successor_serves(
+    routing: dict[str, Any],
+) -> None:
+    """Through Service <name> the old stable serves until its delay ends (with a route too: the
+    route's traffic goes to <name>-stable, but <name> selects every serving pod); a new stable
+    that is all unready just then keeps it until the new stable is back."""
+    steps = [{"setWeight": 50}]
+    md = model_deployment(
+        replicas=4, rollout=canary_rollout(steps, scaleDownDelaySeconds=60, **routing)
+    )
+    rollout = Rollout.deployed(md)
+    old = rollout.revision
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    kept = rollout.cluster.replicas(old)
+    assert kept > 0
+    rollout.cluster.deployments[rollout.revision].ready = 0  # the new stable blips
+
+    rollout.now += dt.timedelta(seconds=60)
+    decision = rollout.reconcile()
+
+    assert desired(decision)[old][0] == kept
+    rollout.cluster.settle()
+    assert desired(rollout.converge())[old] == (0, None)
+
+
+def test_a_next_canary_gets_its_surge_while_an_old_stable_is_kept() -> None:
+    """An old stable kept through a long delay takes no room from the next canary's surge."""
+    steps = [{"setWeight": 50}]
+    md = model_deployment(
+        replicas=4,
+        rollout=canary_rollout(
+            steps, scaleDownDelaySeconds=900, progressDeadlineSeconds=600, **GATEWAY
+        ),
+    )
+    rollout = Rollout.deployed(md)
+    first = rollout.revision
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    assert rollout.cluster.replicas(first) > 0
+    rollout.change(version="3.0.0")
+    rollout.converge()
+
+    assert rollout.status.stable.revision == rollout.revision, rollout.cluster.snapshot()
+
+
+@pytest.mark.parametrize(
+    "routing", [pytest.param({}, id="ratio"), pytest.param(GATEWAY, id="route")]
+)
+def test_an_old_stable_that_its_successor_cannot_replace_whole_keeps_no_room(
+    routing: dict[str, Any],
+) -> None:
+    """A new stable left at 3 of 4 Ready after the delay: the old stable's Ready pod stays as
+    capacity (replica ratio), and the next canary still gets its surge and is promoted."""
+    md = model_deployment(
+        replicas=4,
+        rollout=canary_rollout([{"setWeight": 50}], scaleDownDelaySeconds=30, **routing),
+    )
+    rollout = Rollout.deployed(md)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    second = rollout.revision
+    rollout.cluster.broken[second] = "not-ready"
+    rollout.cluster.deployments[second].ready = 3
+    rollout.wait(300)
+    rollout.change(version="3.0.0")
+    rollout.converge()
+
+    assert rollout.status.stable.revision == rollout.revision, rollout.cluster.snapshot()
+
+
+def test_a_held_canary_keeps_the_stable_within_the_surge_when_scaled() -> None:
+    """Held (autoRollback false), the stable gives up no pod it has, but follows kubectl scale
+    and the surge budget both ways."""
+    md = model_deployment(
+        replicas=4,
+        rollout=canary_rollout(
+            [{"setWeight": 50}, {"pause": {}}], analysis=ANALYSIS, autoRollback=False, **GATEWAY
+        ),
+    )
+    rollout = Rollout.deployed(md, metrics=lambda rev: BAD)
+    rollout.change(version="2.0.0")
+    rollout.converge()
+    for _ in range(4):
+        rollout.wait(60)
+    assert rollout.status.canary.state is CanaryState.FAILED
+    stable, canary = rollout.status.stable.revision, rollout.status.canary.revision
+
+    for replicas, surge in ((8, 2), (3, 1)):
+        rollout.change(replicas=replicas)
+        rollout.converge()
+        pods = rollout.cluster.replicas(stable) + rollout.cluster.replicas(canary)
+        assert pods <= replicas + surge, (replicas, rollout.cluster.snapshot())
+
+
 # -- analysis --------------------------------------------------------------------------------------
 
 

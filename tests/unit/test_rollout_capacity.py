@@ -11,6 +11,7 @@ from slipway.rollout import (
     ObservedRevision,
     budget_of,
     canary_replicas_for,
+    plan_leaving,
     plan_replicas,
     resolve_int_or_percent,
     stable_replicas_for,
@@ -209,5 +210,58 @@ def test_plan_replicas_moves_toward_the_targets_without_losing_capacity(
     total = sum(targets.values())  # stable and canary targets split spec.replicas here
     planned = plan_replicas(
         targets, observed(**pods), total=total, budget=budget, grow_freely={"stable"}
+    )
+    assert planned == expected
+
+
+@pytest.mark.parametrize(
+    ("targets", "pods", "ready_elsewhere", "expected"),
+    [
+        pytest.param(
+            {"old": 2}, {"old": (2, 2)}, 4, {"old": 2}, id="in-its-delay-it-keeps-its-pods"
+        ),
+        pytest.param({"old": 0}, {"old": (2, 2)}, 4, {"old": 0}, id="after-it-goes"),
+        pytest.param({"old": 0}, {"old": (2, 2)}, 0, {"old": 2}, id="unless-nothing-else-serves"),
+        pytest.param({"old": 0}, {"old": (3, 3)}, 2, {"old": 2}, id="it-keeps-what-is-missing"),
+        pytest.param({"old": 0}, {"old": (3, 1)}, 0, {"old": 1}, id="its-unready-pods-go"),
+        pytest.param(
+            {"older": 0, "old": 0},
+            {"older": (2, 2), "old": (2, 2)},
+            1,
+            {"older": 2, "old": 1},
+            id="the-first-listed-is-kept-first",
+        ),
+    ],
+)
+def test_old_revisions_leave_as_the_revisions_that_stay_make_up_for_them(
+    targets: dict[str, int],
+    pods: dict[str, tuple[int, int]],
+    ready_elsewhere: int,
+    expected: dict[str, int],
+) -> None:
+    planned = plan_leaving(
+        targets, observed(**pods), ready_elsewhere=ready_elsewhere, total=4, budget=SURGE_ONE
+    )
+    assert planned == expected
+
+
+@pytest.mark.parametrize(
+    ("steady", "expected"),
+    [
+        pytest.param((), {"canary": 4, "stable": 0}, id="unready-pods-go-freely"),
+        pytest.param(("stable",), {"canary": 4, "stable": 2}, id="steady-keeps-them"),
+    ],
+)
+def test_a_steady_revision_gives_up_unready_pods_only_as_the_spare_allows(
+    steady: tuple[str, ...], expected: dict[str, int]
+) -> None:
+    """The stable under a held canary: its 2 pods unready for a moment, the canary's 4 too."""
+    planned = plan_replicas(
+        {"canary": 4, "stable": 0},
+        observed(canary=(4, 0), stable=(2, 0)),
+        total=4,
+        budget=SURGE_ONE,
+        grow_freely={"stable"},
+        steady=steady,
     )
     assert planned == expected

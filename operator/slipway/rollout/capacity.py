@@ -112,6 +112,7 @@ def plan_replicas(
     budget: Budget,
     grow_freely: Collection[str] = (),
     idle: Collection[str] = (),
+    steady: Collection[str] = (),
 ) -> dict[str, int]:
     """Replicas to set now for each revision of `targets`, one safe move toward the targets.
 
@@ -119,7 +120,9 @@ def plan_replicas(
     `grow_freely` (a stable revision restoring its own capacity) grows at once; the others grow
     only within the surge budget. Revisions not in `targets` are about to be deleted and count
     for nothing; nor do the Ready pods of revisions in `idle`, which no user traffic reaches (a
-    canary evaluated behind a Service that selects the stable alone).
+    canary evaluated behind a Service that selects the stable alone). A revision in `steady`
+    gives up its pods, Ready or not, only as far as the spare allows (a stable under a held
+    canary: a pod unready for a moment is not given up).
     """
     current = {rev: observed.replicas(rev) for rev in targets}
     ready = {rev: 0 if rev in idle else min(observed.ready(rev), current[rev]) for rev in targets}
@@ -129,8 +132,9 @@ def plan_replicas(
     for rev, target in targets.items():
         if target >= current[rev]:
             continue
-        # not-Ready pods go freely; Ready ones only as far as the spare allows
-        planned[rev] = max(target, ready[rev] - max(spare, 0))
+        # not-Ready pods go freely (unless steady); Ready ones only as far as the spare allows
+        keep = current[rev] if rev in steady else ready[rev]
+        planned[rev] = max(target, keep - max(spare, 0))
         spare -= ready[rev] - min(ready[rev], planned[rev])
     for rev in grow_freely:
         if rev in targets:
@@ -142,4 +146,33 @@ def plan_replicas(
         grow = min(target - planned[rev], max(room, 0))
         planned[rev] += grow
         room -= grow
+    return planned
+
+
+def plan_leaving(
+    targets: Mapping[str, int],
+    observed: Observed,
+    *,
+    ready_elsewhere: int,
+    total: int,
+    budget: Budget,
+) -> dict[str, int]:
+    """Replicas to set now for old revisions on their way out (`targets`: where each is going).
+
+    Their pods are no capacity for the revisions that stay (those move as if the old ones were
+    not there, and take the whole surge), but the old ones serve through Service <name> until
+    they go: their not-Ready pods go at once, their Ready pods only as far as the `ready_elsewhere`
+    Ready pods of the revisions that stay make up for them (a new stable that is unready for a
+    moment when the scale-down delay ends keeps the old pods until it is back).
+    """
+    short = max(0, total - budget.unavailable - ready_elsewhere)
+    planned: dict[str, int] = {}
+    for rev, target in targets.items():
+        current = observed.replicas(rev)
+        if target >= current:
+            planned[rev] = current
+            continue
+        kept = min(observed.ready(rev), current, short)
+        planned[rev] = max(target, kept)
+        short -= min(observed.ready(rev), planned[rev])
     return planned

@@ -48,6 +48,7 @@ from slipway.api import (
 from slipway.rollout.capacity import (
     canary_replicas_for,
     handback_weight,
+    plan_leaving,
     plan_replicas,
     stable_replicas_for,
     weight_in_effect,
@@ -1188,11 +1189,6 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
             # without one, from a stable pod that maxUnavailable lets go
             extra = targets[canary.revision] - canary_replicas_for(step_weight, facts.total)
             stable_target -= max(0, extra - facts.budget.surge)
-            if canary.state is S.FAILED:
-                # held where it is: the stable gives up no more pods to a canary that failed,
-                # not even those that are not Ready for a moment
-                current = min(observed.replicas(stable.revision), facts.total)
-                stable_target = max(stable_target, current)
         if _shields_canary(facts, canary.revision, step_weight, targets[canary.revision]):
             service_revision = stable.revision
             if observed.service_revision != stable.revision:
@@ -1203,10 +1199,9 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
         if not facts.gateway and observed.service_revision == stable.revision:
             idle.add(canary.revision)  # its Ready pods get no user traffic: no capacity
     targets[stable.revision] = stable_target
-    # old revisions (the stable until the last promotion, kept through the scale-down delay) serve
-    # through Service <name> while they have Ready pods: they give up Ready pods first, but only
-    # as far as the others' Ready pods make up for them (a new stable that blips keeps them)
-    targets = {**_kept_revisions(facts, status), **targets}
+    # held where it is: the stable gives up no pod to a canary that failed, not even one that
+    # is not Ready for a moment
+    held = canary is not None and canary.state is S.FAILED
     replicas = plan_replicas(
         targets,
         observed,
@@ -1214,7 +1209,21 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
         budget=facts.budget,
         grow_freely={stable.revision},
         idle=idle,
+        steady={stable.revision} if held else (),
     )
+    # old revisions (the stable until the last promotion, kept through the scale-down delay):
+    # no capacity to count on, but what serves through Service <name> until the others make up
+    kept = _kept_revisions(facts, status)
+    ready_elsewhere = sum(
+        min(observed.ready(rev), replicas[rev]) for rev in targets if rev not in idle
+    )
+    replicas = {
+        **plan_leaving(
+            kept, observed, ready_elsewhere=ready_elsewhere, total=facts.total, budget=facts.budget
+        ),
+        **replicas,
+    }
+    targets = {**kept, **targets}
     if canary is not None and going and facts.gateway:
         staying = min(facts.reaching_users(canary.revision), replicas[canary.revision])
         weight = handback_weight(staying, observed.ready(stable.revision), facts.total)
