@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import urllib3
+
 from bench import report
 from bench.cluster import (
     Api,
@@ -653,6 +655,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args  # fmt: skip
 
 
+# a write the API server did not answer in time (or answered "busy") is sent again, as the
+# operator's work queue would do it: the floor is not to die of a slow moment of the control plane
+FLOOR_ATTEMPTS = 5
+BUSY = frozenset({429, 500, 502, 503, 504})
+
+
+class PatientKube(Kube):
+    """The bench's own client: Kube, with a timed-out or refused-as-busy request sent again."""
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(1, FLOOR_ATTEMPTS + 1):
+            try:
+                return super()._call(method, path, **kwargs)
+            except ApiError as exc:
+                if exc.status not in BUSY or attempt == FLOOR_ATTEMPTS:
+                    raise
+            except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError):
+                if attempt == FLOOR_ATTEMPTS:
+                    raise
+            time.sleep(min(2.0**attempt, 10.0))
+        raise AssertionError("unreachable")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     where = cluster_dir()
     kubeconfig = where / "kubeconfig"
@@ -666,7 +691,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profile = args.out_dir / f"{stem}-profile.raw"
     bench = Bench(
         api,
-        Kube(api.client),
+        PatientKube(api.client),
         args.client_threads,
         args.timeout or 120.0 + args.n,
         CpuMeter(where),

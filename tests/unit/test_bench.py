@@ -437,3 +437,49 @@ def test_objects_whose_status_was_written_more_than_once_are_told_by_their_first
     assert repeated["first_after_seen_seconds"]["p50"] == 6.0
     assert "1/2: 2" in report.markdown_table({"n": 4, "repeated_statuses": repeated})
     assert report.repeated_statuses({"once": [(3.0, "2/2")]})["objects"] == 0
+
+
+@pytest.mark.parametrize(
+    ("faults", "raised"),
+    [
+        pytest.param(["timeout", "busy"], None, id="sent-again-until-answered"),
+        pytest.param(["timeout"] * 5, "timeout", id="gives-up-after-five"),
+        pytest.param(["not-found"], "not-found", id="a-real-answer-is-not-retried"),
+    ],
+)
+def test_the_bench_client_sends_a_write_again_when_the_server_was_too_slow(
+    monkeypatch: pytest.MonkeyPatch, faults: list[str], raised: str | None
+) -> None:
+    """The floor's writes survive a slow moment of the control plane (an N=5000 run died of one
+    30 s read timeout). The faults are injected: a real API server cannot be made to time out on
+    cue in a unit test."""
+    import urllib3
+    from bench import run as bench_run
+
+    from slipway.kube import ApiError, Kube
+
+    calls: list[str] = []
+    left = list(faults)
+
+    def answer(self: Kube, method: str, path: str, **kwargs: Any) -> Any:
+        calls.append(method)
+        fault = left.pop(0) if left else None
+        if fault == "timeout":
+            raise urllib3.exceptions.ReadTimeoutError(None, path, "read timed out")  # type: ignore[arg-type]
+        if fault == "busy":
+            raise ApiError(503, "Service Unavailable")
+        if fault == "not-found":
+            raise ApiError(404, "Not Found")
+        return {"ok": True}
+
+    monkeypatch.setattr(Kube, "_call", answer)
+    monkeypatch.setattr(bench_run.time, "sleep", lambda seconds: None)
+    kube = bench_run.PatientKube(None)  # type: ignore[arg-type]
+    if raised is None:
+        assert kube._call("PATCH", "/x") == {"ok": True}
+        assert len(calls) == len(faults) + 1
+    else:
+        expected = urllib3.exceptions.TimeoutError if raised == "timeout" else ApiError
+        with pytest.raises(expected):
+            kube._call("PATCH", "/x")
+        assert len(calls) == (bench_run.FLOOR_ATTEMPTS if raised == "timeout" else 1)
