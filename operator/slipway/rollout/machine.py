@@ -1201,7 +1201,7 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
     targets[stable.revision] = stable_target
     # held where it is: the stable gives up no pod to a canary that failed, not even one that
     # is not Ready for a moment
-    held = canary is not None and canary.state is S.FAILED
+    canary_held = canary is not None and canary.state is S.FAILED
     replicas = plan_replicas(
         targets,
         observed,
@@ -1209,7 +1209,7 @@ def _plan(facts: Facts, status: ModelDeploymentStatus) -> _Plan:
         budget=facts.budget,
         grow_freely={stable.revision},
         idle=idle,
-        steady={stable.revision} if held else (),
+        steady={stable.revision} if canary_held else (),
     )
     # old revisions (the stable until the last promotion, kept through the scale-down delay):
     # no capacity to count on, but what serves through Service <name> until the others make up
