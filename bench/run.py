@@ -149,9 +149,14 @@ class FloorSpec:
         manifest["metadata"].pop("ownerReferences", None)
         return manifest
 
-    def service(self, track: str | None, of: FloorSpec | None) -> dict[str, Any]:
+    def service(
+        self, track: str | None, of: FloorSpec | None, serving: FloorSpec | None = None
+    ) -> dict[str, Any]:
+        """Service <name> (track None) or <name>-<track> on the pods of revision `of` (None: on
+        every serving pod), labelled with the version it serves (`serving`'s, or `of`'s)."""
         port = self.md.spec.runtime.port
-        manifest = desired_service(self.md, track, of.revision if of else None, port)
+        version = (serving or of or self).serving.model.version
+        manifest = desired_service(self.md, track, of.revision if of else None, port, version)
         manifest["metadata"].pop("ownerReferences", None)
         return manifest
 
@@ -357,7 +362,7 @@ class Bench:
                     old = FloorSpec.of(name, namespace, stable[name])
                     new = FloorSpec.of(name, namespace, serial, crashing)
                     if crashing:
-                        self.floor_rollback(deployments, pods, old, new)
+                        self.floor_rollback(pods, new)
                     else:
                         self.floor_rollout(deployments, pods, old, new)
                         stable[name] = serial
@@ -398,7 +403,7 @@ class Bench:
         only then does its 0 s pause end and the canary scale to full size. Argo Rollouts' basic
         canary waits for the same (its ReplicaSets at their desired counts)."""
         canary = new.deployment_name
-        self._start_canary(old, new)
+        self._start_canary(new)
         deployments.wait_for(lambda d: ready_replicas(d.get(canary)) >= 1, self.timeout)
         self.kube.apply(new.deployment(old, "stable", 1))
         pods.wait_for(lambda found: ready_of(found, old) <= 1, self.timeout)
@@ -407,27 +412,22 @@ class Bench:
         for manifest in (
             new.deployment(new, "stable", 2),
             new.deployment(old, None, 0),
+            new.service(None, None, new),
             new.service("stable", new),
         ):
             self.kube.apply(manifest)
         self.kube.delete("v1", "Service", new.md.namespace, f"{new.md.name}-canary")
 
-    def _start_canary(self, old: FloorSpec, new: FloorSpec) -> None:
-        """What the operator writes when a canary starts: its Deployment with one pod, Service
-        <name> on every serving pod, <name>-stable on the old revision, <name>-canary on the new."""
-        for manifest in (
-            new.deployment(new, "canary", 1),
-            new.service(None, None),
-            new.service("stable", old),
-            new.service("canary", new),
-        ):
+    def _start_canary(self, new: FloorSpec) -> None:
+        """What the operator writes when a canary starts: its Deployment with one pod and
+        <name>-canary on it (<name>, on every serving pod, and <name>-stable, on the old
+        revision, say the old version until the promotion: they stay as they are)."""
+        for manifest in (new.deployment(new, "canary", 1), new.service("canary", new)):
             self.kube.apply(manifest)
 
-    def floor_rollback(
-        self, deployments: Tracker, pods: Tracker, old: FloorSpec, new: FloorSpec
-    ) -> None:
+    def floor_rollback(self, pods: Tracker, new: FloorSpec) -> None:
         """A version whose pods crash: the canary, until a pod of it fails, then scaled to 0."""
-        self._start_canary(old, new)
+        self._start_canary(new)
 
         def failing(found: Mapping[str, dict[str, Any]]) -> bool:
             return pods_failing(revision_pods(found, new))[0]

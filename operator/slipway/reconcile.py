@@ -502,9 +502,11 @@ class Reconciler:
         wanted: set[str] = set()
         stable_port = canary_port = decision.port
         tracked: dict[str, str] = {}
+        versions: dict[str, str] = {}  # the model version of each revision decided
         for desired in decision.revisions:
             try:
                 serving = ServingSpec.model_validate(desired.serving)
+                versions[desired.revision] = serving.model.version
                 manifest = desired_deployment(
                     md, serving, desired.revision, desired.track, desired.replicas, desired.pinned
                 )
@@ -531,18 +533,32 @@ class Reconciler:
             self._delete_if_ours(md, "apps/v1", "Deployment", live_deployments[name])
 
         live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
-        # every Service listens where the pods it selects do: <name> and <name>-stable on the
-        # stable revision's port until a promotion moves them
-        services = [desired_service(md, None, decision.service_revision, decision.port)]
+        # every Service listens where the pods it selects do (<name> and <name>-stable on the
+        # stable revision's port until a promotion moves them) and is labelled with the version
+        # it serves (<name> on every serving pod: the stable's): a new version's canary leaves
+        # <name> and <name>-stable as they are
+        main = decision.service_revision or tracked.get("stable", "")
+        services = [
+            desired_service(md, None, decision.service_revision, decision.port, versions.get(main))
+        ]
         if "stable" in tracked:
-            services.append(desired_service(md, "stable", tracked["stable"], stable_port))
+            stable = tracked["stable"]
+            services.append(
+                desired_service(md, "stable", stable, stable_port, versions.get(stable))
+            )
         if "canary" in tracked:
-            services.append(desired_service(md, "canary", tracked["canary"], canary_port))
+            canary = tracked["canary"]
+            services.append(
+                desired_service(md, "canary", canary, canary_port, versions.get(canary))
+            )
         elif "stable" in tracked and md.spec.rollout.traffic_routing is not None:
             # the route keeps its backendRef to <name>-canary (at weight 0 between canaries): the
             # Service stays, on the stable's pods, so that a gateway still sending it what the
             # route has just taken away (a promotion, a rollback) reaches pods that serve
-            services.append(desired_service(md, "canary", tracked["stable"], stable_port))
+            stable = tracked["stable"]
+            services.append(
+                desired_service(md, "canary", stable, stable_port, versions.get(stable))
+            )
         for manifest in services:
             live = live_services.get(manifest["metadata"]["name"])
             self._apply_if_changed(key, md, manifest, live)

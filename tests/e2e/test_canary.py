@@ -18,6 +18,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 SELECTOR = "serving.slipway.dev/modeldeployment"
 REVISION = "serving.slipway.dev/revision"
+VERSION = "app.kubernetes.io/version"
 V2 = {"model": {"version": "2.0.0", "uri": "s3://models/fraud/2.0.0"}}
 
 
@@ -99,10 +100,17 @@ def start(k: Driver, md: dict[str, Any]) -> str:
 def test_canary_goes_through_every_step_to_promotion(k: Driver, sampler: ReadySampler) -> None:
     steps = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
     old = start(k, canary_md(steps=steps))
+    before = {name: k.get("service", name) for name in ("fraud", "fraud-stable")}
     k.patch("md", "fraud", {"spec": V2})
 
     c = k.wait("weight 25", lambda: (c := canary(k)).get("weight") == 25 and c)
     assert revision_replicas(k, "fraud", c["revision"]) == math.ceil(0.25 * 4)
+    # the canary leaves fraud and fraud-stable as they were (they serve 1.0.0, and say so)
+    for name, service in before.items():
+        now = k.get("service", name)
+        assert now["metadata"]["resourceVersion"] == service["metadata"]["resourceVersion"], name
+        assert now["metadata"]["labels"][VERSION] == "1.0.0", name
+    assert k.get("service", "fraud-canary")["metadata"]["labels"][VERSION] == "2.0.0"
     c = k.wait(
         "weight 50 and the pause",
         lambda: (c := canary(k)).get("weight") == 50 and status(k)["phase"] == "Paused" and c,
@@ -130,6 +138,8 @@ def test_canary_goes_through_every_step_to_promotion(k: Driver, sampler: ReadySa
     assert (
         k.get("service", "fraud-stable")["spec"]["selector"]["serving.slipway.dev/revision"] == new
     )
+    for name in ("fraud", "fraud-stable"):
+        assert k.get("service", name)["metadata"]["labels"][VERSION] == "2.0.0", name
     ready_floor_held(k, sampler, 4)
 
 
@@ -171,6 +181,9 @@ def test_crash_looping_canary_is_rolled_back(
     )
     assert condition(st, "Degraded")["reason"] == "CanaryCrashLooping"
     assert "CrashLoopBackOff" in condition(st, "Degraded")["message"]
+    # the spec says 2.0.0; what serves is 1.0.0, and its Services say so
+    for name in ("fraud", "fraud-stable"):
+        assert k.get("service", name)["metadata"]["labels"][VERSION] == "1.0.0", name
     ready_floor_held(k, sampler, 4)
 
 

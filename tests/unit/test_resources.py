@@ -461,6 +461,24 @@ def test_services_select_every_pod_or_one_revision(
     assert service["metadata"]["labels"].get("serving.slipway.dev/track") == track
 
 
+@pytest.mark.parametrize(
+    ("track", "revision", "version", "label"),
+    [
+        (None, None, None, "2.1.0"),
+        (None, None, "1.9.0", "1.9.0"),
+        ("stable", "0123456789", "1.9.0", "1.9.0"),
+        ("canary", "abcdef0123", None, "2.1.0"),
+    ],
+)
+def test_a_service_is_labelled_with_the_version_it_serves_else_the_specs(
+    track: str | None, revision: str | None, version: str | None, label: str
+) -> None:
+    """`<name>-stable` says 1.9.0 while a 2.1.0 canary runs (or after it was rolled back), so a
+    new version's canary leaves it as it is."""
+    service = desired_service(model_deployment(), track, revision, 8080, version)
+    assert service["metadata"]["labels"]["app.kubernetes.io/version"] == label
+
+
 def test_services_listen_on_the_runtime_port_and_target_the_named_port() -> None:
     spec = desired_service(model_deployment(), None, None, 9000)["spec"]
     assert spec["type"] == "ClusterIP"

@@ -11,18 +11,24 @@ from slipway.resources.names import service_name
 
 
 def desired_service(
-    md: ModelDeployment, track: str | None, revision: str | None, port: int
+    md: ModelDeployment,
+    track: str | None,
+    revision: str | None,
+    port: int,
+    version: str | None = None,
 ) -> dict[str, Any]:
     """Service `<name>` (track None: every serving pod, the split is the replica ratio; with a
     `revision`, that revision's pods alone: a canary evaluated before its first weight gets no
     user traffic), or `<name>-<track>` selecting the pods of `revision` only.
 
     The target port is the container port's name, so revisions listening on different
-    ports can share Service `<name>`.
+    ports can share Service `<name>`. Its version label is `version`, the version of the pods it
+    selects when they are one revision's (the spec's otherwise): `<name>-stable` says the version
+    it serves, and a new version's canary leaves it as it is.
     """
     if track is not None and revision is None:
         raise ValueError("a track Service needs its revision")
-    labels = child_labels(md, md.model_name, md.spec.model.version, track=track)
+    labels = child_labels(md, md.model_name, version or md.spec.model.version, track=track)
     return {
         "apiVersion": "v1",
         "kind": "Service",
