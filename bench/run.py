@@ -153,10 +153,10 @@ class FloorSpec:
         self, track: str | None, of: FloorSpec | None, serving: FloorSpec | None = None
     ) -> dict[str, Any]:
         """Service <name> (track None) or <name>-<track> on the pods of revision `of` (None: on
-        every serving pod), labelled with the version it serves (`serving`'s, or `of`'s)."""
+        every serving pod), labelled with the model it serves (`serving`'s, or `of`'s)."""
         port = self.md.spec.runtime.port
-        version = (serving or of or self).serving.model.version
-        manifest = desired_service(self.md, track, of.revision if of else None, port, version)
+        model = (serving or of or self).serving.model.model_dump(mode="json", by_alias=True)
+        manifest = desired_service(self.md, track, of.revision if of else None, port, model)
         manifest["metadata"].pop("ownerReferences", None)
         return manifest
 

@@ -74,6 +74,7 @@ from slipway.rollout import (
     Claim,
     Decision,
     DesiredEvaluation,
+    DesiredRevision,
     EvaluationOutcome,
     Event,
     Observed,
@@ -501,12 +502,9 @@ class Reconciler:
         }
         wanted: set[str] = set()
         stable_port = canary_port = decision.port
-        tracked: dict[str, str] = {}
-        versions: dict[str, str] = {}  # the model version of each revision decided
         for desired in decision.revisions:
             try:
                 serving = ServingSpec.model_validate(desired.serving)
-                versions[desired.revision] = serving.model.version
                 manifest = desired_deployment(
                     md, serving, desired.revision, desired.track, desired.replicas, desired.pinned
                 )
@@ -522,43 +520,18 @@ class Reconciler:
                 wanted.add(manifest["metadata"]["name"])
                 live = live_deployments.get(manifest["metadata"]["name"])
                 self._apply_if_changed(key, md, manifest, live, desired.revision)
-            # its Services stay on its pods either way
-            if desired.track is not None:
-                tracked[desired.track] = desired.revision
-                if desired.track == "canary":
-                    canary_port = desired.port
-                else:
-                    stable_port = desired.port
+            # its Services stay on its pods either way (desired_services)
+            if desired.track == "canary":
+                canary_port = desired.port
+            elif desired.track == "stable":
+                stable_port = desired.port
         for name in sorted(set(live_deployments) - wanted):
             self._delete_if_ours(md, "apps/v1", "Deployment", live_deployments[name])
 
         live_services = {s["metadata"]["name"]: s for s in self.store.children("Service", key)}
-        # every Service listens where the pods it selects do (<name> and <name>-stable on the
-        # stable revision's port until a promotion moves them) and is labelled with the version
-        # it serves (<name> on every serving pod: the stable's): a new version's canary leaves
-        # <name> and <name>-stable as they are
-        main = decision.service_revision or tracked.get("stable", "")
-        services = [
-            desired_service(md, None, decision.service_revision, decision.port, versions.get(main))
-        ]
-        if "stable" in tracked:
-            stable = tracked["stable"]
-            services.append(
-                desired_service(md, "stable", stable, stable_port, versions.get(stable))
-            )
-        if "canary" in tracked:
-            canary = tracked["canary"]
-            services.append(
-                desired_service(md, "canary", canary, canary_port, versions.get(canary))
-            )
-        elif "stable" in tracked and md.spec.rollout.traffic_routing is not None:
-            # the route keeps its backendRef to <name>-canary (at weight 0 between canaries): the
-            # Service stays, on the stable's pods, so that a gateway still sending it what the
-            # route has just taken away (a promotion, a rollback) reaches pods that serve
-            stable = tracked["stable"]
-            services.append(
-                desired_service(md, "canary", stable, stable_port, versions.get(stable))
-            )
+        services = desired_services(
+            md, decision.revisions, decision.service_revision, decision.port
+        )
         for manifest in services:
             live = live_services.get(manifest["metadata"]["name"])
             self._apply_if_changed(key, md, manifest, live)
@@ -750,6 +723,39 @@ class Reconciler:
         if updated.wire() != status.wire():
             self._write_status(body, updated)
             self.kube.emit_event(body, "Warning", "InvalidSpec", message, now)
+
+
+def desired_services(
+    md: ModelDeployment,
+    revisions: Sequence[DesiredRevision],
+    service_revision: str | None,
+    port: int,
+) -> list[dict[str, Any]]:
+    """Services `<name>`, `<name>-stable` and `<name>-canary` as the decided revisions have them.
+
+    Each listens where the pods it selects do (`<name>` and `<name>-stable` on the stable
+    revision's port until a promotion moves them) and carries the model name and version of the
+    revision it selects (`<name>`, on every serving pod, the stable's): a new version's canary
+    leaves `<name>` and `<name>-stable` as they are. `<name>-canary` exists during a canary, and
+    with a route between canaries too, on the stable's pods: the route keeps its backendRef to it
+    (at weight 0), so a gateway still sending it what the route has just taken away (a promotion,
+    a rollback) reaches pods that serve."""
+    tracked = {d.track: d for d in revisions if d.track is not None}
+    models = {d.revision: d.serving.get("model") or {} for d in revisions}
+    stable, canary = tracked.get("stable"), tracked.get("canary")
+    main = service_revision or (stable.revision if stable is not None else None)
+    services = [desired_service(md, None, service_revision, port, models.get(main or ""))]
+    if stable is not None:
+        services.append(
+            desired_service(md, "stable", stable.revision, stable.port, models[stable.revision])
+        )
+    if canary is None and stable is not None and md.spec.rollout.traffic_routing is not None:
+        canary = stable
+    if canary is not None:
+        services.append(
+            desired_service(md, "canary", canary.revision, canary.port, models[canary.revision])
+        )
+    return services
 
 
 def unreadable_message(exc: ValidationError) -> str:

@@ -10,6 +10,7 @@ import pytest
 from slipway.api import ModelDeployment, RevisionPins
 from slipway.kube import ApiError
 from slipway.reconcile import (
+    desired_services,
     evaluation_result,
     job_ended,
     merge_patch,
@@ -20,6 +21,8 @@ from slipway.reconcile import (
     server_message,
     unbuildable,
 )
+from slipway.rollout import DesiredRevision
+from slipway.rollout.model import Track
 
 PINS = RevisionPins(server_image="docker.io/seldonio/mlserver:1.7.1", pod_shape=2)
 
@@ -301,3 +304,150 @@ def test_each_failing_pod_is_told_with_when_it_was_created_and_a_pod_going_away_
         ("p-new", True, dt.datetime(2024, 5, 1, 12, 5, tzinfo=dt.UTC)),
     ]
     assert pods_failing([leaving]) == (False, None)
+
+
+# --- the Services: where they point, and the model they say they serve ------------------------
+
+NAME, VERSION = "app.kubernetes.io/name", "app.kubernetes.io/version"
+REVISION = "serving.slipway.dev/revision"
+
+
+def iris(version: str = "1.0.0", *, route: bool = False, **model: Any) -> ModelDeployment:
+    spec: dict[str, Any] = {
+        "model": {"version": version, "uri": f"s3://models/iris/{version}", "format": "sklearn"}
+    }
+    spec["model"].update(model)
+    if route:
+        spec["rollout"] = {"trafficRouting": {"gatewayAPI": {"httpRoute": "iris"}}}
+    return ModelDeployment.from_body(
+        {"metadata": {"name": "iris", "namespace": "ml"}, "spec": spec}
+    )
+
+
+def revision(
+    rev: str, version: str, track: Track | None, port: int = 8080, **model: Any
+) -> DesiredRevision:
+    serving = {"model": {"version": version, "uri": f"s3://models/iris/{version}", **model}}
+    return DesiredRevision(rev, serving, 2, track, PINS, port)
+
+
+def services(
+    md: ModelDeployment, revisions: list[DesiredRevision], service_revision: str | None = None
+) -> dict[str, dict[str, Any]]:
+    built = desired_services(md, revisions, service_revision, 8080)
+    return {s["metadata"]["name"]: s for s in built}
+
+
+def said(service: dict[str, Any]) -> tuple[str | None, str, str]:
+    """What a Service selects (a revision, or None: every serving pod) and the model it says."""
+    labels = service["metadata"]["labels"]
+    return service["spec"]["selector"].get(REVISION), labels[NAME], labels[VERSION]
+
+
+# a stable recorded by a newer operator, with a field this one does not know: it cannot be
+# rebuilt (its Deployment is kept as it runs), and its Services still say what it serves
+UNBUILDABLE = DesiredRevision(
+    "s1", {"model": {"version": "1.0.0", "fieldOfANewerOperator": 1}}, 2, "stable", PINS, 8080
+)
+
+
+@pytest.mark.parametrize(
+    "md, revisions, service_revision, expected",
+    [
+        pytest.param(
+            iris(),
+            [revision("s1", "1.0.0", "stable")],
+            None,
+            {"iris": (None, "iris", "1.0.0"), "iris-stable": ("s1", "iris", "1.0.0")},
+            id="one-revision",
+        ),
+        pytest.param(
+            iris("2.0.0"),
+            [revision("c2", "2.0.0", "canary"), revision("s1", "1.0.0", "stable")],
+            None,
+            {
+                "iris": (None, "iris", "1.0.0"),
+                "iris-stable": ("s1", "iris", "1.0.0"),
+                "iris-canary": ("c2", "iris", "2.0.0"),
+            },
+            id="a-canary",
+        ),
+        pytest.param(
+            iris("2.0.0"),
+            [revision("c2", "2.0.0", "canary"), revision("s1", "1.0.0", "stable")],
+            "s1",
+            {
+                "iris": ("s1", "iris", "1.0.0"),
+                "iris-stable": ("s1", "iris", "1.0.0"),
+                "iris-canary": ("c2", "iris", "2.0.0"),
+            },
+            id="the-canary-shielded-by-an-evaluation",
+        ),
+        pytest.param(
+            iris("2.0.0"),
+            [revision("s1", "1.0.0", "stable"), revision("c2", "2.0.0", None)],
+            None,
+            {"iris": (None, "iris", "1.0.0"), "iris-stable": ("s1", "iris", "1.0.0")},
+            id="rolled-back",
+        ),
+        pytest.param(
+            iris("2.0.0", route=True),
+            [revision("s2", "2.0.0", "stable"), revision("o1", "1.0.0", None)],
+            None,
+            {
+                "iris": (None, "iris", "2.0.0"),
+                "iris-stable": ("s2", "iris", "2.0.0"),
+                "iris-canary": ("s2", "iris", "2.0.0"),
+            },
+            id="a-route-between-canaries",
+        ),
+        pytest.param(
+            iris("2.0.0", name="iris-v2"),
+            [revision("c2", "2.0.0", "canary", name="iris-v2"), revision("s1", "1.0.0", "stable")],
+            None,
+            {
+                "iris": (None, "iris", "1.0.0"),
+                "iris-stable": ("s1", "iris", "1.0.0"),
+                "iris-canary": ("c2", "iris-v2", "2.0.0"),
+            },
+            id="a-canary-renaming-the-model",
+        ),
+        pytest.param(
+            iris("2.0.0"),
+            [revision("c2", "2.0.0", "canary"), UNBUILDABLE],
+            None,
+            {
+                "iris": (None, "iris", "1.0.0"),
+                "iris-stable": ("s1", "iris", "1.0.0"),
+                "iris-canary": ("c2", "iris", "2.0.0"),
+            },
+            id="a-stable-this-operator-cannot-rebuild",
+        ),
+        pytest.param(iris("2.0.0"), [], None, {"iris": (None, "iris", "2.0.0")}, id="no-revision"),
+    ],
+)
+def test_each_service_selects_its_revision_and_says_the_model_it_serves(
+    md: ModelDeployment,
+    revisions: list[DesiredRevision],
+    service_revision: str | None,
+    expected: dict[str, tuple[str | None, str, str]],
+) -> None:
+    found = services(md, revisions, service_revision)
+    assert {name: said(service) for name, service in found.items()} == expected
+
+
+@pytest.mark.parametrize("route", [False, True], ids=["ratio", "route"])
+@pytest.mark.parametrize("port", [8080, 9000])
+@pytest.mark.parametrize("name", [None, "iris-v2"])
+def test_a_new_versions_canary_leaves_name_and_name_stable_as_they_are(
+    route: bool, port: int, name: str | None
+) -> None:
+    """What saves two writes when a canary starts: Services <name> and <name>-stable are the
+    same before the canary and while it runs, whatever its version, port and model name."""
+    stable = revision("s1", "1.0.0", "stable")
+    renamed = {"name": name} if name else {}
+    canary = revision("c2", "2.0.0", "canary", port=port, **renamed)
+    alone = services(iris(route=route), [stable])
+    with_canary = services(iris("2.0.0", route=route, **renamed), [canary, stable])
+    for service in ("iris", "iris-stable"):
+        assert with_canary[service] == alone[service], service

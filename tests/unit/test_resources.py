@@ -462,21 +462,23 @@ def test_services_select_every_pod_or_one_revision(
 
 
 @pytest.mark.parametrize(
-    ("track", "revision", "version", "label"),
+    ("track", "revision", "serves", "labels"),
     [
-        (None, None, None, "2.1.0"),
-        (None, None, "1.9.0", "1.9.0"),
-        ("stable", "0123456789", "1.9.0", "1.9.0"),
-        ("canary", "abcdef0123", None, "2.1.0"),
+        (None, None, None, ("fraud", "2.1.0")),
+        (None, None, {"version": "1.9.0"}, ("fraud", "1.9.0")),
+        ("stable", "0123456789", {"name": "fraud-v1", "version": "1.9.0"}, ("fraud-v1", "1.9.0")),
+        ("canary", "abcdef0123", {}, ("fraud", "2.1.0")),
     ],
 )
-def test_a_service_is_labelled_with_the_version_it_serves_else_the_specs(
-    track: str | None, revision: str | None, version: str | None, label: str
+def test_a_service_says_the_model_it_serves_else_the_specs(
+    track: str | None, revision: str | None, serves: dict[str, str] | None, labels: tuple[str, str]
 ) -> None:
     """`<name>-stable` says 1.9.0 while a 2.1.0 canary runs (or after it was rolled back), so a
-    new version's canary leaves it as it is."""
-    service = desired_service(model_deployment(), track, revision, 8080, version)
-    assert service["metadata"]["labels"]["app.kubernetes.io/version"] == label
+    new version's canary leaves it as it is; a revision's model without a name is served under
+    the ModelDeployment's name, as its Deployment says."""
+    service = desired_service(model_deployment(), track, revision, 8080, serves)
+    found = service["metadata"]["labels"]
+    assert (found["app.kubernetes.io/name"], found["app.kubernetes.io/version"]) == labels
 
 
 def test_services_listen_on_the_runtime_port_and_target_the_named_port() -> None:

@@ -161,8 +161,9 @@ class ModelSpec(ApiModel):
         max_length=63,
         pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$",
         description="Version of the model, e.g. 2.1.0; shown in status and as the "
-        "app.kubernetes.io/version label. Required, except with a models:/ uri (the registry's "
-        "version).",
+        "app.kubernetes.io/version label of its revision's Deployment and pods (and of the "
+        "Services once that revision is stable). Required, except with a models:/ uri (the "
+        "registry's version).",
     )
     uri: str = Field(
         min_length=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from slipway.api import ModelDeployment
@@ -15,20 +16,25 @@ def desired_service(
     track: str | None,
     revision: str | None,
     port: int,
-    version: str | None = None,
+    serves: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Service `<name>` (track None: every serving pod, the split is the replica ratio; with a
     `revision`, that revision's pods alone: a canary evaluated before its first weight gets no
     user traffic), or `<name>-<track>` selecting the pods of `revision` only.
 
     The target port is the container port's name, so revisions listening on different
-    ports can share Service `<name>`. Its version label is `version`, the version of the pods it
-    selects when they are one revision's (the spec's otherwise): `<name>-stable` says the version
-    it serves, and a new version's canary leaves it as it is.
+    ports can share Service `<name>`. Its model name and version labels are those of `serves`
+    (the recorded `model` of the revision it serves, as that revision's Deployment has them),
+    else the spec's.
     """
     if track is not None and revision is None:
         raise ValueError("a track Service needs its revision")
-    labels = child_labels(md, md.model_name, version or md.spec.model.version, track=track)
+    if serves is None:
+        name, version = md.model_name, md.spec.model.version
+    else:
+        name = str(serves.get("name") or md.name)
+        version = str(serves.get("version") or md.spec.model.version)
+    labels = child_labels(md, name, version, track=track)
     return {
         "apiVersion": "v1",
         "kind": "Service",
