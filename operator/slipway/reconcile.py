@@ -741,19 +741,21 @@ def desired_services(
     (at weight 0), so a gateway still sending it what the route has just taken away (a promotion,
     a rollback) reaches pods that serve."""
     tracked = {d.track: d for d in revisions if d.track is not None}
-    models = {d.revision: d.serving.get("model") or {} for d in revisions}
+    models = {
+        d.revision: model for d in revisions if isinstance(model := d.serving.get("model"), Mapping)
+    }
     stable, canary = tracked.get("stable"), tracked.get("canary")
     main = service_revision or (stable.revision if stable is not None else None)
     services = [desired_service(md, None, service_revision, port, models.get(main or ""))]
     if stable is not None:
         services.append(
-            desired_service(md, "stable", stable.revision, stable.port, models[stable.revision])
+            desired_service(md, "stable", stable.revision, stable.port, models.get(stable.revision))
         )
     if canary is None and stable is not None and md.spec.rollout.traffic_routing is not None:
         canary = stable
     if canary is not None:
         services.append(
-            desired_service(md, "canary", canary.revision, canary.port, models[canary.revision])
+            desired_service(md, "canary", canary.revision, canary.port, models.get(canary.revision))
         )
     return services
 

@@ -338,10 +338,12 @@ def services(
     return {s["metadata"]["name"]: s for s in built}
 
 
-def said(service: dict[str, Any]) -> tuple[str | None, str, str]:
-    """What a Service selects (a revision, or None: every serving pod) and the model it says."""
+def said(service: dict[str, Any]) -> tuple[str | None, int, str, str]:
+    """What a Service selects (a revision, or None: every serving pod), the port it listens on,
+    and the model it says it serves."""
     labels = service["metadata"]["labels"]
-    return service["spec"]["selector"].get(REVISION), labels[NAME], labels[VERSION]
+    port = service["spec"]["ports"][0]["port"]
+    return service["spec"]["selector"].get(REVISION), port, labels[NAME], labels[VERSION]
 
 
 # a stable recorded by a newer operator, with a field this one does not know: it cannot be
@@ -358,28 +360,28 @@ UNBUILDABLE = DesiredRevision(
             iris(),
             [revision("s1", "1.0.0", "stable")],
             None,
-            {"iris": (None, "iris", "1.0.0"), "iris-stable": ("s1", "iris", "1.0.0")},
+            {"iris": (None, 8080, "iris", "1.0.0"), "iris-stable": ("s1", 8080, "iris", "1.0.0")},
             id="one-revision",
         ),
         pytest.param(
             iris("2.0.0"),
-            [revision("c2", "2.0.0", "canary"), revision("s1", "1.0.0", "stable")],
+            [revision("c2", "2.0.0", "canary", port=9090), revision("s1", "1.0.0", "stable")],
             None,
             {
-                "iris": (None, "iris", "1.0.0"),
-                "iris-stable": ("s1", "iris", "1.0.0"),
-                "iris-canary": ("c2", "iris", "2.0.0"),
+                "iris": (None, 8080, "iris", "1.0.0"),
+                "iris-stable": ("s1", 8080, "iris", "1.0.0"),
+                "iris-canary": ("c2", 9090, "iris", "2.0.0"),
             },
-            id="a-canary",
+            id="a-canary-on-another-port",
         ),
         pytest.param(
             iris("2.0.0"),
             [revision("c2", "2.0.0", "canary"), revision("s1", "1.0.0", "stable")],
             "s1",
             {
-                "iris": ("s1", "iris", "1.0.0"),
-                "iris-stable": ("s1", "iris", "1.0.0"),
-                "iris-canary": ("c2", "iris", "2.0.0"),
+                "iris": ("s1", 8080, "iris", "1.0.0"),
+                "iris-stable": ("s1", 8080, "iris", "1.0.0"),
+                "iris-canary": ("c2", 8080, "iris", "2.0.0"),
             },
             id="the-canary-shielded-by-an-evaluation",
         ),
@@ -387,17 +389,17 @@ UNBUILDABLE = DesiredRevision(
             iris("2.0.0"),
             [revision("s1", "1.0.0", "stable"), revision("c2", "2.0.0", None)],
             None,
-            {"iris": (None, "iris", "1.0.0"), "iris-stable": ("s1", "iris", "1.0.0")},
+            {"iris": (None, 8080, "iris", "1.0.0"), "iris-stable": ("s1", 8080, "iris", "1.0.0")},
             id="rolled-back",
         ),
         pytest.param(
             iris("2.0.0", route=True),
-            [revision("s2", "2.0.0", "stable"), revision("o1", "1.0.0", None)],
+            [revision("s2", "2.0.0", "stable", port=9000), revision("o1", "1.0.0", None)],
             None,
             {
-                "iris": (None, "iris", "2.0.0"),
-                "iris-stable": ("s2", "iris", "2.0.0"),
-                "iris-canary": ("s2", "iris", "2.0.0"),
+                "iris": (None, 8080, "iris", "2.0.0"),
+                "iris-stable": ("s2", 9000, "iris", "2.0.0"),
+                "iris-canary": ("s2", 9000, "iris", "2.0.0"),
             },
             id="a-route-between-canaries",
         ),
@@ -406,9 +408,9 @@ UNBUILDABLE = DesiredRevision(
             [revision("c2", "2.0.0", "canary", name="iris-v2"), revision("s1", "1.0.0", "stable")],
             None,
             {
-                "iris": (None, "iris", "1.0.0"),
-                "iris-stable": ("s1", "iris", "1.0.0"),
-                "iris-canary": ("c2", "iris-v2", "2.0.0"),
+                "iris": (None, 8080, "iris", "1.0.0"),
+                "iris-stable": ("s1", 8080, "iris", "1.0.0"),
+                "iris-canary": ("c2", 8080, "iris-v2", "2.0.0"),
             },
             id="a-canary-renaming-the-model",
         ),
@@ -417,20 +419,32 @@ UNBUILDABLE = DesiredRevision(
             [revision("c2", "2.0.0", "canary"), UNBUILDABLE],
             None,
             {
-                "iris": (None, "iris", "1.0.0"),
-                "iris-stable": ("s1", "iris", "1.0.0"),
-                "iris-canary": ("c2", "iris", "2.0.0"),
+                "iris": (None, 8080, "iris", "1.0.0"),
+                "iris-stable": ("s1", 8080, "iris", "1.0.0"),
+                "iris-canary": ("c2", 8080, "iris", "2.0.0"),
             },
             id="a-stable-this-operator-cannot-rebuild",
         ),
-        pytest.param(iris("2.0.0"), [], None, {"iris": (None, "iris", "2.0.0")}, id="no-revision"),
+        pytest.param(
+            iris("2.0.0", name="iris-v2"),
+            [DesiredRevision("s1", {"model": "?"}, 2, "stable", PINS, 8080)],
+            None,
+            {
+                "iris": (None, 8080, "iris-v2", "2.0.0"),
+                "iris-stable": ("s1", 8080, "iris-v2", "2.0.0"),
+            },
+            id="a-recorded-model-it-cannot-read-says-the-specs",
+        ),
+        pytest.param(
+            iris("2.0.0"), [], None, {"iris": (None, 8080, "iris", "2.0.0")}, id="no-revision"
+        ),
     ],
 )
 def test_each_service_selects_its_revision_and_says_the_model_it_serves(
     md: ModelDeployment,
     revisions: list[DesiredRevision],
     service_revision: str | None,
-    expected: dict[str, tuple[str | None, str, str]],
+    expected: dict[str, tuple[str | None, int, str, str]],
 ) -> None:
     found = services(md, revisions, service_revision)
     assert {name: said(service) for name, service in found.items()} == expected

@@ -161,9 +161,10 @@ class ModelSpec(ApiModel):
         max_length=63,
         pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$",
         description="Version of the model, e.g. 2.1.0; shown in status and as the "
-        "app.kubernetes.io/version label of its revision's Deployment and pods (and of the "
-        "Services once that revision is stable). Required, except with a models:/ uri (the "
-        "registry's version).",
+        "app.kubernetes.io/version label: of its revision's Deployment, pods and Service "
+        "<name>-canary, of Services <name> and <name>-stable once that revision is stable, and "
+        "of the HPA, PodMonitor and evaluation Jobs at once. Required, except with a models:/ "
+        "uri (the registry's version).",
     )
     uri: str = Field(
         min_length=1,
