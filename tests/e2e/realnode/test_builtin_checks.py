@@ -67,9 +67,12 @@ def test_a_canary_that_errs_is_rolled_back_by_the_built_in_error_rate_check(
     assert "model_infer_request_failure_total" in measured["query"]
     assert f'revision="{canary}"' in measured["query"]
     assert measured["samples"] >= 20
-    # the servers' own counters say what the load generator saw: one answer in ten or so fails
+    # the servers' own counters say what the load generator saw (one answer in ten or so fails),
+    # or less: the measurement that rolls the canary back is the first one over max, and early in
+    # a canary increase() cannot see what a failure series counted before its first scrape (a CI
+    # run measured 0.054 where the load generator counted about 0.13); never more
     assert answered > 0
-    assert abs(measured["value"] - errors / answered) <= 0.05, (measured, errors, answered)
+    assert 0.05 < measured["value"] <= errors / answered + 0.05, (measured, errors, answered)
 
 
 def test_a_good_canary_is_promoted_by_built_in_checks_against_stable(
