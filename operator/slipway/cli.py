@@ -52,6 +52,15 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "starts, so a newer replica stands by behind the active one)",
     )
     run.add_argument(
+        "--peering-lifetime",
+        type=_lifetime,
+        default=60,
+        metavar="SECONDS",
+        help="how long a peer's keep-alive lasts (kopf's, default 60; kopf writes one every "
+        "5-10 s less): a dead active peer is replaced within it, and an operator first acts that "
+        "long after it began to see the peering object",
+    )
+    run.add_argument(
         "--operator-image",
         default=os.environ.get("SLIPWAY_OPERATOR_IMAGE", DEFAULT_OPERATOR_IMAGE),
         help="image of the model-fetching init containers (Slipway's own image)",
@@ -105,6 +114,15 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then KUBECONFIG)"
     )
+
+
+def _lifetime(text: str) -> int:
+    seconds = int(text)
+    if seconds < 5:
+        raise argparse.ArgumentTypeError(
+            "at least 5 seconds (kopf writes a keep-alive each second)"
+        )
+    return seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,6 +234,7 @@ def run_operator(args: argparse.Namespace) -> int:
             peering=args.peering,
             identity=identity,
             priority=priority or 0,
+            peering_lifetime=args.peering_lifetime,
             pod_monitors=args.pod_monitors,
         )
     )

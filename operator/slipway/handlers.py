@@ -66,6 +66,7 @@ class Options:
     peering: str | None = None  # the kopf peering object, when peered
     identity: str = ""  # this operator's identity in the peering
     priority: int = 0  # and its priority
+    peering_lifetime: int = 60  # seconds a keep-alive lasts (kopf's settings.peering.lifetime)
     pod_monitors: bool = True  # manage a PodMonitor per ModelDeployment (when the CRD exists)
 
 
@@ -218,6 +219,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Slipway records its own Events; kopf's per-log-line Events would multiply the writes
     settings.posting.enabled = False
     settings.networking.request_timeout = 60
+    settings.peering.lifetime = _options.peering_lifetime
     store = Store()
     kube = Kube(_options.api_client)
     pod_monitors = None
@@ -255,6 +257,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
             _options.identity,
             _options.priority,
             _peering_changed,
+            lifetime=_options.peering_lifetime,
         )
     _runtime = Runtime(store=store, queue=queue, reconciler=reconciler, watches=watches, gate=gate)
     if gate is None:
@@ -306,6 +309,8 @@ def _peering_changed(active: bool) -> None:
 
 async def _take_over() -> None:
     rt = runtime()
+    if rt.gate is not None and not rt.gate.active:
+        return  # outranked again before this ran: a standby starts no watch
     if not await _start_watches(rt) or (rt.gate is not None and not rt.gate.active):
         return  # outranked again meanwhile (its own change stopped the watches)
     rt.queue.resume()

@@ -7,6 +7,14 @@ same KopfPeering object (read only: kopf keeps it) and applies kopf's own rule
 high as ours (an equal one pauses both, as kopf does). Like kopf with --peering, it starts standing
 by, until the first look at the peers says otherwise.
 
+One rule is stricter than kopf's (`may_act`): an operator acts only while its own keep-alive is in
+the object and live, that is while every other peer can see it. kopf acts as soon as no other peer
+outranks it, so two replicas started together both acted until each one's keep-alive reached the
+other (up to a minute when the first keep-alive found no peering object yet: Helm creates it after
+the Deployment); and a peer whose keep-alive was late kept acting after the others had declared it
+dead and taken over. The verdict is also judged again, without a new event, at the moment it would
+change: our own keep-alive's deadline, or that of the peer that outranks us.
+
 Priorities: by default an operator started later has a lower priority than every one started
 before it (`seniority_priority`), so that a rolling upgrade of the operator Deployment never
 preempts the active pod: the new pods stand by until the old one leaves.
@@ -54,6 +62,30 @@ def seniority_priority(now_ns: int | None = None) -> int:
     return -((time.time_ns() if now_ns is None else now_ns) // 1000)
 
 
+def deadline(info: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
+    """When a peer's keep-alive runs out (`now` plus its lifetime when it says no time)."""
+    lifetime = dt.timedelta(seconds=int(info.get("lifetime", DEFAULT_LIFETIME_SECONDS)))
+    seen = info.get("lastseen")
+    last = dt.datetime.fromisoformat(seen) if isinstance(seen, str) else now
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=dt.UTC)
+    return last + lifetime
+
+
+def _blockers(
+    peers: Mapping[str, Mapping[str, Any]], identity: str, priority: int, now: dt.datetime
+) -> dict[str, dt.datetime]:
+    """The live peers other than us whose priority is at least ours, with their deadlines."""
+    return {
+        peer: end
+        for peer, info in peers.items()
+        if peer != identity
+        and isinstance(info, Mapping)
+        and (end := deadline(info, now)) > now  # a dead one: kopf cleans it up
+        and int(info.get("priority", 0)) >= priority
+    }
+
+
 def outranked(
     peers: Mapping[str, Mapping[str, Any]], identity: str, priority: int, now: dt.datetime
 ) -> bool:
@@ -61,19 +93,70 @@ def outranked(
 
     `peers` is the status of a KopfPeering: identity -> {priority, lifetime, lastseen}.
     """
-    for peer, info in peers.items():
-        if peer == identity or not isinstance(info, Mapping):
-            continue
-        lifetime = dt.timedelta(seconds=int(info.get("lifetime", DEFAULT_LIFETIME_SECONDS)))
-        seen = info.get("lastseen")
-        last = dt.datetime.fromisoformat(seen) if isinstance(seen, str) else now
-        if last.tzinfo is None:
-            last = last.replace(tzinfo=dt.UTC)
-        if last + lifetime <= now:
-            continue  # dead: kopf cleans it up
-        if int(info.get("priority", 0)) >= priority:
-            return True
-    return False
+    return bool(_blockers(peers, identity, priority, now))
+
+
+def standby_reason(
+    peers: Mapping[str, Mapping[str, Any]],
+    identity: str,
+    priority: int,
+    now: dt.datetime,
+    *,
+    settled: dt.datetime,
+) -> str | None:
+    """Why this operator must stand by, or None when it may act.
+
+    It may act while its own keep-alive is recorded and live (every other peer sees it, and
+    stands by behind it or outranks it), no live peer outranks it, and `now` is past `settled`:
+    a keep-alive's lifetime after it began to see the peering object, by when every live peer
+    has written its own (kopf writes one at least that often, even while the object is missing).
+    Before that, a peer that outranks us may not be in the object yet: two operators started
+    together would each act until the other's keep-alive came, one after the other.
+    """
+    own = peers.get(identity)
+    if not isinstance(own, Mapping):
+        return "our keep-alive is not in the peering object"
+    if deadline(own, now) <= now:
+        return "our keep-alive ran out (the others may have taken over)"
+    if now < settled:
+        return f"waiting until {settled.isoformat(timespec='seconds')} for every peer's keep-alive"
+    ahead = sorted(_blockers(peers, identity, priority, now))
+    return f"outranked by {', '.join(ahead)}" if ahead else None
+
+
+def may_act(
+    peers: Mapping[str, Mapping[str, Any]],
+    identity: str,
+    priority: int,
+    now: dt.datetime,
+    *,
+    settled: dt.datetime,
+) -> bool:
+    """`standby_reason` is None."""
+    return standby_reason(peers, identity, priority, now, settled=settled) is None
+
+
+def next_verdict(
+    peers: Mapping[str, Mapping[str, Any]],
+    identity: str,
+    priority: int,
+    now: dt.datetime,
+    *,
+    settled: dt.datetime,
+) -> dt.datetime | None:
+    """When `may_act` changes if the object does not: at our own keep-alive's deadline, at
+    `settled`, or at the last deadline of the peers that outrank us; None when only a new event
+    can change it."""
+    own = peers.get(identity)
+    if not isinstance(own, Mapping) or deadline(own, now) <= now:
+        return None  # only our next keep-alive (an event) lets us act
+    ends = [deadline(own, now)]
+    if now < settled:
+        ends.append(settled)
+    blockers = _blockers(peers, identity, priority, now)
+    if blockers:
+        ends.append(max(blockers.values()))
+    return min(ends)
 
 
 class PeeringGate:
@@ -90,6 +173,7 @@ class PeeringGate:
         identity: str,
         priority: int,
         on_change: Callable[[bool], None],
+        lifetime: int = DEFAULT_LIFETIME_SECONDS,
     ) -> None:
         self.api = api
         self.name = name
@@ -103,6 +187,15 @@ class PeeringGate:
         self.active = False
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # the watch threads and the timers judge under one lock, so that `active` and the order
+        # of the `on_change` calls agree
+        self._lock = threading.RLock()
+        self._bodies: dict[str, Mapping[str, Any] | None] = {}
+        self._timers: dict[str, threading.Timer] = {}
+        self._reasons: dict[str, str] = {}  # the last reason to stand by, per scope (for the log)
+        self.lifetime = dt.timedelta(seconds=lifetime)  # our keep-alive's, as kopf is told
+        # since when each scope's peering object has been there without a gap
+        self._seen_since: dict[str, dt.datetime] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -116,6 +209,10 @@ class PeeringGate:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
 
     def _path(self, scope: str) -> str:
         if scope:
@@ -131,20 +228,24 @@ class PeeringGate:
                     self._judge(scope, body)
             except Exception as exc:  # an outage: stand by until we can see the peers again
                 log.warning("peering %s: cannot follow the peers (%s); standing by", self.name, exc)
-                self._judge(scope, None)
+                self._blind(scope, f"cannot see the peering object ({exc.__class__.__name__})")
             self._stop.wait(RETRY_SECONDS)
 
-    def _look(self, scope: str) -> str:
+    def _get(self, scope: str) -> dict[str, Any] | None:
+        """The peering object, or None when there is none."""
         try:
             text = read_ok(send(self.api, "GET", f"{self._path(scope)}/{self.name}"))
         except ApiError as exc:
             if not exc.not_found:
                 raise
-            self._judge(scope, None)  # no peering object: kopf stands by too
-            return ""
+            return None  # no peering object: kopf stands by too
         body: dict[str, Any] = json.loads(text)
+        return body
+
+    def _look(self, scope: str) -> str:
+        body = self._get(scope)
         self._judge(scope, body)
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return str(((body or {}).get("metadata") or {}).get("resourceVersion") or "")
 
     def _watch(self, scope: str, version: str) -> Iterator[dict[str, Any] | None]:
         query = [
@@ -174,14 +275,66 @@ class PeeringGate:
                 yield None if event.get("type") == "DELETED" else event.get("object")
 
     def _judge(self, scope: str, body: Mapping[str, Any] | None) -> None:
-        peers = (body or {}).get("status") or {}
-        now = dt.datetime.now(dt.UTC)
-        self._outranked[scope] = body is None or outranked(peers, self.identity, self.priority, now)
+        """Judge a scope's peering object as it is now (None: there is none)."""
+        with self._lock:
+            self._bodies[scope] = body
+            now = dt.datetime.now(dt.UTC)
+            if body is None:
+                self._seen_since.pop(scope, None)
+                self._verdict(scope, "no peering object", None)
+                return
+            peers = body.get("status") or {}
+            settled = self._seen_since.setdefault(scope, now) + self.lifetime
+            verdict = (self.identity, self.priority, now)
+            reason = standby_reason(peers, *verdict, settled=settled)
+            self._verdict(scope, reason, next_verdict(peers, *verdict, settled=settled))
+
+    def _blind(self, scope: str, reason: str) -> None:
+        """The peers cannot be seen for now: stand by (the object is not known to be gone)."""
+        with self._lock:
+            self._bodies.pop(scope, None)
+            self._verdict(scope, reason, None)
+
+    def _verdict(self, scope: str, reason: str | None, wake: dt.datetime | None) -> None:
+        self._outranked[scope] = reason is not None
+        if reason is not None:
+            self._reasons[scope] = reason
+        timer = self._timers.pop(scope, None)
+        if timer is not None:
+            timer.cancel()
+        if wake is not None and not self._stop.is_set():
+            # a moment after the deadline, so that it has passed by our clock too
+            delay = (wake - dt.datetime.now(dt.UTC)).total_seconds() + 0.05
+            timer = threading.Timer(max(0.0, delay), self._again, args=(scope,))
+            timer.daemon = True
+            self._timers[scope] = timer
+            timer.start()
+        self._decide()
+
+    def _again(self, scope: str) -> None:
+        """A deadline passed with no new event: look at the object afresh (a watch can stall
+        without a word) and judge it; the last one seen if it cannot be read."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            body = self._bodies.get(scope)
+        try:
+            fresh: Mapping[str, Any] | None = self._get(scope)
+        except Exception as exc:
+            log.warning("peering %s: cannot read the peers (%s)", self.name, exc)
+            fresh = body
+        with self._lock:
+            if self._bodies.get(scope) is body and not self._stop.is_set():
+                self._judge(scope, fresh)
+
+    def _decide(self) -> None:
         active = not any(self._outranked.values())
         if active != self.active:
             self.active = active
-            log.info(
-                "peering %s: %s", self.name, "active" if active else "standing by behind a peer"
-            )
+            if active:
+                log.info("peering %s: active", self.name)
+            else:
+                reasons = {self._reasons.get(s, "") for s, out in self._outranked.items() if out}
+                log.info("peering %s: standing by (%s)", self.name, "; ".join(sorted(reasons)))
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._on_change, active)

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.chaos
 
 PEERING = "slipway"
 LEADER, STANDBY = "200", "100"
-# a SIGKILLed leader is seen dead only when its keep-alive expires (kopf's peering lifetime,
-# 60 s); a SIGTERMed one withdraws at once. The short form takes the quick one.
+# a SIGKILLed leader is seen dead only when its keep-alive expires (the peering lifetime, 20 s
+# here: an operator first acts that long after it began to see the peering object); a SIGTERMed
+# one withdraws at once. The short form takes the quick one.
 KILL_SIGNALS = [signal.SIGTERM, signal.SIGKILL] if LONG else [signal.SIGTERM]
 
 
@@ -59,7 +60,10 @@ def peered(
 
     def start(priority: str, log_name: str) -> Operator:
         count = len(peers(cluster, namespace))
-        op = operators("--peering", PEERING, "--priority", priority, log_name=log_name)
+        op = operators(
+            "--peering", PEERING, "--peering-lifetime", "20", "--priority", priority,
+            log_name=log_name,
+        )  # fmt: skip
         until(f"the {log_name}'s keep-alive", lambda: len(peers(cluster, namespace)) > count, 30)
         return op
 

@@ -22,19 +22,31 @@ from tests.e2e.test_canary import V2, canary, canary_md, start, status
 PEERING = "slipway"
 PEERING_CRDS = ROOT / "charts" / "slipway" / "charts" / "kopf-peering" / "crds"
 RESYNC_SECONDS = 2
+# a keep-alive lasts 20 s (kopf writes one every 10-15 s): an operator first acts 20 s after it
+# began to see the peering object, not 60
+LIFETIME = ("--peering-lifetime", "20")
 FAST_RELIST = {"SLIPWAY_RESYNC_SECONDS": str(RESYNC_SECONDS)}
 
 
 @pytest.fixture
-def peering(cluster: Cluster, namespace: str) -> None:
-    """kopf's peering CRDs and the KopfPeering object of the test's namespace."""
+def peering_crds(cluster: Cluster) -> None:
+    """kopf's peering CRDs."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(PEERING_CRDS))
     for crd in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd}")
+
+
+def create_peering(cluster: Cluster, namespace: str) -> None:
     cluster.kubectl(
         "apply", "-n", namespace, "-f", "-",
         input=f"apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata: {{name: {PEERING}}}\n",
     )  # fmt: skip
+
+
+@pytest.fixture
+def peering(cluster: Cluster, namespace: str, peering_crds: None) -> None:
+    """kopf's peering CRDs and the KopfPeering object of the test's namespace."""
+    create_peering(cluster, namespace)
 
 
 def peers(k: Driver) -> dict[str, dict[str, object]]:
@@ -45,7 +57,7 @@ def peers(k: Driver) -> dict[str, dict[str, object]]:
 def peered(k: Driver, operators: OperatorFactory, name: str, *priority: str) -> Operator:
     """An operator in the namespace's peering; returned once its keep-alive is recorded."""
     count = len(peers(k))
-    op = operators("--peering", PEERING, *priority, env=FAST_RELIST, name=name)
+    op = operators("--peering", PEERING, *LIFETIME, *priority, env=FAST_RELIST, name=name)
     k.wait(f"{name}'s keep-alive", lambda: len(peers(k)) > count, timeout=30)
     return op
 
@@ -123,3 +135,28 @@ def test_a_newer_operator_stands_by_behind_the_active_one(
     k.wait("the oldest standby to act", lambda: "Resuming operations" in newer[0].log(), 30)
     time.sleep(2)
     assert all("Resuming operations" not in op.log() for op in newer[1:])
+
+
+def test_peers_started_before_their_peering_object_exists_never_both_act(
+    k: Driver, own_operators: OperatorFactory, peering_crds: None
+) -> None:
+    """As a chart install can start them: Helm creates the KopfPeering object after the
+    Deployment, so two replicas may start before it exists, and kopf's first keep-alives find
+    nothing (the next ones come a lifetime less 5-10 s later). kopf's own rule let both act as
+    soon as the object appeared, each seeing no peer: both reconciled the same ModelDeployment (a
+    CI run of the chart's two replicas saw both make the same 23 writes in one canary). An
+    operator acts only once its own keep-alive is recorded and every peer has had the time to
+    write its own: then exactly one does, the oldest, and the other never writes."""
+    first = own_operators("--peering", PEERING, *LIFETIME, env=FAST_RELIST, name="first")
+    second = own_operators("--peering", PEERING, *LIFETIME, env=FAST_RELIST, name="second")
+    time.sleep(5)  # both kopf's first keep-alives have found no object (the next: 10-15 s later)
+    k.apply(canary_md())
+    time.sleep(2)
+    assert activity(first) == activity(second) == (0, 0)  # no peering object: both stand by
+    create_peering(k.cluster, k.ns)
+    k.wait_phase("fraud", "Ready", timeout=150)
+    k.patch("md", "fraud", {"spec": V2})
+    k.wait("the canary at 25 %", lambda: canary(k).get("weight") == 25, timeout=60)
+    acted = {op.log_dir.name: activity(op) for op in (first, second)}
+    assert acted["second"] == (0, 0), (acted, first.log()[-3000:], second.log()[-3000:])
+    assert acted["first"][1] > 0, acted
