@@ -57,8 +57,8 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=60,
         metavar="SECONDS",
         help="how long a peer's keep-alive lasts (kopf's, default 60; kopf writes one every "
-        "5-10 s less): a dead active peer is replaced within it, and an operator first acts that "
-        "long after it began to see the peering object",
+        "5-10 s less): an operator first acts that long after it began to see the peering "
+        "object, and a standby that has seen it that long replaces a dead active peer within it",
     )
     run.add_argument(
         "--operator-image",

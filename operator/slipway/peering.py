@@ -7,13 +7,18 @@ same KopfPeering object (read only: kopf keeps it) and applies kopf's own rule
 high as ours (an equal one pauses both, as kopf does). Like kopf with --peering, it starts standing
 by, until the first look at the peers says otherwise.
 
-One rule is stricter than kopf's (`may_act`): an operator acts only while its own keep-alive is in
-the object and live, that is while every other peer can see it. kopf acts as soon as no other peer
-outranks it, so two replicas started together both acted until each one's keep-alive reached the
-other (up to a minute when the first keep-alive found no peering object yet: Helm creates it after
-the Deployment); and a peer whose keep-alive was late kept acting after the others had declared it
-dead and taken over. The verdict is also judged again, without a new event, at the moment it would
-change: our own keep-alive's deadline, or that of the peer that outranks us.
+Stricter than kopf (`standby_reason`): an operator acts only while its own keep-alive is in the
+object and live (a second before its deadline by our clock: the peers judge it by theirs), that
+is while every other peer can see it; and only once a keep-alive's lifetime has passed since it
+began to see the object, by when every live peer has written its own. kopf acts as soon as no
+other peer outranks it, so two replicas started together each acted until the other's keep-alive
+came (up to a minute when the first keep-alives found no peering object yet: Helm creates it
+after the Deployment), the younger one handing over to the older a moment later; and a peer whose
+keep-alive was late kept acting after the others had declared it dead and taken over. An
+operator allowed to act waits TAKEOVER_GRACE more, and acts if it still may: a reconcile the peer
+that stood by had begun is most likely over by then. The verdict is judged again without a new
+event at the moment it would change (our own deadline, the settle time, the deadline of the peer
+that outranks us), first on what we hold, then on a fresh read.
 
 Priorities: by default an operator started later has a lower priority than every one started
 before it (`seniority_priority`), so that a rolling upgrade of the operator Deployment never
@@ -45,6 +50,15 @@ log = logging.getLogger(__name__)
 DEFAULT_LIFETIME_SECONDS = 60
 WATCH_SECONDS = 300
 RETRY_SECONDS = 2.0
+# our own keep-alive counts as run out this much before its deadline by our clock: the peers
+# judge it by theirs, a moment later at best
+OWN_MARGIN = dt.timedelta(seconds=1)
+# an operator that may act waits this long first, and acts only if it still may: a reconcile
+# the peer that stood by had begun when it stopped is most likely over by then
+TAKEOVER_GRACE = dt.timedelta(seconds=2)
+# the longest the gate goes without reading the object while only an event could change its
+# verdict (a watch can stall without a word)
+LOOK_AGAIN_SECONDS = 15.0
 
 
 def own_identity() -> str:
@@ -116,7 +130,7 @@ def standby_reason(
     own = peers.get(identity)
     if not isinstance(own, Mapping):
         return "our keep-alive is not in the peering object"
-    if deadline(own, now) <= now:
+    if deadline(own, now) - OWN_MARGIN <= now:
         return "our keep-alive ran out (the others may have taken over)"
     if now < settled:
         return f"waiting until {settled.isoformat(timespec='seconds')} for every peer's keep-alive"
@@ -148,9 +162,9 @@ def next_verdict(
     `settled`, or at the last deadline of the peers that outrank us; None when only a new event
     can change it."""
     own = peers.get(identity)
-    if not isinstance(own, Mapping) or deadline(own, now) <= now:
+    if not isinstance(own, Mapping) or deadline(own, now) - OWN_MARGIN <= now:
         return None  # only our next keep-alive (an event) lets us act
-    ends = [deadline(own, now)]
+    ends = [deadline(own, now) - OWN_MARGIN]
     if now < settled:
         ends.append(settled)
     blockers = _blockers(peers, identity, priority, now)
@@ -196,6 +210,9 @@ class PeeringGate:
         self.lifetime = dt.timedelta(seconds=lifetime)  # our keep-alive's, as kopf is told
         # since when each scope's peering object has been there without a gap
         self._seen_since: dict[str, dt.datetime] = {}
+        self._uids: dict[str, str] = {}  # the object seen since then
+        # since when the verdict has said "may act", for a scope not acting yet
+        self._favourable: dict[str, dt.datetime] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -281,30 +298,58 @@ class PeeringGate:
             now = dt.datetime.now(dt.UTC)
             if body is None:
                 self._seen_since.pop(scope, None)
+                self._favourable.pop(scope, None)
                 self._verdict(scope, "no peering object", None)
                 return
+            uid = str((body.get("metadata") or {}).get("uid") or "")
+            if self._uids.get(scope) != uid:  # the first look, or an object made anew
+                self._uids[scope] = uid
+                self._seen_since[scope] = now
             peers = body.get("status") or {}
-            settled = self._seen_since.setdefault(scope, now) + self.lifetime
+            settled = self._seen_since[scope] + self.lifetime
             verdict = (self.identity, self.priority, now)
             reason = standby_reason(peers, *verdict, settled=settled)
-            self._verdict(scope, reason, next_verdict(peers, *verdict, settled=settled))
+            wake = next_verdict(peers, *verdict, settled=settled)
+            if reason is None and not self._outranked[scope]:
+                self._favourable.pop(scope, None)  # acting already
+            elif reason is None:
+                since = self._favourable.setdefault(scope, now)
+                if now < since + TAKEOVER_GRACE:
+                    reason = "taking over in a moment"
+                    wake = (
+                        since + TAKEOVER_GRACE
+                        if wake is None
+                        else min(wake, since + TAKEOVER_GRACE)
+                    )
+            else:
+                self._favourable.pop(scope, None)
+            self._verdict(scope, reason, wake)
 
     def _blind(self, scope: str, reason: str) -> None:
         """The peers cannot be seen for now: stand by (the object is not known to be gone)."""
         with self._lock:
             self._bodies.pop(scope, None)
+            self._favourable.pop(scope, None)
             self._verdict(scope, reason, None)
 
     def _verdict(self, scope: str, reason: str | None, wake: dt.datetime | None) -> None:
+        now = dt.datetime.now(dt.UTC)
+        if self._stop.is_set():
+            reason, wake = reason or "stopping", None
+        elif wake is None and scope in self._bodies:
+            # only an event could change the verdict: look again now and then all the same
+            wake = now + dt.timedelta(
+                seconds=min(LOOK_AGAIN_SECONDS, self.lifetime.total_seconds() / 4)
+            )
         self._outranked[scope] = reason is not None
         if reason is not None:
             self._reasons[scope] = reason
         timer = self._timers.pop(scope, None)
         if timer is not None:
             timer.cancel()
-        if wake is not None and not self._stop.is_set():
+        if wake is not None:
             # a moment after the deadline, so that it has passed by our clock too
-            delay = (wake - dt.datetime.now(dt.UTC)).total_seconds() + 0.05
+            delay = (wake - now).total_seconds() + 0.05
             timer = threading.Timer(max(0.0, delay), self._again, args=(scope,))
             timer.daemon = True
             self._timers[scope] = timer
@@ -312,17 +357,19 @@ class PeeringGate:
         self._decide()
 
     def _again(self, scope: str) -> None:
-        """A deadline passed with no new event: look at the object afresh (a watch can stall
-        without a word) and judge it; the last one seen if it cannot be read."""
+        """A deadline passed with no new event: judge what we hold by our own clock at once (a
+        keep-alive of ours that is late stands us by now, not after a read that may hang), then
+        read the object afresh (a watch can stall without a word) and judge that."""
         with self._lock:
-            if self._stop.is_set():
-                return
-            body = self._bodies.get(scope)
+            if self._stop.is_set() or scope not in self._bodies:
+                return  # blind: the watch thread looks again by itself
+            body = self._bodies[scope]
+            self._judge(scope, body)
         try:
-            fresh: Mapping[str, Any] | None = self._get(scope)
+            fresh = self._get(scope)
         except Exception as exc:
             log.warning("peering %s: cannot read the peers (%s)", self.name, exc)
-            fresh = body
+            return  # the judgement above has set the next look
         with self._lock:
             if self._bodies.get(scope) is body and not self._stop.is_set():
                 self._judge(scope, fresh)

@@ -71,17 +71,17 @@ def peered(
 
 
 def assert_stood_by(standby: Operator) -> None:
-    """The standby neither reconciled nor wrote; kopf says when a peered operator resumes."""
+    """The standby neither reconciled nor wrote, nor said that it acts (its peering gate)."""
     assert standby.metric("slipway_api_writes_total") == 0, log_of(standby)[-3000:]
     assert standby.metric("slipway_reconcile_total") == 0, log_of(standby)[-3000:]
-    assert "Resuming operations" not in log_of(standby)
+    assert f"peering {PEERING}: active" not in log_of(standby)
 
 
 def hand_over(leader: Operator, standby: Operator, kill: int) -> float:
     """Kill the leader; the seconds until the standby resumed."""
     killed = time.monotonic()
     leader.stop(kill)
-    until("the standby to resume", lambda: "Resuming operations" in log_of(standby), 120)
+    until("the standby to act", lambda: f"peering {PEERING}: active" in log_of(standby), 120)
     return time.monotonic() - killed
 
 

@@ -25,6 +25,8 @@ RESYNC_SECONDS = 2
 # a keep-alive lasts 20 s (kopf writes one every 10-15 s): an operator first acts 20 s after it
 # began to see the peering object, not 60
 LIFETIME = ("--peering-lifetime", "20")
+# what the operator's peering gate logs when it starts or stops acting
+ACTIVE, STANDING_BY = f"peering {PEERING}: active", f"peering {PEERING}: standing by"
 FAST_RELIST = {"SLIPWAY_RESYNC_SECONDS": str(RESYNC_SECONDS)}
 
 
@@ -60,6 +62,12 @@ def peered(k: Driver, operators: OperatorFactory, name: str, *priority: str) -> 
     op = operators("--peering", PEERING, *LIFETIME, *priority, env=FAST_RELIST, name=name)
     k.wait(f"{name}'s keep-alive", lambda: len(peers(k)) > count, timeout=30)
     return op
+
+
+def missed_keep_alive(op: Operator, namespace: str) -> bool:
+    """Whether kopf logged (at debug) a keep-alive that found no peering object."""
+    line = f"Keep-alive in {PEERING!r} in {namespace!r}: not found."
+    return line in op.log()
 
 
 def activity(op: Operator) -> tuple[float, float]:
@@ -105,7 +113,7 @@ def test_an_active_operator_that_is_preempted_drops_its_timers(
     k.patch("md", "fraud", {"spec": V2})
     k.wait("the timed pause", lambda: canary(k).get("step") == 1)
     second = peered(k, operators, "second", "--priority", "200")
-    k.wait("the first to pause", lambda: "Pausing operations" in first.log(), timeout=30)
+    k.wait("the first to pause", lambda: STANDING_BY in first.log(), timeout=30)
     before = activity(first)
     k.wait(
         "the second to finish the timed pause",
@@ -124,17 +132,17 @@ def test_a_newer_operator_stands_by_behind_the_active_one(
     upgrade of the operator Deployment never preempts the active pod, and when it goes the
     oldest of the others takes over."""
     first = peered(k, operators, "first")
-    k.wait("the first to act", lambda: "Resuming operations" in first.log(), timeout=30)
+    k.wait("the first to act", lambda: ACTIVE in first.log(), timeout=60)
     newer = [peered(k, operators, f"newer-{i}") for i in range(3)]
     time.sleep(2)  # each peer has seen the others' keep-alives
-    assert "Pausing operations" not in first.log()
+    assert STANDING_BY not in first.log()
     for op in newer:
-        assert "Resuming operations" not in op.log(), op.log()[-2000:]
+        assert ACTIVE not in op.log(), op.log()[-2000:]
 
     first.stop()
-    k.wait("the oldest standby to act", lambda: "Resuming operations" in newer[0].log(), 30)
+    k.wait("the oldest standby to act", lambda: ACTIVE in newer[0].log(), 60)
     time.sleep(2)
-    assert all("Resuming operations" not in op.log() for op in newer[1:])
+    assert all(ACTIVE not in op.log() for op in newer[1:])
 
 
 def test_peers_started_before_their_peering_object_exists_never_both_act(
@@ -147,9 +155,15 @@ def test_peers_started_before_their_peering_object_exists_never_both_act(
     CI run of the chart's two replicas saw both make the same 23 writes in one canary). An
     operator acts only once its own keep-alive is recorded and every peer has had the time to
     write its own: then exactly one does, the oldest, and the other never writes."""
-    first = own_operators("--peering", PEERING, *LIFETIME, env=FAST_RELIST, name="first")
-    second = own_operators("--peering", PEERING, *LIFETIME, env=FAST_RELIST, name="second")
-    time.sleep(5)  # both kopf's first keep-alives have found no object (the next: 10-15 s later)
+    args = ("--peering", PEERING, *LIFETIME, "--log-level", "debug")
+    first = own_operators(*args, env=FAST_RELIST, name="first")
+    second = own_operators(*args, env=FAST_RELIST, name="second")
+    # both kopf's first keep-alives have found no object (the next come 10-15 s later)
+    k.wait(
+        "both keep-alives to find no peering object",
+        lambda: all(missed_keep_alive(op, k.ns) for op in (first, second)),
+        timeout=10,
+    )
     k.apply(canary_md())
     time.sleep(2)
     assert activity(first) == activity(second) == (0, 0)  # no peering object: both stand by

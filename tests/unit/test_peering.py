@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-import threading
+import time
 from typing import Any
 
 import pytest
@@ -75,6 +75,11 @@ SETTLED = NOW - dt.timedelta(seconds=1)  # every peer has had the time to write 
             SETTLED,
             "our keep-alive ran out (the others may have taken over)",
         ),
+        (  # a second early by our clock: the others judge it by theirs
+            {"me": peer(100, seconds_ago=59.5)},
+            SETTLED,
+            "our keep-alive ran out (the others may have taken over)",
+        ),
         (
             {"me": peer(100)},
             NOW + dt.timedelta(seconds=30),
@@ -95,10 +100,10 @@ def test_an_operator_acts_only_while_its_own_keep_alive_is_live_and_nobody_outra
     [
         ({}, -1, None),  # only our first keep-alive (an event) can change it
         ({"me": peer(100, seconds_ago=61)}, -1, None),
-        ({"me": peer(100, seconds_ago=10)}, -1, 50),  # acting until our own deadline
+        ({"me": peer(100, seconds_ago=10)}, -1, 49),  # acting until a second before our deadline
         ({"me": peer(100, seconds_ago=10)}, 20, 20),  # then waiting for the peers
         ({"me": peer(100, seconds_ago=10), "other": peer(200, seconds_ago=30)}, -1, 30),
-        ({"me": peer(100, seconds_ago=40), "other": peer(200, seconds_ago=5)}, -1, 20),
+        ({"me": peer(100, seconds_ago=40), "other": peer(200, seconds_ago=5)}, -1, 19),
         # the last of the peers that outrank us
         (
             {"me": peer(100, seconds_ago=1), "a": peer(200, seconds_ago=30), "b": peer(300, 20)},
@@ -208,49 +213,92 @@ def test_operators_started_together_never_both_act_and_never_hand_over_while_ali
     assert acted == {0}  # the oldest
 
 
-class FakeApi:
-    """Stands for the API server's answer to the gate's GET of the peering object (a unit test
-    of the gate's timers; the real watch and GET run in tests/e2e/test_peering.py)."""
+class Stub(PeeringGate):
+    """A gate whose read of the peering object answers `body` after `hang` seconds: it stands
+    for the API server (a unit test of the gate's timers; the real watch and read run in
+    tests/e2e/test_peering.py), and a read that hangs is a fault a test cannot ask of it."""
 
-    def __init__(self) -> None:
-        self.body: dict[str, Any] | None = None
-
-
-class ReadsFake(PeeringGate):
-    fake = FakeApi()
+    body: dict[str, Any] | None = None
+    hang = 0.0
 
     def _get(self, scope: str) -> dict[str, Any] | None:
-        return self.fake.body
+        time.sleep(self.hang)
+        return self.body
 
 
 def keep_alive(seconds_left: float) -> dict[str, Any]:
     seen = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60 - seconds_left)
-    return {"status": {"me": {"priority": 100, "lifetime": 60, "lastseen": seen.isoformat()}}}
+    body = {"priority": 100, "lifetime": 60, "lastseen": seen.isoformat()}
+    return {"metadata": {"uid": "u1"}, "status": {"me": body}}
 
 
-def test_the_gate_acts_once_settled_and_stands_by_when_its_keep_alive_runs_out() -> None:
-    """The gate is given one peering object (as its watch would) in which its own keep-alive
-    runs out 1.6 s later; with no new event it acts once a keep-alive's lifetime (here 1 s) has
-    passed since it first saw the object, stands by at the deadline, and acts again on a fresh
-    keep-alive."""
+def gate_changes(hang: float) -> tuple[Stub, list[bool], asyncio.AbstractEventLoop]:
     changes: list[bool] = []
-    done = threading.Event()
     loop = asyncio.new_event_loop()
-
-    def on_change(active: bool) -> None:
-        changes.append(active)
-        if len(changes) == 2:
-            done.set()
-
-    gate = ReadsFake(None, "slipway", (), "me", 100, on_change, lifetime=1)  # type: ignore[arg-type]
+    gate = Stub(None, "slipway", (), "me", 100, changes.append, lifetime=2)  # type: ignore[arg-type]
     gate._loop = loop
-    gate.fake.body = keep_alive(1.6)
-    gate._judge("", gate.fake.body)
+    gate.hang = hang
+    return gate, changes, loop
+
+
+def run_until(loop: asyncio.AbstractEventLoop, check: Any, seconds: float) -> None:
+    async def wait() -> None:
+        deadline = time.monotonic() + seconds
+        while not check() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    loop.run_until_complete(wait())
+
+
+def test_the_gate_acts_once_settled_and_stands_by_a_second_before_its_keep_alive_runs_out() -> None:
+    """The gate is given one peering object (as its watch would) whose own keep-alive runs out 8 s
+    later. With no new event it acts once a keep-alive's lifetime (here 2 s) and the take-over
+    grace (2 s) have passed, stands by a second before the deadline, and acts again, after the
+    grace, on a fresh keep-alive."""
+    gate, changes, loop = gate_changes(hang=0)
+    started = time.monotonic()
+    gate.body = keep_alive(8)
+    gate._judge("", gate.body)
     assert not gate.active  # not settled yet
-    loop.run_until_complete(asyncio.wait_for(asyncio.to_thread(done.wait, 5), 6))
-    assert changes == [True, False] and not gate.active
-    gate.fake.body = keep_alive(60)
-    gate._judge("", gate.fake.body)
-    assert gate.active
+    run_until(loop, lambda: changes == [True], 10)
+    assert changes == [True] and 3.9 < time.monotonic() - started < 7, changes
+    run_until(loop, lambda: changes == [True, False], 10)
+    assert changes == [True, False] and time.monotonic() - started < 7.5
+    gate.body = keep_alive(60)
+    gate._judge("", gate.body)
+    assert not gate.active  # the grace
+    run_until(loop, lambda: changes == [True, False, True], 10)
+    assert changes == [True, False, True]
+    gate.stop()
+    loop.close()
+
+
+def test_a_late_keep_alive_stands_the_gate_by_even_while_its_read_of_the_peers_hangs() -> None:
+    """The active gate's own keep-alive comes late and its reads of the peering object hang (the
+    API server slow for it): it stands by at its deadline by its own clock all the same, not when
+    a read returns (the others take over at that deadline)."""
+    gate, changes, loop = gate_changes(hang=30)
+    started = time.monotonic()
+    gate.body = keep_alive(8)
+    gate._judge("", gate.body)
+    run_until(loop, lambda: changes == [True, False], 12)
+    assert changes == [True, False], changes
+    assert time.monotonic() - started < 7.5
+    gate.stop()
+    loop.close()
+
+
+def test_a_peering_object_made_anew_is_waited_for_again() -> None:
+    """Settled on one object, the gate waits a lifetime again on a new one (same name, another
+    uid): the peers' keep-alives are not in it yet."""
+    gate, changes, loop = gate_changes(hang=0)
+    gate.body = keep_alive(60)
+    gate._judge("", gate.body)
+    run_until(loop, lambda: changes == [True], 10)
+    assert changes == [True]
+    gate.body = {**keep_alive(60), "metadata": {"uid": "u2"}}
+    gate._judge("", gate.body)
+    assert not gate.active
+    assert "waiting until" in gate._reasons[""]
     gate.stop()
     loop.close()
