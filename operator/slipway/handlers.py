@@ -24,6 +24,7 @@ from kubernetes import client
 
 from slipway import GROUP, PLURAL, VERSION, metrics
 from slipway.controller import CHANGE, PROGRESS, Key, Store, WorkQueue
+from slipway.events import EventPoster
 from slipway.kube import Kube
 from slipway.monitoring import POD_MONITOR_CRD, RETRY_SECONDS, PodMonitors
 from slipway.peering import PeeringGate
@@ -170,6 +171,7 @@ class Runtime:
     reconciler: Reconciler
     watches: Watches
     gate: PeeringGate | None  # None: standalone, always active
+    events: EventPoster | None = None  # None: Events are posted in line
 
 
 _options: Options | None = None
@@ -225,11 +227,13 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     pod_monitors = None
     if _options.pod_monitors:
         pod_monitors = PodMonitors(kube, store)
+    events = EventPoster(kube)
     reconciler = Reconciler(
         kube=kube,
         store=store,
         operator_image=_options.operator_image,
         pod_monitors=pod_monitors,
+        emit_event=events.emit,
     )
     queue = WorkQueue(reconciler.reconcile, workers=_options.workers)
     reconciler.analysis.notify = queue.add  # a finished measurement round wakes its reconcile
@@ -259,7 +263,9 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
             _peering_changed,
             lifetime=_options.peering_lifetime,
         )
-    _runtime = Runtime(store=store, queue=queue, reconciler=reconciler, watches=watches, gate=gate)
+    _runtime = Runtime(
+        store=store, queue=queue, reconciler=reconciler, watches=watches, gate=gate, events=events
+    )
     if gate is None:
         # a reconcile must never act on a half-filled store (a restarted operator would see no
         # pods and "restore" capacity it already has): every watch lists once before the first
@@ -328,6 +334,9 @@ async def stop(**_: Any) -> None:
         _runtime.watches.stop()
         await _runtime.queue.stop()
         _runtime.reconciler.analysis.close()
+        if _runtime.events is not None:
+            # the decisions already written are told (a few seconds at most)
+            await asyncio.to_thread(_runtime.events.close, 5.0)
 
 
 async def podmonitor_crd_event(event: kopf.RawEvent, **_: Any) -> None:

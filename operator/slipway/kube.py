@@ -348,37 +348,51 @@ class Kube:
     def emit_event(
         self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime
     ) -> None:
-        """A core/v1 Event about the owner (best effort: a lost Event loses no state)."""
-        meta = owner["metadata"]
-        stamp = rfc3339(now)
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "generateName": f"{meta['name']}.",
-                "namespace": meta["namespace"],
-            },
-            "involvedObject": {
-                "apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
-                "kind": owner.get("kind", "ModelDeployment"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid", ""),
-                "resourceVersion": meta.get("resourceVersion", ""),
-            },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "slipway"},
-            "reportingComponent": "slipway",
-            "reportingInstance": "slipway",
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
+        """A core/v1 Event about the owner, posted now (best effort: a lost Event loses no
+        state). The operator posts its Events off the reconcile's path (`slipway.events`)."""
+        self.post_event(event_body(owner, type_, reason, message, now))
+
+    def post_event(self, event: Mapping[str, Any]) -> None:
+        """POST an Event built by `event_body`; a refusal is logged, never raised."""
+        meta = event["metadata"]
+        name = event["involvedObject"]["name"]
         metrics.record_write("event")
-        log.debug("event %s %s: %s", meta["name"], reason, message)
+        log.debug("event %s %s: %s", name, event["reason"], event["message"])
         try:
             self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
         except ApiError as exc:
-            log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
+            log.warning("could not record event %s on %s: %s", event["reason"], name, exc)
+
+
+def event_body(
+    owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime
+) -> dict[str, Any]:
+    """A core/v1 Event about `owner` at `now`: its times are those of the decision, whenever
+    it is posted."""
+    meta = owner["metadata"]
+    stamp = rfc3339(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{meta['name']}.",
+            "namespace": meta["namespace"],
+        },
+        "involvedObject": {
+            "apiVersion": owner.get("apiVersion", f"{GROUP}/{VERSION}"),
+            "kind": owner.get("kind", "ModelDeployment"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+            "resourceVersion": meta.get("resourceVersion", ""),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "slipway"},
+        "reportingComponent": "slipway",
+        "reportingInstance": "slipway",
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }

@@ -93,6 +93,9 @@ from slipway.rollout.times import parse_time, rfc3339
 from slipway.storage.errors import FetchError
 from slipway.storage.uri import needs_fetch, parse_model_uri
 
+# (owner, type, reason, message, when): records an Event about a ModelDeployment
+EmitEvent = Callable[[Mapping[str, Any], str, str, str, dt.datetime], None]
+
 log = logging.getLogger(__name__)
 
 ROUTE_API = "gateway.networking.k8s.io/v1"
@@ -160,6 +163,8 @@ class Reconciler:
     pod_monitors: PodMonitors | None = None  # None: the operator does not manage PodMonitors
     # models:/ uris are resolved there, never on a reconcile worker (a registry may never answer)
     registry: RegistryResolver = field(default_factory=RegistryResolver)
+    # where Events go: posted in line by default; the operator queues them (slipway.events)
+    emit_event: EmitEvent | None = None
     # writes the API server refused at the last attempt, by ModelDeployment: facts for the core
     _refusals: dict[Key, dict[tuple[str, str], Refusal]] = field(default_factory=dict)
     # an action taken from its annotation whose decision is not written yet (the status write lost
@@ -274,6 +279,11 @@ class Reconciler:
         waits = [w for w in (decision.requeue_after, decision.report_after) if w is not None]
         return min(waits) if waits else None
 
+    def _emit(
+        self, owner: Mapping[str, Any], type_: str, reason: str, message: str, now: dt.datetime
+    ) -> None:
+        (self.emit_event or self.kube.emit_event)(owner, type_, reason, message, now)
+
     # -- reading ------------------------------------------------------------------------------
 
     def _take_action(self, body: dict[str, Any]) -> tuple[Action | None, dict[str, Any]]:
@@ -300,7 +310,7 @@ class Reconciler:
             return Action(value), after
         except ValueError:
             log.warning("%s/%s: UnknownAction: %r", meta["namespace"], meta["name"], value)
-            self.kube.emit_event(
+            self._emit(
                 body,
                 "Warning",
                 "UnknownAction",
@@ -481,7 +491,7 @@ class Reconciler:
             metrics.record_measurement(md.namespace, md.name, m.metric, m.value, m.verdict.value)
         for event in decision.events:
             log_decision(md, event)
-            self.kube.emit_event(body, event.type, event.reason, event.message, now)
+            self._emit(body, event.type, event.reason, event.message, now)
             outcome = _ROLLOUT_OUTCOMES.get(event.reason)
             if outcome is not None:
                 started = md.status.canary.started_at if md.status.canary else None
@@ -722,7 +732,7 @@ class Reconciler:
         updated = unreadable_spec_status(status, message, generation, rfc3339(now))
         if updated.wire() != status.wire():
             self._write_status(body, updated)
-            self.kube.emit_event(body, "Warning", "InvalidSpec", message, now)
+            self._emit(body, "Warning", "InvalidSpec", message, now)
 
 
 def desired_services(

@@ -94,7 +94,10 @@ def test_two_distinct_approvers_let_the_canary_go_on(gov: Governance, k: Driver)
     )
     promoted = st["history"][0]
     assert (promoted["promotedBy"], promoted["approvedBy"]) == ("olga", ["paula", "olga"])
-    assert any("approval 2 of 2" in m and "(paula, olga)" in m for m in events(k, "Approved"))
+    k.wait(
+        "the Approved Event",
+        lambda: any("approval 2 of 2" in m and "(paula, olga)" in m for m in events(k, "Approved")),
+    )
 
 
 def test_approvals_given_at_once_are_taken_one_after_the_other(

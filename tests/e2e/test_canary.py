@@ -97,6 +97,11 @@ def start(k: Driver, md: dict[str, Any]) -> str:
     return str(k.wait_phase(md["metadata"]["name"], "Ready")["status"]["stable"]["revision"])
 
 
+def warnings(k: Driver) -> str:
+    """The namespace's Warning Events (the operator posts them just after the status)."""
+    return k.cluster.kubectl("get", "events", "-n", k.ns, "--field-selector", "type=Warning").stdout
+
+
 def test_canary_goes_through_every_step_to_promotion(k: Driver, sampler: ReadySampler) -> None:
     steps = [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
     old = start(k, canary_md(steps=steps))
@@ -162,10 +167,7 @@ def test_canary_that_never_becomes_ready_is_rolled_back_at_the_deadline(
     )
     assert st["stable"]["revision"] == old
     assert revision_replicas(k, "fraud", old) == 4
-    events = k.cluster.kubectl(
-        "get", "events", "-n", k.ns, "--field-selector", "type=Warning"
-    ).stdout
-    assert "ProgressDeadlineExceeded" in events
+    k.wait("its Warning Event", lambda: "ProgressDeadlineExceeded" in warnings(k))
     ready_floor_held(k, sampler, 4)
 
 
@@ -231,10 +233,7 @@ def test_failing_analysis_rolls_back_with_the_measurement_in_status_and_event(
     assert "error-rate" in degraded["message"]
     failed = [m for m in st["analysis"]["measurements"] if m["verdict"] == "Failed"]
     assert failed and failed[-1]["value"] > 0.05 and rev in failed[-1]["query"]
-    events = k.cluster.kubectl(
-        "get", "events", "-n", k.ns, "--field-selector", "type=Warning"
-    ).stdout
-    assert "error-rate" in events
+    k.wait("its Warning Event", lambda: "error-rate" in warnings(k))
     ready_floor_held(k, sampler, 4)
 
 

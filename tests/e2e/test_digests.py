@@ -87,6 +87,12 @@ def fetcher_args(k: Driver, revision: str) -> list[str]:
     return list(init["args"])
 
 
+def reasons(k: Driver) -> set[str]:
+    """The reasons of the namespace's Events (the operator posts them just after the status)."""
+    out = k.cluster.kubectl("get", "events", "-n", k.ns, "-o", "json").stdout
+    return {e["reason"] for e in json.loads(out)["items"]}
+
+
 def test_digests_are_recorded_and_pods_that_disagree_are_flagged(k: Driver) -> None:
     k.apply(canary_model_deployment("fraud", STEPS, replicas=2))
     revision = k.wait_phase("fraud", "Ready")["status"]["stable"]["revision"]
@@ -108,8 +114,7 @@ def test_digests_are_recorded_and_pods_that_disagree_are_flagged(k: Driver) -> N
     assert f"{odd['metadata']['name']} report sha256:{B}" in condition["message"]
     assert f"(recorded: sha256:{A})" in condition["message"]
     assert status(k)["stable"]["modelDigest"] == f"sha256:{A}"  # the record stands
-    out = k.cluster.kubectl("get", "events", "-n", k.ns, "-o", "json").stdout
-    assert any(e["reason"] == "DigestMismatch" for e in json.loads(out)["items"])
+    k.wait("the DigestMismatch Event", lambda: "DigestMismatch" in reasons(k))
 
     report(k, odd, A)
     k.wait("the condition cleared", lambda: mismatch(k).get("status") == "False")

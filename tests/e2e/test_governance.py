@@ -102,7 +102,10 @@ def test_who_applied_promoted_aborted_and_undid_is_recorded(gov: Governance, k: 
         "alice",
     )
     assert (first["endReason"], first["endedBy"]) == ("PromotedOver", "paula")
-    assert any("promoted by paula (Promote)" in m for m in events(k, "Promoted"))
+    k.wait(
+        "the Promoted Event",
+        lambda: any("promoted by paula (Promote)" in m for m in events(k, "Promoted")),
+    )
 
     # a GitOps sync applies 3.0.0: the canary says it came from Argo CD
     sync = gov.kubectl_as(
@@ -112,8 +115,12 @@ def test_who_applied_promoted_aborted_and_undid_is_recorded(gov: Governance, k: 
     assert sync.returncode == 0, sync.stderr
     canary = waiting_at_pause(k, "3.0.0")["canary"]
     assert (canary["appliedBy"], canary["appliedWith"]) == (ARGOCD_CONTROLLER, "argocd-controller")
-    assert any(
-        f"applied by Argo CD sync ({ARGOCD_CONTROLLER})" in m for m in events(k, "CanaryStarted")
+    k.wait(
+        "the CanaryStarted Event",
+        lambda: any(
+            f"applied by Argo CD sync ({ARGOCD_CONTROLLER})" in m
+            for m in events(k, "CanaryStarted")
+        ),
     )
 
     # alice aborts, and tries to put it on eve: the policy stamps who asked, whatever she writes
@@ -124,7 +131,10 @@ def test_who_applied_promoted_aborted_and_undid_is_recorded(gov: Governance, k: 
     assert forged.returncode == 0, forged.stderr
     aborted = k.wait("the abort", lambda: status(k).get("phase") == "RolledBack" and status(k))
     assert [(a["action"], a["by"]) for a in aborted["canary"]["actions"]] == [("abort", "alice")]
-    assert any(m.endswith("(asked by alice)") for m in events(k, "Aborted"))
+    k.wait(
+        "the Aborted Event",
+        lambda: any(m.endswith("(asked by alice)") for m in events(k, "Aborted")),
+    )
     annotations = k.md("fraud")["metadata"]["annotations"]
     assert "serving.slipway.dev/action" not in annotations  # consumed, with its stamp
     assert "serving.slipway.dev/action-by" not in annotations

@@ -235,7 +235,7 @@ def test_with_the_charts_identity_a_model_is_served_and_a_canary_is_promoted(
         ),
     )
     k.wait("the old revision at 0", lambda: revision_replicas(k, "fraud", old) == 0)
-    assert "Promoted" in events_in(k)
+    k.wait("the Promoted Event", lambda: "Promoted" in events_in(k))
 
 
 def test_with_the_charts_identity_a_crash_looping_canary_is_rolled_back(
@@ -253,7 +253,7 @@ def test_with_the_charts_identity_a_crash_looping_canary_is_rolled_back(
     assert condition(st, "Degraded")["reason"] == "CanaryCrashLooping"
     assert st["stable"]["revision"] == old
     k.wait("the canary at 0", lambda: revision_replicas(k, "fraud", st["canary"]["revision"]) == 0)
-    assert "CanaryCrashLooping" in events_in(k)
+    k.wait("the CanaryCrashLooping Event", lambda: "CanaryCrashLooping" in events_in(k))
 
 
 def test_with_the_charts_identity_the_podmonitor_is_created_and_removed(
