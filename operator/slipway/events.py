@@ -8,7 +8,8 @@ puts it on a bounded queue; a few sender threads POST them. The Events of one Mo
 always go through the same sender, so they are posted in the order they were decided.
 
 An Event is best effort, as before (a lost Event loses no state: the status holds the record):
-when a sender's queue is full the Event is dropped and logged; `close` posts what is queued for
+when a sender's queue is full the Event is dropped, logged and counted
+(`slipway_events_total{result="dropped"}`); `close` posts what is queued for
 a few seconds at most; a killed operator loses what it had not posted yet.
 """
 
@@ -23,6 +24,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from slipway import metrics
 from slipway.kube import event_body
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class EventPoster:
         meta = owner["metadata"]
         if self._closed:
             log.warning("event %s on %s dropped: the operator is stopping", reason, meta["name"])
+            metrics.record_event("dropped")
             return
         q = self._queues[sender_of(meta["namespace"], meta["name"], len(self._queues))]
         try:
@@ -71,6 +74,7 @@ class EventPoster:
                 meta["name"],
                 q.maxsize,
             )
+            metrics.record_event("dropped")
 
     def close(self, timeout: float = 5.0) -> bool:
         """Post what is queued (for `timeout` seconds at most), then stop every sender; True
@@ -97,6 +101,9 @@ class EventPoster:
                 log.exception(
                     "event %s on %s not posted", event["reason"], event["involvedObject"]["name"]
                 )
+                metrics.record_event("failed")
+            else:
+                metrics.record_event("posted")
 
 
 def sender_of(namespace: str, name: str, senders: int) -> int:

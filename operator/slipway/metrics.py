@@ -44,6 +44,7 @@ ErrorReason = Literal["conflict", "invalid_spec", "api_error", "unexpected"]
 RolloutOutcome = Literal["promoted", "rolled_back", "aborted"]
 WriteVerb = Literal["apply", "patch", "delete", "status", "metadata", "event"]
 NotificationResult = Literal["sent", "failed", "dropped"]
+EventResult = Literal["posted", "failed", "dropped"]
 # why a key waits in the work queue: its children changed, a timer fell due or its last write is
 # to be looked at again (progress), or the ModelDeployment itself changed (change)
 QueueLane = Literal["progress", "change"]
@@ -53,6 +54,7 @@ ERROR_REASONS: Final = frozenset(get_args(ErrorReason))
 ROLLOUT_OUTCOMES: Final = frozenset(get_args(RolloutOutcome))
 WRITE_VERBS: Final = frozenset(get_args(WriteVerb))
 NOTIFICATION_RESULTS: Final = frozenset(get_args(NotificationResult))
+EVENT_RESULTS: Final = frozenset(get_args(EventResult))
 QUEUE_LANES: Final = frozenset(get_args(QueueLane))
 CONDITION_STATUSES: Final = ("True", "False", "Unknown")
 PHASES: Final = tuple(phase.value for phase in Phase)
@@ -271,6 +273,14 @@ class SlipwayMetrics:
             ["channel", "result"],
             registry=registry,
         )
+        self.events_total = Counter(
+            "slipway_events_total",
+            "Kubernetes Events the operator recorded, by result (posted; failed: the API server "
+            "refused it or did not answer; dropped: 1,000 waited to be posted already, or the "
+            "operator was stopping).",
+            ["result"],
+            registry=registry,
+        )
         self.build_info = Info(
             "slipway_build",
             "The running Slipway's version (the value is always 1).",
@@ -373,6 +383,10 @@ class SlipwayMetrics:
         self.notifications_total.labels(
             channel, _require(result, NOTIFICATION_RESULTS, "result")
         ).inc()
+
+    def record_event(self, result: EventResult) -> None:
+        """Count one Event the operator meant to post, by what became of it."""
+        self.events_total.labels(_require(result, EVENT_RESULTS, "result")).inc()
 
     def exposition(self) -> str:
         """The text a scrape of the metrics endpoint returns."""
@@ -486,6 +500,11 @@ def observe_queue_wait(lane: QueueLane, seconds: float) -> None:
 def record_notification(channel: str, result: NotificationResult) -> None:
     """Count one notification by channel and result."""
     METRICS.record_notification(channel, result)
+
+
+def record_event(result: EventResult) -> None:
+    """Count one Event by what became of it."""
+    METRICS.record_event(result)
 
 
 def start_metrics_server(

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from slipway import metrics
 from slipway.events import EventPoster, sender_of
 from slipway.kube import event_body
 
@@ -61,6 +62,18 @@ class Sink:
             return [e["reason"] for e in self.posted if e["involvedObject"]["name"] == name]
 
 
+def counted() -> dict[str, float]:
+    """`slipway_events_total` by result, as the operator's registry holds it now."""
+    return {
+        result: metrics.REGISTRY.get_sample_value("slipway_events_total", {"result": result}) or 0.0
+        for result in ("posted", "failed", "dropped")
+    }
+
+
+def since(before: dict[str, float]) -> dict[str, float]:
+    return {result: value - before[result] for result, value in counted().items()}
+
+
 def test_each_model_deployments_events_are_posted_in_the_order_they_were_decided() -> None:
     sink = Sink(delay=0.002)
     poster = EventPoster(sink, senders=4)
@@ -80,6 +93,7 @@ def test_emit_returns_at_once_while_the_api_server_is_slow_and_drops_what_overfl
     sink = Sink()
     sink.open.clear()  # every POST hangs
     poster = EventPoster(sink, senders=1, backlog=3)
+    before = counted()
     t0 = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="slipway.events"):
         poster.emit(owner("iris"), "Normal", "R0", "m", NOW)
@@ -94,15 +108,18 @@ def test_emit_returns_at_once_while_the_api_server_is_slow_and_drops_what_overfl
     sink.open.set()
     assert poster.close(timeout=10)
     assert sink.reasons("iris") == ["R0", "R1", "R2", "R3"]
+    assert since(before) == {"posted": 4, "failed": 0, "dropped": 6}
 
 
 def test_a_failed_post_neither_reaches_the_reconcile_nor_stops_the_sender() -> None:
     sink = Sink(fail_on="Lost")
     poster = EventPoster(sink, senders=1)
+    before = counted()
     for reason in ("CanaryStarted", "Lost", "Promoted"):
         poster.emit(owner("iris"), "Normal", reason, "m", NOW)
     assert poster.close(timeout=10)
     assert sink.reasons("iris") == ["CanaryStarted", "Promoted"]
+    assert since(before) == {"posted": 2, "failed": 1, "dropped": 0}
 
 
 def test_close_posts_what_is_queued_then_drops_what_comes_after() -> None:
@@ -112,9 +129,11 @@ def test_close_posts_what_is_queued_then_drops_what_comes_after() -> None:
         poster.emit(owner(f"md-{i % 3}"), "Normal", "Promoted", "m", NOW)
     assert poster.close(timeout=10)
     assert len(sink.posted) == 20
+    before = counted()
     poster.emit(owner("late"), "Normal", "Promoted", "m", NOW)
     time.sleep(0.05)
     assert sink.reasons("late") == []
+    assert since(before) == {"posted": 0, "failed": 0, "dropped": 1}
 
 
 def test_close_gives_up_after_its_timeout_when_the_api_server_never_answers() -> None:

@@ -30,6 +30,7 @@ EVERY_METRIC = [
     "slipway_work_queue_depth",
     "slipway_work_queue_wait_seconds",
     "slipway_notifications_total",
+    "slipway_events_total",
     "slipway_build_info",
 ]
 
@@ -392,6 +393,16 @@ def test_the_work_queue_depth_is_read_at_each_scrape(m: SlipwayMetrics) -> None:
     depth[0] = 0
 
     assert value(m, "slipway_work_queue_depth") == 0
+
+
+def test_events_count_by_result(m: SlipwayMetrics) -> None:
+    m.record_event("posted")
+    m.record_event("dropped")
+
+    assert value(m, "slipway_events_total", result="posted") == 1
+    assert value(m, "slipway_events_total", result="dropped") == 1
+    with pytest.raises(ValueError, match="result must be one of"):
+        m.record_event("lost")  # type: ignore[arg-type]
 
 
 def test_notifications_count_by_channel_and_result(m: SlipwayMetrics) -> None:
