@@ -26,6 +26,9 @@ api_port=${api_port:-${SLIPWAY_API_PORT:-16443}}
 etcd_port=${etcd_port:-${SLIPWAY_ETCD_PORT:-12379}}
 etcd_peer_port=$((etcd_port + 1))
 nodes=${SLIPWAY_NODES:-2}
+# SLIPWAY_AUDIT=1: the API server writes an audit log of every write (.cluster/logs/audit.log;
+# hack/audit-policy.yaml says which), for a request-by-request trace (python -m bench.trace)
+audit=${SLIPWAY_AUDIT:-0}
 
 log() { echo "[cluster] $*" >&2; }
 # shellcheck source=pids.sh
@@ -166,6 +169,11 @@ up() {
     --log-level warn
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+  local audit_flags=()
+  if [ "$audit" = 1 ]; then
+    audit_flags=(--audit-policy-file "$root/hack/audit-policy.yaml" --audit-log-path "$logs/audit.log"
+      --audit-log-format json --audit-log-maxsize 0)
+  fi
   # OwnerReferencesPermissionEnforcement (OpenShift's default): a child's blockOwnerDeletion needs
   # update on its owner's finalizers, so the chart's identity is tested against it
   start kube-apiserver "$bin/kube-apiserver" \
@@ -183,6 +191,7 @@ up() {
     --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
     --allow-privileged=true \
     --profiling=false \
+    "${audit_flags[@]}" \
     --v=1
   wait_for kube-apiserver 90 api_ready
 
