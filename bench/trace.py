@@ -206,20 +206,27 @@ def latency(writes: Iterable[Write]) -> dict[str, dict[str, float]]:
     return {key: {**_p(values), "n": len(values)} for key, values in sorted(groups.items())}
 
 
-def trace(writes: Sequence[Write], batch: int) -> dict[str, Any]:
-    """The step tables of the operator's and the floor's last `batch` rollbacks."""
+def last_run(writes: Iterable[Write], floor: bool) -> tuple[str, list[Write]]:
+    """The namespace of the last bench run's floor (or operator) phase in the log, and its
+    requests in arrival order; ("", []) when the log has none."""
+    pattern = FLOOR_NAMESPACE if floor else OPERATOR_NAMESPACE
     by_namespace: dict[str, list[Write]] = {}
     for w in writes:
-        by_namespace.setdefault(w.namespace, []).append(w)
+        if pattern.match(w.namespace):
+            by_namespace.setdefault(w.namespace, []).append(w)
+    if not by_namespace:
+        return "", []
+    namespace = max(by_namespace, key=lambda ns: min(w.received for w in by_namespace[ns]))
+    return namespace, sorted(by_namespace[namespace], key=lambda w: w.received)
+
+
+def trace(writes: Sequence[Write], batch: int) -> dict[str, Any]:
+    """The step tables of the operator's and the floor's last `batch` rollbacks."""
     result: dict[str, Any] = {}
-    for side, pattern, floor in (
-        ("floor", FLOOR_NAMESPACE, True),
-        ("operator", OPERATOR_NAMESPACE, False),
-    ):
-        namespaces = [ns for ns in by_namespace if pattern.match(ns)]
-        if not namespaces:
+    for side, floor in (("floor", True), ("operator", False)):
+        namespace, own = last_run(writes, floor)
+        if not own:
             continue
-        own = sorted(by_namespace[namespaces[-1]], key=lambda w: w.received)
         mds = sorted(_md_names(own))
         # the batch: every ModelDeployment but the first (rolled back alone, before it)
         chosen = mds[1 : 1 + batch]
@@ -229,7 +236,7 @@ def trace(writes: Sequence[Write], batch: int) -> dict[str, Any]:
             max(t["end"] for t in timelines),
         ) if timelines else (0.0, 0.0)  # fmt: skip
         result[side] = {
-            "namespace": namespaces[-1],
+            "namespace": namespace,
             "traced": len(timelines),
             "of": len(chosen),
             "steps": step_table(timelines) if timelines else {},
@@ -272,10 +279,7 @@ def sequence(writes: Sequence[Write], md: str, floor: bool) -> list[str]:
     """Every logged request about `md`'s objects during its last rollback (to a second after its
     end), one line each: when it arrived and when it was answered, in seconds from the arrival
     of the rollback's first request; who; what."""
-    by_namespace = [
-        w for w in writes if (FLOOR_NAMESPACE if floor else OPERATOR_NAMESPACE).match(w.namespace)
-    ]
-    own = sorted(by_namespace, key=lambda w: w.received)
+    own = last_run(writes, floor)[1]
     steps = rollback_steps(own, md, floor)
     if steps is None:
         return []

@@ -138,3 +138,19 @@ def test_show_lists_one_rollbacks_requests_from_its_start() -> None:
     assert lines[0].split()[:2] == ["0.000", "0.010"]  # from the arrival of the spec's patch
     assert "modeldeployments/status" in lines[1]
     assert trace.sequence(writes, "bench-0001", floor=True) == []
+
+
+def test_a_log_of_several_runs_is_read_for_its_last_run_only() -> None:
+    """Runs one after the other on one cluster: each run's namespace has its own id."""
+    earlier = operator_rollback("bench-0001", 0.0, namespace="slipway-bench-aaaaaa")
+    later = operator_rollback("bench-0001", 100.0, namespace="slipway-bench-0000ff")
+    writes = list(trace.parse(later + earlier))  # not in time order in the file
+
+    namespace, own = trace.last_run(writes, floor=False)
+
+    assert namespace == "slipway-bench-0000ff"
+    assert {w.namespace for w in own} == {namespace}
+    assert [w.received for w in own] == sorted(w.received for w in own)
+    lines = trace.sequence(writes, "bench-0001", floor=False)
+    assert len(lines) == 10  # that run's requests, none of the earlier one's
+    assert trace.last_run(writes, floor=True) == ("", [])
