@@ -279,14 +279,21 @@ def test_every_decision_is_logged_as_structured_json(
     k.patch("md", "fraud", {"spec": {"model": {"version": "3.0.0", "uri": "s3://m/3"}, **crash}})
     k.wait("the rollback", lambda: status(k).get("phase") == "RolledBack")
 
-    records = []
-    for line in op.log().splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and record.get("reason"):
-                records.append(record)
-    by_reason = {r["reason"]: r for r in records}
-    for reason in ("CanaryStarted", "CanaryStep", "Promote", "Promoted", "RolledBack"):
+    reasons = ("CanaryStarted", "CanaryStep", "Promote", "Promoted", "RolledBack")
+
+    def logged() -> dict[str, dict[str, Any]] | None:
+        """The last record of each reason, once every one of `reasons` is logged."""
+        records = {}
+        for line in op.log().splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("reason"):
+                    records[record["reason"]] = record
+        return records if set(reasons) <= set(records) else None
+
+    # a decision's log line follows its status write: the phase can be read before it is logged
+    by_reason = k.wait(f"{', '.join(reasons)} in the log", logged, timeout=30)
+    for reason in reasons:
         assert reason in by_reason, f"no {reason} in {sorted(by_reason)}"
         record = by_reason[reason]
         assert record["object"]["namespace"] == k.ns, record
