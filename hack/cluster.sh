@@ -47,7 +47,7 @@ start() { # name cmd... : start in its own session, in the background, logging t
   # the log of a run that ended (a crash, a kill) stays beside the new one
   [ -f "$logs/$name.log" ] && mv "$logs/$name.log" "$logs/$name.previous.log"
   setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$pids/$name.pid"
+  write_pid_file "$pids/$name.pid" $!
   started_now+=("$name")
   log "started $name (pid $!)"
 }
@@ -305,7 +305,7 @@ case "${1:-}" in
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
       while running "$name"; do sleep 0.1; done
     fi
-    rm -f "$pids/$name.pid"
+    remove_pid_file "$pids/$name.pid"
     up >/dev/null
     ;;
   *)

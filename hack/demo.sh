@@ -8,6 +8,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 eval "$(bash hack/cluster.sh env)"
+# shellcheck source=pids.sh
+source hack/pids.sh
 ns=demo
 pidfile=.cluster/pids/operator.pid
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -24,7 +26,7 @@ else
   setsid .venv/bin/slipway run --all-namespaces --metrics-port "$metrics_port" --metrics-address 127.0.0.1 \
     --liveness "http://127.0.0.1:$((metrics_port + 1))/healthz" \
     --kubeconfig "$KUBECONFIG" >.cluster/operator.log 2>&1 </dev/null &
-  echo $! >"$pidfile"
+  write_pid_file "$pidfile" $!  # `make cluster-down` stops it
   for _ in $(seq 1 60); do
     curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null && break
     if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then

@@ -64,7 +64,7 @@ start() { # name cmd...: in its own session, pid recorded (the process itself)
   shift
   if running "$name"; then return 0; fi
   setsid "$@" >>"$node_dir/logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$node_dir/pids/$name.pid"
+  write_pid_file "$node_dir/pids/$name.pid" $!
   log "started $name (pid $!)"
 }
 
@@ -77,7 +77,7 @@ stop() { # name: TERM, then KILL after 30 s (only the process we started, never 
     for i in $(seq 1 60); do running "$1" || break; sleep 0.5; done
     if running "$1"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
-  rm -f "$f"
+  remove_pid_file "$f"
 }
 
 wait_for() { # what seconds command...

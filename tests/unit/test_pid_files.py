@@ -74,6 +74,56 @@ def test_an_exited_process_a_zombie_a_missing_file_and_garbage_are_not_alive(
     assert not alive(tmp_path / "garbage.pid")
 
 
+def write_pid_file(pid_file: Path, pid: int) -> None:
+    """hack/pids.sh's write_pid_file: the pid, and beside it the process's start in ticks."""
+    done = subprocess.run(
+        ["bash", "-c", f'source "{PIDS}"; write_pid_file "$1" "$2"', "-", str(pid_file), str(pid)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_wall_clock_that_jumped_forward_does_not_disown_our_own_process(tmp_path: Path) -> None:
+    """A VM's clock is corrected now and then: an hour after `hack/cluster.sh up` it had moved 35 s
+    ahead of the boot-time count, the control plane's start times read later than their pid files
+    and `down` left every component running. As if the clock had jumped an hour since the files
+    were written: the start recorded in ticks still names the process."""
+    with subprocess.Popen(["sleep", "30"]) as proc:
+        pid_file = tmp_path / "kube-apiserver.pid"
+        write_pid_file(pid_file, proc.pid)
+        assert (tmp_path / "kube-apiserver.pid.start").read_text().strip().isdigit()
+        before = time.time() - 3600
+        for f in (pid_file, tmp_path / "kube-apiserver.pid.start"):
+            os.utime(f, (before, before))
+        assert alive(pid_file)
+        proc.kill()
+
+
+def test_a_pid_reused_by_a_process_started_at_another_tick_is_not_ours(tmp_path: Path) -> None:
+    with subprocess.Popen(["sleep", "30"]) as proc:
+        pid_file = tmp_path / "etcd.pid"
+        write_pid_file(pid_file, proc.pid)
+        start = tmp_path / "etcd.pid.start"
+        start.write_text(f"{int(start.read_text()) - 1}\n")  # the earlier process of that number
+        assert not alive(pid_file)
+        proc.kill()
+
+
+def test_a_start_file_older_than_its_pid_file_is_not_read(tmp_path: Path) -> None:
+    """A pid file written again without it (by Python) keeps the older rule: the process started
+    no later than the file was written."""
+    with subprocess.Popen(["sleep", "30"]) as proc:
+        pid_file = tmp_path / "operator.pid"
+        start = tmp_path / "operator.pid.start"
+        start.write_text("1\n")  # left by an earlier writer
+        earlier = time.time() - 60
+        os.utime(start, (earlier, earlier))
+        pid_file.write_text(f"{proc.pid}\n")
+        assert alive(pid_file)
+        proc.kill()
+
+
 def test_cluster_down_never_stops_a_process_that_took_over_a_recorded_pid(tmp_path: Path) -> None:
     """`hack/cluster.sh down` on a cluster directory left by an earlier run (its processes gone,
     their numbers given to others) removes the directory and stops nothing; a process it did start
