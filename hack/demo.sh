@@ -19,7 +19,7 @@ kubectl apply --server-side --force-conflicts -f crds/serving.slipway.dev_modeld
 kubectl wait --for=condition=Established --timeout=60s crd/modeldeployments.serving.slipway.dev >/dev/null
 
 metrics_port=${SLIPWAY_DEMO_METRICS_PORT:-18080}
-if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+if pid_file_alive "$pidfile"; then  # the very process it started, not a number reused since
   say "Slipway is already running (pid $(cat "$pidfile"))"
 else
   say "Starting Slipway in the background (log: .cluster/operator.log)"
