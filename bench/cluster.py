@@ -532,6 +532,20 @@ class OperatorProcess:
         name = "slipway_work_queue_wait_seconds"
         return report.histogram_buckets(self.scrape(f"{name}_bucket"), name, "lane")
 
+    def gc_pauses(self) -> dict[str, float]:
+        """`slipway_gc_pause_seconds`: the collections' count and their total pause, in seconds,
+        over every generation and for generation 2 (the full ones)."""
+        name = "slipway_gc_pause_seconds"
+        text = self.scrape(f"{name}_sum", f"{name}_count")
+        sums = report.counter_by(text, f"{name}_sum", "generation")
+        counts = report.counter_by(text, f"{name}_count", "generation")
+        return {
+            "count": sum(counts.values()),
+            "seconds": sum(sums.values()),
+            "full_count": counts.get("2", 0.0),
+            "full_seconds": sums.get("2", 0.0),
+        }
+
     def proc_status(self) -> str:
         return Path(f"/proc/{self.pid}/status").read_text()
 

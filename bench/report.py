@@ -235,6 +235,20 @@ def counter_by(text: str, name: str, label: str) -> dict[str, float]:
     return result
 
 
+def gc_summary(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """What the operator's garbage collections added between two `gc_pauses` readings."""
+    return {key: round(after.get(key, 0.0) - before.get(key, 0.0), 4) for key in after}
+
+
+def _gc_cell(pauses: Mapping[str, float] | None) -> str | None:
+    if not pauses:
+        return None
+    return (
+        f"{_fmt(pauses.get('seconds'))} in {round(pauses.get('count') or 0)}; full: "
+        f"{_fmt(pauses.get('full_seconds'))} in {round(pauses.get('full_count') or 0)}"
+    )
+
+
 def delta(before: Mapping[K, float], after: Mapping[K, float]) -> dict[K, float]:
     """What grew between two readings of the same counters (series that did not move dropped)."""
     grown = {key: value - before.get(key, 0.0) for key, value in after.items()}
@@ -486,6 +500,16 @@ def markdown_table(result: Mapping[str, Any]) -> str:
                 "",
             )
         )
+    if result.get("gc_pauses"):
+        rows.append(
+            (
+                "operator's garbage collections while converging: pause (s)",
+                _gc_cell(result.get("gc_pauses")),
+                None,
+                None,
+                "",
+            )
+        )
     for kind, what in (
         ("rollout", "version change to promoted"),
         ("rollback", "crashing canary to RolledBack"),
@@ -502,6 +526,16 @@ def markdown_table(result: Mapping[str, Any]) -> str:
             (f"{what}, {batch} at once, max (s)", _seconds(ours.get("batch"), "max"),
              _seconds(floor.get("batch"), "max"), result.get(f"{kind}_ratio_max"), ""),
         ]  # fmt: skip
+        if ours.get("gc_pauses"):
+            rows.append(
+                (
+                    f"  the operator's garbage collections during those {batch}: pause (s)",
+                    _gc_cell(ours.get("gc_pauses")),
+                    None,
+                    None,
+                    "",
+                )
+            )
     lines = ["| measure | operator | floor | ratio | target |", "|---|---|---|---|---|"]
     lines += [
         f"| {name} | {_fmt(ours)} | {_fmt(floor)} | {_fmt(r)} | {target} |"

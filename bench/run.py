@@ -444,6 +444,7 @@ class Bench:
         writes_before = operator.writes()
         reconciles_before = operator.reconciles()
         waits_before = operator.queue_waits()
+        gc_before = operator.gc_pauses()
         cpu_before = operator.cpu_seconds()
         cpu: dict[str, Any] = {}
         profiler = Profiler.start(operator.pid, self.profile, self.timeout)
@@ -463,6 +464,7 @@ class Bench:
         log(f"all {len(names)} Ready after {done - t0:.1f}s; waiting for the operator to settle")
         settled = self.settle(operator)
         waits = report.wait_summary(waits_before, operator.queue_waits())
+        gc_pauses = report.gc_summary(gc_before, operator.gc_pauses())
         writes = report.delta(writes_before, operator.writes())
         requests = report.delta(requests_before, apiserver_requests(self.api))
         per_object = [seen[name] - started[name] for name in names]
@@ -492,6 +494,7 @@ class Bench:
             ),
             "reconciles_by_result": report.delta(reconciles_before, operator.reconciles()),
             "queue_wait_seconds": waits,
+            "gc_pauses": gc_pauses,
             "profile": profile,
             "apiserver_writes_status_deployments_services_per_object": round(
                 operator_only / len(names), 3
@@ -551,9 +554,15 @@ class Bench:
         return [seen[name] - started[name] for name in names]
 
     def rollouts(
-        self, tracker: Tracker, namespace: str, names: Sequence[str], batch: int
+        self,
+        tracker: Tracker,
+        namespace: str,
+        names: Sequence[str],
+        batch: int,
+        operator: OperatorProcess | None = None,
     ) -> dict[str, Any]:
-        """Promotion through a 0s pause, then a crash-looping canary, for 1 and `batch` MDs."""
+        """Promotion through a 0s pause, then a crash-looping canary, for 1 and `batch` MDs;
+        with `operator`, its garbage collections during each batch too."""
         one, many = _groups(names, batch)
 
         def change_version(group: Sequence[str], serial: int, crashing: bool) -> list[float]:
@@ -568,12 +577,15 @@ class Bench:
         for key, serial, crashing in (("rollout_seconds", 2, False), ("rollback_seconds", 4, True)):
             log(f"{key}: 1, then {len(many)} at once")
             single = change_version(one, serial, crashing)[0]
+            gc_before = operator.gc_pauses() if operator is not None else None
             spread = change_version(many, serial + 1, crashing)
             figures[key] = {
                 "single": round(single, 3),
                 "n": len(many),
                 "batch": report.summarize(spread),
             }
+            if operator is not None and gc_before is not None:
+                figures[key]["gc_pauses"] = report.gc_summary(gc_before, operator.gc_pauses())
         return figures
 
 
@@ -769,7 +781,7 @@ def operator_phases(
             log(f"idle for {args.idle_seconds:.0f}s")
             result.update(bench.idle(operator, args.idle_seconds))
             if args.rollout_n > 0:
-                result.update(bench.rollouts(tracker, namespace, names, args.rollout_n))
+                result.update(bench.rollouts(tracker, namespace, names, args.rollout_n, operator))
         result["peak_rss_mb"] = round(report.peak_rss_mb(operator.proc_status()), 1)
         result["operator_alive_at_end"] = operator.alive()
     finally:

@@ -201,6 +201,7 @@ def run_operator(args: argparse.Namespace) -> int:
     except notifier.ConfigError as exc:
         sys.stderr.write(f"slipway run: {exc}\n")
         return 2
+    metrics.watch_gc()
     if args.metrics_port:
         metrics.start_metrics_server(args.metrics_port, args.metrics_address)
     if sender is not None:

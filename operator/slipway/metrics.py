@@ -15,9 +15,13 @@ a revision hash.
 
 from __future__ import annotations
 
+import gc
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from threading import Lock
+from time import perf_counter
 from typing import Any, Final, Literal, get_args
 from wsgiref.simple_server import WSGIServer
 
@@ -31,7 +35,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -70,6 +74,10 @@ QUEUE_WAIT_BUCKETS: Final = (
     *(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     *(5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
 )
+# A collection of the youngest objects takes microseconds; a full one, tens of milliseconds for
+# every 100,000 objects it scans.
+GC_PAUSE_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+GC_GENERATIONS: Final = ("0", "1", "2")
 # A rollout is a sequence of steps and pauses: minutes to a day.
 ROLLOUT_BUCKETS: Final = (
     *(30.0, 60.0, 120.0, 300.0, 600.0, 900.0),
@@ -252,6 +260,8 @@ class SlipwayMetrics:
         # read off self._objects at each scrape: Gauge children for every series would hold
         # 23 objects per ModelDeployment (80 MiB at 5,000 of them)
         registry.register(_ObjectSeriesCollector(self))
+        self.gc_pauses = GcPauses()
+        registry.register(self.gc_pauses)
         self.work_queue_depth = Gauge(
             "slipway_work_queue_depth",
             "ModelDeployments waiting in the work queue for a reconcile.",
@@ -418,6 +428,56 @@ class _ObjectSeriesCollector(Collector):
         return object_families(())
 
 
+class GcPauses(Collector):
+    """`slipway_gc_pause_seconds`: how long each garbage collection held every thread.
+
+    A `gc.callbacks` entry (`watch_gc`). The collector runs in whichever thread allocated last,
+    in the middle of any code, so this takes no lock (prometheus-client's metrics do, and a
+    collection inside one of their locked sections would wait on itself forever): collections
+    never overlap and hold the interpreter lock, so plain counters are enough, read at scrape.
+    """
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        # per generation: counts per bucket (the last one +Inf), not cumulative; and the sum
+        self._counts = {g: [0] * (len(GC_PAUSE_BUCKETS) + 1) for g in GC_GENERATIONS}
+        self._sums = dict.fromkeys(GC_GENERATIONS, 0.0)
+
+    def __call__(self, phase: str, info: Mapping[str, Any]) -> None:
+        if phase == "start":
+            self._started = perf_counter()
+            return
+        if not self._started:
+            return  # installed in the middle of a collection
+        pause = perf_counter() - self._started
+        self._started = 0.0
+        generation = str(info.get("generation"))
+        if generation in self._counts:
+            self._counts[generation][bisect_left(GC_PAUSE_BUCKETS, pause)] += 1
+            self._sums[generation] += pause
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(
+            "slipway_gc_pause_seconds",
+            "Time the interpreter's garbage collector held every thread of the operator, by the "
+            "oldest generation it collected (0, 1, 2; a collection of 2 scans every object not "
+            "frozen once the watches had listed).",
+            labels=["generation"],
+        )
+        bounds = [*(repr(b) for b in GC_PAUSE_BUCKETS), "+Inf"]
+        for generation, counts in self._counts.items():
+            cumulative = list(accumulate(counts))
+            family.add_metric(
+                [generation],
+                buckets=list(zip(bounds, cumulative, strict=True)),
+                sum_value=self._sums[generation],
+            )
+        return [family]
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+
 def _operator_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     # the same collectors prometheus-client puts on its global registry, on ours
@@ -495,6 +555,12 @@ def watch_work_queue(depth: Callable[[], int]) -> None:
 def observe_queue_wait(lane: QueueLane, seconds: float) -> None:
     """Note how long a key waited in the work queue."""
     METRICS.observe_queue_wait(lane, seconds)
+
+
+def watch_gc() -> None:
+    """Time every garbage collection of this process from now on (`slipway_gc_pause_seconds`)."""
+    if METRICS.gc_pauses not in gc.callbacks:
+        gc.callbacks.append(METRICS.gc_pauses)
 
 
 def record_notification(channel: str, result: NotificationResult) -> None:

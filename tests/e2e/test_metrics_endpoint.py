@@ -12,7 +12,7 @@ import json
 import pytest
 
 from slipway import __version__
-from tests.e2e.conftest import Driver, Operator
+from tests.e2e.conftest import Driver, InClusterOperator, Operator
 from tests.e2e.prom import Prometheus
 from tests.e2e.test_canary import V2, analysis, canary, canary_md, paused_at, start, status
 from tests.e2e.test_serving import sklearn
@@ -120,3 +120,18 @@ def test_a_failed_analysis_counts_its_measurements_and_the_rollback(
         "the weight gauge at 0",
         lambda: operator.metric("slipway_canary_weight", namespace=k.ns, name="fraud") == 0,
     )
+
+
+def test_garbage_collections_are_timed_and_the_long_lived_objects_frozen(
+    k: Driver, operator: Operator
+) -> None:
+    """Once its watches have listed, the operator collects, then freezes what lives as long as
+    it does out of the collector's full scans and says how many; that collection, and every one
+    since, is timed. (Only the full collection before the freeze is sure to have happened: the
+    collector runs when allocations outnumber frees, which an idle operator may never reach.)"""
+    k.apply(sklearn("iris-gc", replicas=1))
+    k.wait_phase("iris-gc", "Ready")
+    assert operator.metric("slipway_gc_pause_seconds_count", generation="2") >= 1
+    assert operator.metric("slipway_gc_pause_seconds_sum", generation="2") > 0
+    if not isinstance(operator, InClusterOperator):  # whose log is its pod's
+        assert "long-lived objects frozen out of the garbage collector's scans" in operator.log()

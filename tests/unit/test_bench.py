@@ -278,6 +278,22 @@ def test_the_table_shows_each_figure_beside_its_floor_ratio_and_target() -> None
     assert "load average 1.00 2.00 3.00 -> 2.00 2.00 2.00" in table
 
 
+def test_the_operators_garbage_collections_are_reported_per_phase() -> None:
+    before = {"count": 10.0, "seconds": 0.5, "full_count": 1.0, "full_seconds": 0.12}
+    after = {"count": 52.0, "seconds": 0.93, "full_count": 3.0, "full_seconds": 0.4}
+    pauses = report.gc_summary(before, after)
+    assert pauses == {"count": 42.0, "seconds": 0.43, "full_count": 2.0, "full_seconds": 0.28}
+    rollbacks = {"single": 4.19, "n": 50, "batch": {"count": 50, "p50": 25.1, "max": 28.4},
+                 "gc_pauses": pauses}  # fmt: skip
+    table = report.markdown_table(sample_result(gc_pauses=pauses, rollback_seconds=rollbacks))
+    cell = "0.43 in 42; full: 0.28 in 2"
+    assert table_row(table, "operator's garbage collections while converging: pause (s)")[1] == cell
+    during = "the operator's garbage collections during those 50: pause (s)"
+    assert table_row(table, during)[1] == cell
+    # a run without the figure (an older file) has no such row at all
+    assert "garbage" not in report.markdown_table(sample_result())
+
+
 def test_the_table_says_when_the_floors_deletion_overlapped_the_operators_phase() -> None:
     said = "still being deleted when the operator's phase began"
     assert said not in report.markdown_table(sample_result())

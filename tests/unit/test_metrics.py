@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from slipway import __version__, metrics
 from slipway.metrics import ObjectSeries, SlipwayMetrics, object_series
@@ -31,6 +36,7 @@ EVERY_METRIC = [
     "slipway_work_queue_wait_seconds",
     "slipway_notifications_total",
     "slipway_events_total",
+    "slipway_gc_pause_seconds",
     "slipway_build_info",
 ]
 
@@ -238,8 +244,15 @@ def test_no_label_holds_a_revision_hash_or_any_unbounded_value(m: SlipwayMetrics
     }
 
     allowed = {"result", "reason", "phase", "namespace", "name", "outcome", "metric", "verdict"}
-    allowed |= {"type", "status", "bound", "channel"}
+    allowed |= {"type", "status", "bound", "channel", "generation"}
     assert label_names == allowed | {"le", "version"}
+    generations = {
+        sample.labels["generation"]
+        for family in text_string_to_metric_families(m.exposition())
+        for sample in family.samples
+        if "generation" in sample.labels
+    }
+    assert generations == {"0", "1", "2"}
 
 
 def test_the_exposition_names_every_metric_before_anything_happened(m: SlipwayMetrics) -> None:
@@ -464,3 +477,72 @@ def test_queue_waits_are_counted_by_lane_and_the_lanes_are_a_closed_set(m: Slipw
     assert value(m, "slipway_work_queue_wait_seconds_bucket", lane="change", le="30.0") == 1
     with pytest.raises(ValueError):
         m.observe_queue_wait("urgent", 1.0)  # type: ignore[arg-type]
+
+
+def test_gc_pauses_are_timed_by_generation_into_cumulative_buckets(m: SlipwayMetrics) -> None:
+    """The callback is driven by hand here (start/stop pairs as `gc` sends them), so the pause
+    lands in a known bucket; the next test lets the real collector drive it."""
+    clock = iter([10.0, 10.003, 20.0, 20.2])
+    with mock.patch("slipway.metrics.perf_counter", lambda: next(clock)):
+        m.gc_pauses("start", {"generation": 0})
+        m.gc_pauses("stop", {"generation": 0, "collected": 0, "uncollectable": 0})
+        m.gc_pauses("start", {"generation": 2})
+        m.gc_pauses("stop", {"generation": 2, "collected": 5, "uncollectable": 0})
+    assert value(m, "slipway_gc_pause_seconds_count", generation="0") == 1
+    assert value(m, "slipway_gc_pause_seconds_bucket", generation="0", le="0.0025") == 0
+    assert value(m, "slipway_gc_pause_seconds_bucket", generation="0", le="0.005") == 1
+    assert value(m, "slipway_gc_pause_seconds_bucket", generation="0", le="+Inf") == 1
+    assert value(m, "slipway_gc_pause_seconds_sum", generation="0") == pytest.approx(0.003)
+    assert value(m, "slipway_gc_pause_seconds_bucket", generation="2", le="0.1") == 0
+    assert value(m, "slipway_gc_pause_seconds_bucket", generation="2", le="0.25") == 1
+    assert value(m, "slipway_gc_pause_seconds_sum", generation="2") == pytest.approx(0.2)
+    assert value(m, "slipway_gc_pause_seconds_count", generation="1") == 0
+    # a stop without its start (installed in the middle of a collection) counts nothing
+    m.gc_pauses("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+    assert value(m, "slipway_gc_pause_seconds_count", generation="1") == 0
+
+
+def test_real_collections_are_counted_even_inside_a_scrape(m: SlipwayMetrics) -> None:
+    """The collector runs wherever an allocation triggers it, also inside prometheus-client's
+    locked sections (a scrape, a `labels()` call); the callback must then neither wait on a lock
+    nor fail. Collections are forced there with the callback installed, in a thread: a callback
+    that took one of those locks would hang it, and the join's timeout fails the test."""
+
+    class Collecting(Collector):
+        def collect(self) -> Iterable[Metric]:
+            gc.collect()
+            return []
+
+    m.registry.register(Collecting())
+    done = threading.Event()
+
+    def collect_everywhere() -> None:
+        gc.collect()
+        m.exposition()
+        with m.work_queue_wait._lock:  # what `labels()` holds while it adds a child
+            gc.collect(1)
+        done.set()
+
+    gc.callbacks.append(m.gc_pauses)
+    try:
+        thread = threading.Thread(target=collect_everywhere, daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+    finally:
+        gc.callbacks.remove(m.gc_pauses)
+    assert done.is_set()
+    assert value(m, "slipway_gc_pause_seconds_count", generation="2") == 2
+    assert value(m, "slipway_gc_pause_seconds_count", generation="1") == 1
+    assert (value(m, "slipway_gc_pause_seconds_sum", generation="2") or 0) > 0
+
+
+def test_watch_gc_installs_one_callback_however_often_it_is_called() -> None:
+    from slipway import metrics
+
+    before = list(gc.callbacks)
+    try:
+        metrics.watch_gc()
+        metrics.watch_gc()
+        assert gc.callbacks.count(metrics.METRICS.gc_pauses) == 1
+    finally:
+        gc.callbacks[:] = before
