@@ -104,6 +104,23 @@ def ratio(value: Any, floor: Any) -> float | None:
     return round(value / floor, 3)
 
 
+def paired_summary(rounds: Sequence[Mapping[str, Any]], n: int) -> dict[str, Any]:
+    """The paired rollbacks' rounds (each: who went `first`, the `operator`'s and the `floor`'s
+    summaries), each with its ratio of p50s, and the median, least and most of those ratios."""
+    timed = [
+        {**r, "ratio": ratio(_seconds(r.get("operator"), "p50"), _seconds(r.get("floor"), "p50"))}
+        for r in rounds
+    ]
+    ratios = [r["ratio"] for r in timed if r["ratio"] is not None]
+    return {
+        "n": n,
+        "rounds": timed,
+        "ratio_median": round(percentile(ratios, 50), 3) if ratios else None,
+        "ratio_min": min(ratios) if ratios else None,
+        "ratio_max": max(ratios) if ratios else None,
+    }
+
+
 def histogram_buckets(text: str, name: str, label: str) -> dict[str, dict[float, float]]:
     """The cumulative buckets of histogram `name` (le -> count), by one of its labels."""
     found: dict[str, dict[float, float]] = {}
@@ -354,6 +371,36 @@ def _target_cell(key: str, value: Any) -> str:
     return f"{op} {bound:g}{verdict}"
 
 
+def _paired_rows(paired: Mapping[str, Any] | None) -> list[tuple[str, Any, Any, Any, str]]:
+    """A row per round of the paired rollbacks, then their median ratio (judged as the
+    rollbacks' ratio is)."""
+    if not paired or not paired.get("rounds"):
+        return []
+    batch = _fmt(paired.get("n"))
+    rows: list[tuple[str, Any, Any, Any, str]] = [
+        (
+            f"crashing canary to RolledBack, {batch} at once, p50 (s): by turns on the same "
+            f"cluster, round {i} ({r['first']} first)",
+            _seconds(r.get("operator"), "p50"),
+            _seconds(r.get("floor"), "p50"),
+            r.get("ratio"),
+            "",
+        )
+        for i, r in enumerate(paired["rounds"], 1)
+    ]
+    spread = f"{_fmt(paired.get('ratio_min'))} to {_fmt(paired.get('ratio_max'))}"
+    rows.append(
+        (
+            f"  those rounds' ratios: median (least to most {spread})",
+            None,
+            None,
+            paired.get("ratio_median"),
+            _target_cell("rollback_ratio", paired.get("ratio_median")),
+        )
+    )
+    return rows
+
+
 def control_plane_cpu(phase: Mapping[str, Any] | None) -> float | None:
     """CPU seconds kube-apiserver and etcd spent in a phase."""
     spent = (phase or {}).get("process_cpu_seconds") or {}
@@ -536,6 +583,7 @@ def markdown_table(result: Mapping[str, Any]) -> str:
                     "",
                 )
             )
+    rows += _paired_rows(result.get("paired_rollback_seconds"))
     lines = ["| measure | operator | floor | ratio | target |", "|---|---|---|---|---|"]
     lines += [
         f"| {name} | {_fmt(ours)} | {_fmt(floor)} | {_fmt(r)} | {target} |"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import importlib.metadata
 import json
 import os
@@ -74,6 +75,8 @@ FAULT_LABEL = "slipway.test/fault"
 MD_RESOURCES = ("modeldeployments", "deployments", "services", "events", "replicasets", "pods")
 NAMESPACE_GONE_SECONDS = 300.0
 DELETE_THREADS = 64
+# the versions of the paired rollbacks (the operator's own batches use 1 to 5)
+PAIRED_SERIAL = 100
 
 
 def md_path(namespace: str, name: str = "") -> str:
@@ -193,6 +196,20 @@ def is_rolled_back(obj: Mapping[str, Any]) -> bool:
     )
 
 
+def generation_of(obj: Mapping[str, Any] | None) -> int:
+    return int(((obj or {}).get("metadata") or {}).get("generation") or 0)
+
+
+def rolled_back_after(generations: Mapping[str, int]) -> Callable[[Mapping[str, Any]], bool]:
+    """Rolled back at a generation later than each one's in `generations` (by name)."""
+
+    def check(obj: Mapping[str, Any]) -> bool:
+        name = obj["metadata"]["name"]
+        return is_rolled_back(obj) and generation_of(obj) > generations.get(name, 0)
+
+    return check
+
+
 def revision_pods(found: Mapping[str, dict[str, Any]], of: FloorSpec) -> list[dict[str, Any]]:
     """The pods, among `found`, of revision `of` of its ModelDeployment."""
     return [
@@ -201,6 +218,11 @@ def revision_pods(found: Mapping[str, dict[str, Any]], of: FloorSpec) -> list[di
         if (labels := pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == of.revision
         and labels.get(MODEL_DEPLOYMENT_LABEL) == of.md.name
     ]
+
+
+def all_pods_ready(found: Mapping[str, dict[str, Any]]) -> bool:
+    """Every pod among `found` Ready and none on its way out (as the operator counts them)."""
+    return ready_pods(list(found.values()), {}) == len(found)
 
 
 def ready_of(found: Mapping[str, dict[str, Any]], of: FloorSpec) -> int:
@@ -418,22 +440,101 @@ class Bench:
             self.kube.apply(manifest)
         self.kube.delete("v1", "Service", new.md.namespace, f"{new.md.name}-canary")
 
-    def _start_canary(self, new: FloorSpec) -> None:
+    def _start_canary(self, new: FloorSpec, replaced: FloorSpec | None = None) -> None:
         """What the operator writes when a canary starts: its Deployment with one pod and
         <name>-canary on it (<name>, on every serving pod, and <name>-stable, on the old
-        revision, say the old version until the promotion: they stay as they are)."""
-        for manifest in (new.deployment(new, "canary", 1), new.service("canary", new)):
-            self.kube.apply(manifest)
+        revision, say the old version until the promotion: they stay as they are). A canary
+        rolled back before (`replaced`) loses its Deployment in between, as the operator's."""
+        self.kube.apply(new.deployment(new, "canary", 1))
+        if replaced is not None:
+            self.kube.delete("apps/v1", "Deployment", new.md.namespace, replaced.deployment_name)
+        self.kube.apply(new.service("canary", new))
 
-    def floor_rollback(self, pods: Tracker, new: FloorSpec) -> None:
+    def floor_rollback(
+        self, pods: Tracker, new: FloorSpec, replaced: FloorSpec | None = None
+    ) -> None:
         """A version whose pods crash: the canary, until a pod of it fails, then scaled to 0."""
-        self._start_canary(new)
+        self._start_canary(new, replaced)
 
         def failing(found: Mapping[str, dict[str, Any]]) -> bool:
             return pods_failing(revision_pods(found, new))[0]
 
         pods.wait_for(failing, self.timeout)
         self.kube.apply(new.deployment(new, "canary", 0))
+
+    def paired_rollbacks(
+        self,
+        tracker: Tracker,
+        namespace: str,
+        floor_namespace: str,
+        names: Sequence[str],
+        batch: int,
+        rounds: int,
+    ) -> dict[str, Any]:
+        """Rollbacks of `batch` at once, the operator's and the floor's by turns on the same
+        cluster, `rounds` times (who goes first alternates), after the operator's own batches.
+
+        The floor's phase runs before the operator's, on a cluster holding nothing else; here
+        both run on the cluster as the operator's phase left it, the operator running, so what
+        the order and the cluster's state do to either side falls on both. The floor's objects
+        are the batch's in a namespace of their own (their stable Ready, and one rollback not
+        timed, so that each timed one, like the operator's, replaces a rolled-back canary: a
+        Deployment deleted, <name>-canary changed, not created). Between halves, every pod of
+        the side just timed is Ready (the crashing canaries' pods gone)."""
+        many = _groups(names, batch)[1]
+        selector = f"{MODEL_DEPLOYMENT_LABEL} in ({','.join(sorted(many))})"
+        floor_pods = Tracker(self.api, f"/api/v1/namespaces/{floor_namespace}/pods", selector)
+        operator_pods = Tracker(self.api, f"/api/v1/namespaces/{namespace}/pods", selector)
+        canary: dict[str, FloorSpec] = {}
+
+        def floor_once(name: str, serial: int) -> None:
+            new = FloorSpec.of(name, floor_namespace, serial, crashing=True)
+            self.floor_rollback(floor_pods, new, canary.get(name))
+            canary[name] = new
+
+        def operator_round(serial: int) -> list[float]:
+            patch = {
+                "model": model_version(serial),
+                "template": {"labels": {FAULT_LABEL: "crash"}},
+            }
+            # each is rolled back already (by the batch, by the round before): its next
+            # generation's rollback is the one timed
+            before = {name: generation_of(tracker.latest(name)) for name in many}
+            return self.change(tracker, namespace, many, patch, rolled_back_after(before))
+
+        log(f"paired rollbacks: {len(many)} floor objects in {floor_namespace}")
+        create_namespace(self.api, floor_namespace)
+        path = f"/apis/apps/v1/namespaces/{floor_namespace}/deployments"
+        with Tracker(self.api, path) as deployments, floor_pods, operator_pods:
+            children = {name: floor_children(name, floor_namespace) for name in many}
+            deployments.expect([c[0]["metadata"]["name"] for c in children.values()], is_available)
+            self.in_parallel(lambda name: [self.kube.apply(m) for m in children[name]], many)
+            deployments.wait(self.timeout)
+            self.timed(lambda name: floor_once(name, PAIRED_SERIAL), many)  # not timed: see above
+            floor_pods.wait_for(all_pods_ready, self.timeout)
+            timed: list[dict[str, Any]] = []
+            for r in range(rounds):
+                serial = PAIRED_SERIAL + 1 + r
+                halves: dict[str, list[float]] = {}
+                order = ("floor", "operator") if r % 2 == 0 else ("operator", "floor")
+                log(f"paired rollbacks, round {r + 1} of {rounds}: {order[0]} first")
+                for side in order:
+                    if side == "floor":
+                        halves[side] = self.timed(
+                            functools.partial(floor_once, serial=serial), many
+                        )
+                        floor_pods.wait_for(all_pods_ready, self.timeout)
+                    else:
+                        halves[side] = operator_round(serial)
+                        operator_pods.wait_for(all_pods_ready, self.timeout)
+                timed.append(
+                    {
+                        "first": order[0],
+                        "operator": report.summarize(halves["operator"]),
+                        "floor": report.summarize(halves["floor"]),
+                    }
+                )
+        return report.paired_summary(timed, len(many))
 
     # -- 2. convergence -----------------------------------------------------------------------
 
@@ -635,6 +736,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="ModelDeployments rolled out at once (0: no rollout figures)",
     )
     parser.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=4,
+        help="rounds of rollbacks of --rollout-n at once, the operator's and the floor's by "
+        "turns on the same cluster (0: none; none with --skip-floor)",
+    )
+    parser.add_argument(
         "--idle-seconds",
         type=float,
         default=60.0,
@@ -725,7 +833,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     install_crd(api)
     run_id = secrets.token_hex(3)
     # two pods per ModelDeployment, a surge pod or two per rollout, a margin for other pods
-    added = add_kwok_nodes(api, 2 * args.n + 2 * args.rollout_n + 50)
+    # and the paired rollbacks' floor objects: two pods each and a canary's
+    added = add_kwok_nodes(api, 2 * args.n + 5 * args.rollout_n + 50)
     if added:
         log(f"added KWOK nodes for the pods: {added}")
     try:
@@ -782,6 +891,16 @@ def operator_phases(
             result.update(bench.idle(operator, args.idle_seconds))
             if args.rollout_n > 0:
                 result.update(bench.rollouts(tracker, namespace, names, args.rollout_n, operator))
+            if args.rollout_n > 0 and args.paired_rounds > 0 and not args.skip_floor:
+                floor_namespace = f"{namespace}-floor"
+                try:
+                    result["paired_rollback_seconds"] = bench.paired_rollbacks(
+                        tracker, namespace, floor_namespace, names, args.rollout_n,
+                        args.paired_rounds,
+                    )  # fmt: skip
+                finally:
+                    if left := bench.delete_namespace(floor_namespace):
+                        log(f"{left} still deleting")
         result["peak_rss_mb"] = round(report.peak_rss_mb(operator.proc_status()), 1)
         result["operator_alive_at_end"] = operator.alive()
     finally:

@@ -12,11 +12,13 @@ from bench import report
 from bench.report import RequestKey
 from bench.run import (
     FloorSpec,
+    all_pods_ready,
     bench_md,
     floor_children,
     is_promoted,
     is_ready_at_generation,
     ready_of,
+    rolled_back_after,
 )
 
 from slipway.api import ModelDeployment
@@ -436,6 +438,69 @@ def test_the_floors_stable_counts_down_as_the_operator_counts_it() -> None:
     pods["b"] = floor_pod("b", old, leaving=True)
     assert ready_of(pods, old) == 1
     assert ready_of(pods, new) == 1
+
+
+def test_between_paired_halves_every_pod_is_ready_and_none_on_its_way_out() -> None:
+    """The next half of a paired round starts once the crashing canaries' pods are gone: a
+    crash-looping pod, or a Ready one being deleted, still holds it."""
+    stable, crashing = FloorSpec.of("bench-0001", "ns", 1), FloorSpec.of("bench-0001", "ns", 9)
+    pods = {"a": floor_pod("a", stable), "b": floor_pod("b", stable)}
+    assert all_pods_ready(pods)
+    assert all_pods_ready({})
+    assert not all_pods_ready({**pods, "c": floor_pod("c", crashing, ready=False)})
+    assert not all_pods_ready({**pods, "d": floor_pod("d", crashing, leaving=True)})
+
+
+def test_a_paired_round_waits_for_the_rollback_of_the_generation_it_patched() -> None:
+    """The ModelDeployments of a paired round are rolled back already: that old rollback is
+    not the new one."""
+
+    def md(generation: int, observed: int, phase: str) -> dict[str, Any]:
+        meta = {"name": "bench-0001", "generation": generation}
+        return {"metadata": meta, "status": {"phase": phase, "observedGeneration": observed}}
+
+    done = rolled_back_after({"bench-0001": 7})
+    assert not done(md(7, 7, "RolledBack"))
+    assert not done(md(8, 7, "RolledBack"))
+    assert not done(md(8, 8, "Progressing"))
+    assert done(md(8, 8, "RolledBack"))
+
+
+def test_paired_rollbacks_give_each_round_its_ratio_and_their_median_and_spread() -> None:
+    def half(p50: float | None) -> dict[str, Any]:
+        return {"count": 0} if p50 is None else {"count": 50, "p50": p50}
+
+    rounds = [
+        {"first": first, "operator": half(ours), "floor": half(floor)}
+        for first, ours, floor in (
+            ("floor", 6.0, 4.0),
+            ("operator", 5.0, 5.0),
+            ("floor", 6.6, 6.0),
+            ("operator", None, 5.0),
+        )
+    ]
+    paired = report.paired_summary(rounds, 50)
+    assert [r["ratio"] for r in paired["rounds"]] == [1.5, 1.0, 1.1, None]
+    # a round without a figure on one side has no ratio and is left out of the median
+    assert (paired["ratio_median"], paired["ratio_min"], paired["ratio_max"]) == (1.1, 1.0, 1.5)
+    assert paired["n"] == 50
+    table = report.markdown_table(sample_result(paired_rollback_seconds=paired))
+    prefix = "crashing canary to RolledBack, 50 at once, p50 (s): by turns on the same cluster"
+    first = f"{prefix}, round 1 (floor first)"
+    assert table_row(table, first)[1:4] == ["6.00", "4.00", "1.50"]
+    second = f"{prefix}, round 2 (operator first)"
+    assert table_row(table, second)[1:4] == ["5.00", "5.00", "1.00"]
+    median = table_row(table, "those rounds' ratios: median (least to most 1.00 to 1.50)")
+    assert median[3:] == ["1.10", "<= 1.25 ✅"]
+    # the official rollbacks' ratio is still the batch's against the floor's own phase
+    assert (
+        report.derive(sample_result(paired_rollback_seconds=paired))["rollback_ratio"]
+        == (report.derive(sample_result())["rollback_ratio"])
+    )
+    assert "round 1" not in report.markdown_table(sample_result())
+    none = report.paired_summary([], 50)
+    assert none["ratio_median"] is None
+    assert "round" not in report.markdown_table(sample_result(paired_rollback_seconds=none))
 
 
 def test_objects_whose_status_was_written_more_than_once_are_told_by_their_first_status() -> None:
