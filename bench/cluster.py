@@ -546,6 +546,15 @@ class OperatorProcess:
             "full_seconds": sums.get("2", 0.0),
         }
 
+    def work(self) -> dict[str, float]:
+        """What the operator has done so far: its reconciles and API writes (counted by its own
+        metrics) and its CPU seconds; `report.work_done` subtracts two readings."""
+        return {
+            "reconciles": sum(self.reconciles().values()),
+            "writes": sum(self.writes().values()),
+            "cpu_seconds": self.cpu_seconds(),
+        }
+
     def proc_status(self) -> str:
         return Path(f"/proc/{self.pid}/status").read_text()
 

@@ -257,6 +257,35 @@ def gc_summary(before: Mapping[str, float], after: Mapping[str, float]) -> dict[
     return {key: round(after.get(key, 0.0) - before.get(key, 0.0), 4) for key in after}
 
 
+def work_done(
+    before: Mapping[str, float], after: Mapping[str, float], n: int, rounds: int = 1
+) -> dict[str, float]:
+    """The operator's work between two `work` readings (`before` empty: `after` is what it
+    did), over `rounds` batches of `n` ModelDeployments: reconciles and writes per object, and
+    CPU seconds per batch."""
+    grown = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
+    objects = n * rounds
+
+    def per(key: str, count: int) -> float:
+        return round(grown.get(key, 0.0) / count, 2) if count else 0.0
+
+    return {
+        "reconciles_per_object": per("reconciles", objects),
+        "writes_per_object": per("writes", objects),
+        "cpu_seconds": per("cpu_seconds", rounds),
+    }
+
+
+def _work_cell(work: Mapping[str, float] | None) -> str | None:
+    if not work:
+        return None
+    return (
+        f"{_fmt(work.get('reconciles_per_object'))} reconciles, "
+        f"{_fmt(work.get('writes_per_object'))} writes per object; "
+        f"{_fmt(work.get('cpu_seconds'))} CPU s"
+    )
+
+
 def _gc_cell(pauses: Mapping[str, float] | None) -> str | None:
     if not pauses:
         return None
@@ -398,6 +427,18 @@ def _paired_rows(paired: Mapping[str, Any] | None) -> list[tuple[str, Any, Any, 
             _target_cell("rollback_ratio", paired.get("ratio_median")),
         )
     )
+    work = paired.get("work") or {}
+    for side, what in (("operator", "its own halves"), ("floor", "the floor's halves")):
+        if work.get(side):
+            rows.append(
+                (
+                    f"  the operator's work in {what}, per round",
+                    _work_cell(work[side]),
+                    None,
+                    None,
+                    "",
+                )
+            )
     return rows
 
 
@@ -578,6 +619,16 @@ def markdown_table(result: Mapping[str, Any]) -> str:
                 (
                     f"  the operator's garbage collections during those {batch}: pause (s)",
                     _gc_cell(ours.get("gc_pauses")),
+                    None,
+                    None,
+                    "",
+                )
+            )
+        if ours.get("work"):
+            rows.append(
+                (
+                    f"  the operator's work during those {batch}",
+                    _work_cell(ours.get("work")),
                     None,
                     None,
                     "",

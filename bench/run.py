@@ -470,9 +470,11 @@ class Bench:
         names: Sequence[str],
         batch: int,
         rounds: int,
+        operator: OperatorProcess | None = None,
     ) -> dict[str, Any]:
         """Rollbacks of `batch` at once, the operator's and the floor's by turns on the same
-        cluster, `rounds` times (who goes first alternates), after the operator's own batches.
+        cluster, `rounds` times (who goes first alternates), after the operator's own batches;
+        with `operator`, its work in each side's halves (it watches the floor's objects too).
 
         The floor's phase runs before the operator's, on a cluster holding nothing else; here
         both run on the cluster as the operator's phase left it, the operator running, so what
@@ -513,12 +515,14 @@ class Bench:
             self.timed(lambda name: floor_once(name, PAIRED_SERIAL), many)  # not timed: see above
             floor_pods.wait_for(all_pods_ready, self.timeout)
             timed: list[dict[str, Any]] = []
+            work: dict[str, dict[str, float]] = {"operator": {}, "floor": {}}
             for r in range(rounds):
                 serial = PAIRED_SERIAL + 1 + r
                 halves: dict[str, list[float]] = {}
                 order = ("floor", "operator") if r % 2 == 0 else ("operator", "floor")
                 log(f"paired rollbacks, round {r + 1} of {rounds}: {order[0]} first")
                 for side in order:
+                    before = operator.work() if operator is not None else {}
                     if side == "floor":
                         halves[side] = self.timed(
                             functools.partial(floor_once, serial=serial), many
@@ -527,6 +531,9 @@ class Bench:
                     else:
                         halves[side] = operator_round(serial)
                         operator_pods.wait_for(all_pods_ready, self.timeout)
+                    if operator is not None:
+                        for k, v in operator.work().items():
+                            work[side][k] = work[side].get(k, 0.0) + v - before.get(k, 0.0)
                 timed.append(
                     {
                         "first": order[0],
@@ -534,7 +541,13 @@ class Bench:
                         "floor": report.summarize(halves["floor"]),
                     }
                 )
-        return report.paired_summary(timed, len(many))
+        summary = report.paired_summary(timed, len(many))
+        if operator is not None and rounds:
+            summary["work"] = {
+                side: report.work_done({}, totals, len(many), rounds)
+                for side, totals in work.items()
+            }
+        return summary
 
     # -- 2. convergence -----------------------------------------------------------------------
 
@@ -679,14 +692,16 @@ class Bench:
             log(f"{key}: 1, then {len(many)} at once")
             single = change_version(one, serial, crashing)[0]
             gc_before = operator.gc_pauses() if operator is not None else None
+            work_before = operator.work() if operator is not None else None
             spread = change_version(many, serial + 1, crashing)
             figures[key] = {
                 "single": round(single, 3),
                 "n": len(many),
                 "batch": report.summarize(spread),
             }
-            if operator is not None and gc_before is not None:
+            if operator is not None and gc_before is not None and work_before is not None:
                 figures[key]["gc_pauses"] = report.gc_summary(gc_before, operator.gc_pauses())
+                figures[key]["work"] = report.work_done(work_before, operator.work(), len(many))
         return figures
 
 
@@ -896,7 +911,7 @@ def operator_phases(
                 try:
                     result["paired_rollback_seconds"] = bench.paired_rollbacks(
                         tracker, namespace, floor_namespace, names, args.rollout_n,
-                        args.paired_rounds,
+                        args.paired_rounds, operator,
                     )  # fmt: skip
                 finally:
                     if left := bench.delete_namespace(floor_namespace):

@@ -503,6 +503,36 @@ def test_paired_rollbacks_give_each_round_its_ratio_and_their_median_and_spread(
     assert "round" not in report.markdown_table(sample_result(paired_rollback_seconds=none))
 
 
+def test_the_operators_work_is_counted_per_batch_and_per_paired_half() -> None:
+    """Reconciles and writes per object and CPU seconds between two readings of the operator's
+    own counters; over several rounds, per round."""
+    before = {"reconciles": 3000.0, "writes": 5000.0, "cpu_seconds": 30.5}
+    after = {"reconciles": 3350.0, "writes": 5200.0, "cpu_seconds": 33.0}
+    done = report.work_done(before, after, 50)
+    assert done == {"reconciles_per_object": 7.0, "writes_per_object": 4.0, "cpu_seconds": 2.5}
+    # four rounds' totals, each of 50
+    totals = {"reconciles": 1400.0, "writes": 810.0, "cpu_seconds": 10.0}
+    assert report.work_done({}, totals, 50, 4) == {
+        "reconciles_per_object": 7.0, "writes_per_object": 4.05, "cpu_seconds": 2.5
+    }  # fmt: skip
+    assert report.work_done({}, totals, 0, 0)["cpu_seconds"] == 0.0
+    rollbacks = {"single": 4.19, "n": 50, "batch": {"count": 50, "p50": 25.1}, "work": done}
+    table = report.markdown_table(sample_result(rollback_seconds=rollbacks))
+    cell = "7.00 reconciles, 4.00 writes per object; 2.50 CPU s"
+    assert table_row(table, "the operator's work during those 50")[1] == cell
+    paired = report.paired_summary(
+        [{"first": "floor", "operator": {"count": 50, "p50": 6.0},
+          "floor": {"count": 50, "p50": 4.0}}], 50
+    )  # fmt: skip
+    paired["work"] = {"operator": done, "floor": report.work_done({}, {"cpu_seconds": 0.4}, 50)}
+    table = report.markdown_table(sample_result(paired_rollback_seconds=paired))
+    assert table_row(table, "the operator's work in its own halves, per round")[1] == cell
+    floor = table_row(table, "the operator's work in the floor's halves, per round")
+    assert floor[1] == "0.00 reconciles, 0.00 writes per object; 0.40 CPU s"
+    # a run without the figures (an older file) has no such rows
+    assert "operator's work" not in report.markdown_table(sample_result())
+
+
 def test_objects_whose_status_was_written_more_than_once_are_told_by_their_first_status() -> None:
     repeated = report.repeated_statuses(
         {
