@@ -1457,6 +1457,44 @@ def test_a_newer_spec_during_a_canary_replaces_it_and_starts_from_the_first_step
     assert ("Normal", "CanarySuperseded") in rollout.events()
 
 
+def test_a_newer_spec_after_a_rollback_starts_with_one_event_naming_the_old_canary() -> None:
+    """A rolled-back canary has no pod left: the newer spec's canary replaces it in the same
+    decision, so nobody ever sees it Withdrawn. One Event says both (CanaryStarted, naming it),
+    not a CanarySuperseded about a state that was never written beside it."""
+    rollout = Rollout.deployed(
+        model_deployment(replicas=3, rollout=canary_rollout([{"setWeight": 50}]))
+    )
+    rollout.change(version="2.0.0")
+    rolled_back = rollout.revision
+    rollout.cluster.broken[rolled_back] = "crash"
+    rollout.converge()
+    assert rollout.status.phase is Phase.ROLLED_BACK
+    assert rollout.cluster.replicas(rolled_back) == 0
+
+    rollout.change(version="3.0.0")
+    decision = rollout.reconcile()
+
+    assert decision.status.canary.revision == rollout.revision
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", "CanaryStarted")]
+    assert f"in place of canary {rolled_back} (2.0.0, RolledBack)" in decision.events[0].message
+
+
+def test_a_newer_spec_during_a_canary_with_pods_says_canary_superseded_then_starts() -> None:
+    """The other side of the fold above: a canary with pods is withdrawn first (the stable back
+    at full size), and says so; its replacement starts in a later decision, naming nothing."""
+    rollout = canary_at_first_pause()
+    first_canary = rollout.status.canary.revision
+    rollout.change(version="3.0.0")
+    decision = rollout.reconcile()
+
+    assert decision.status.canary.revision == first_canary
+    assert decision.status.canary.state is CanaryState.WITHDRAWN
+    assert [e.reason for e in decision.events] == ["CanarySuperseded"]
+    rollout.converge()
+    started = [e for d in rollout.decisions for e in d.events if e.reason == "CanaryStarted"]
+    assert "in place of" not in started[-1].message
+
+
 @pytest.mark.parametrize("action", [Action.PROMOTE_FULL, Action.PROMOTE, Action.ABORT])
 def test_an_action_asked_for_a_canary_is_not_taken_by_the_one_a_newer_spec_starts(
     action: Action,

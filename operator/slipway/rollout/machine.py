@@ -616,12 +616,16 @@ def _settle_revisions(facts: Facts, draft: _Draft) -> None:
     if _replace_what_serves_nothing(facts, draft):
         return
     canary = status.canary
+    replaced: tuple[CanaryStatus, CanaryState] | None = None
     if canary is not None and canary.revision != facts.revision:
+        state = canary.state
         _fire(facts, draft, canary, Trigger.SPEC_MOVED)
         if _plan(facts, status).replicas[canary.revision] == 0:
             _fire(facts, draft, canary, Trigger.GONE)
+            if state is not S.WITHDRAWN:  # withdrawn now, not in an earlier decision
+                replaced = canary, state
     if status.canary is None and facts.revision != stable.revision:
-        _start_canary(facts, draft)
+        _start_canary(facts, draft, replaced)
 
 
 def _replace_what_serves_nothing(facts: Facts, draft: _Draft) -> bool:
@@ -666,7 +670,12 @@ def _turned_down(status: ModelDeploymentStatus, revision: str) -> bool:
     )
 
 
-def _start_canary(facts: Facts, draft: _Draft) -> None:
+def _start_canary(
+    facts: Facts, draft: _Draft, replaced: tuple[CanaryStatus, CanaryState] | None = None
+) -> None:
+    """Start the spec's revision as the canary. A canary `replaced` in the same decision (it had
+    no pod left: rolled back, aborted) was never seen Withdrawn: the start's Event names it in
+    place of its own CanarySuperseded, one Event for one step (as Deploying and Deployed)."""
     status = draft.status
     stable = draft.stable
     fresh = _revision_status(facts)
@@ -682,12 +691,19 @@ def _start_canary(facts: Facts, draft: _Draft) -> None:
     status.canary = canary
     if judged(facts.md, status, canary):
         status.analysis = AnalysisStatus(revision=canary.revision)
+    instead = ""
+    if replaced is not None:
+        old, state = replaced
+        draft.events = [
+            e for e in draft.events if (e.reason, e.revision) != (R.SUPERSEDED.value, old.revision)
+        ]
+        instead = f" in place of canary {old.revision} ({old.version}, {state.value})"
     if is_undo(status, canary.revision):
         draft.note(
             "Normal",
             "Undo",
-            f"back to revision {canary.revision} ({canary.version}) from history: no steps, no "
-            f"analysis; it becomes stable once {facts.total} of its pods are Ready",
+            f"back to revision {canary.revision} ({canary.version}) from history{instead}: no "
+            f"steps, no analysis; it becomes stable once {facts.total} of its pods are Ready",
             canary.revision,
         )
     else:
@@ -696,8 +712,8 @@ def _start_canary(facts: Facts, draft: _Draft) -> None:
         draft.note(
             "Normal",
             "CanaryStarted",
-            f"revision {canary.revision} ({canary.version}) is the canary ({plan}); stable "
-            f"revision {stable.revision} ({stable.version}) keeps serving",
+            f"revision {canary.revision} ({canary.version}) is the canary ({plan}){instead}; "
+            f"stable revision {stable.revision} ({stable.version}) keeps serving",
             canary.revision,
             0,
         )
