@@ -1223,6 +1223,35 @@ def test_a_moment_past_the_last_one_a_datetime_holds_is_the_end_of_time(seconds:
 # -- actions ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "steps, passed",
+    [
+        ([{"setWeight": 50}, {"pause": {"duration": "0s"}}], "step 2/2 (pause 0s)"),
+        (
+            [{"setWeight": 50}, {"pause": {"duration": "0s"}}, {"setWeight": 50}],
+            "step 2/3 (pause 0s), step 3/3 (setWeight 50)",
+        ),
+    ],
+)
+def test_steps_passed_in_one_decision_give_one_canary_step_event_naming_them(
+    steps: list[dict[str, Any]], passed: str
+) -> None:
+    """A 0 s pause (or a step already at its weight) is entered and passed in the decision that
+    entered it: that decision says where the canary stands once, naming what it passed, in
+    place of one CanaryStep Event per step (an API write each)."""
+    rollout = Rollout.deployed(model_deployment(replicas=2, rollout=canary_rollout(steps)))
+    rollout.change(version="2.0.0")
+    rollout.converge()
+
+    assert rollout.status.phase is Phase.READY
+    per_decision = [[e for e in d.events if e.reason == "CanaryStep"] for d in rollout.decisions]
+    assert all(len(events) <= 1 for events in per_decision)
+    messages = [events[0].message for events in per_decision if events]
+    assert len(messages) == 1
+    assert messages[0].startswith("all ")
+    assert messages[0].endswith(f"({passed} passed at once)")
+
+
 def canary_at_first_pause(steps: list[dict[str, Any]] | None = None, **extra: Any) -> Rollout:
     rollout = Rollout.deployed(
         model_deployment(replicas=4, rollout=canary_rollout(steps or PAUSED_STEPS, **extra))

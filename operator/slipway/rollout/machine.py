@@ -218,6 +218,7 @@ class _Draft:
     status: ModelDeploymentStatus
     events: list[Event] = field(default_factory=list)
     evaluated: list[Measurement] = field(default_factory=list)  # gates judged now
+    first_step: dict[str, int] = field(default_factory=dict)  # a revision's first step entered now
 
     def note(
         self,
@@ -758,10 +759,19 @@ def _enter_step(
     canary.approvals = []  # approvals belong to the step they were given at
     canary.ready_at = facts.stamp if _ready_at_weight(facts, draft, canary) else None
     _align_with_step(facts, draft, canary)
-    if not quiet:
-        draft.note(
-            "Normal", "CanaryStep", _where(facts, canary, steps), canary.revision, canary.step
-        )
+    if quiet:
+        return
+    # steps passed within one decision (a 0 s pause, a step already at its weight) say so in the
+    # last one's Event: one Event per decision on where the canary stands, not one per step
+    first = draft.first_step.setdefault(canary.revision, canary.step)
+    message = _where(facts, canary, steps)
+    if first < canary.step:
+        names = ", ".join(step_name(steps, i) for i in range(first, canary.step))
+        message = f"{message} ({names} passed at once)"
+    draft.events = [
+        e for e in draft.events if (e.reason, e.revision) != ("CanaryStep", canary.revision)
+    ]
+    draft.note("Normal", "CanaryStep", message, canary.revision, canary.step)
 
 
 def _align_with_step(facts: Facts, draft: _Draft, canary: CanaryStatus) -> None:
