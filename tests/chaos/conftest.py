@@ -502,12 +502,24 @@ def rss_mb(pid: int) -> float:
 
 
 def running(pid: int) -> bool:
-    """Whether a process runs (a zombie that nobody reaped yet does not)."""
+    """Whether any thread of a process still runs (a zombie that nobody reaped yet does not).
+
+    Every thread counts: a killed Go server's main thread turns zombie while its other threads
+    are still exiting, and their open files (its listening socket) close only with the last one.
+    Checking the main thread alone let `up` start the next API server while the killed one still
+    held its port (`bind: address already in use`, a fresh-clone run on a loaded machine)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # exited between the listing and the read
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            return True
+    return False
 
 
 def operator_pid(op: Operator) -> int:
