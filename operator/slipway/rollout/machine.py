@@ -230,6 +230,10 @@ class _Draft:
     ) -> None:
         self.events.append(Event(type_, reason, message, revision=revision, step=step))
 
+    def unsay(self, reason: str, revision: str) -> None:
+        """Drop this decision's Events of `reason` about `revision`: a later one says it too."""
+        self.events = [e for e in self.events if (e.reason, e.revision) != (reason, revision)]
+
     @property
     def stable(self) -> RevisionStatus:
         assert self.status.stable is not None, "the stable revision is settled first"
@@ -695,9 +699,7 @@ def _start_canary(
     instead = ""
     if replaced is not None:
         old, state = replaced
-        draft.events = [
-            e for e in draft.events if (e.reason, e.revision) != (R.SUPERSEDED.value, old.revision)
-        ]
+        draft.unsay(R.SUPERSEDED.value, old.revision)
         instead = f" in place of canary {old.revision} ({old.version}, {state.value})"
     if is_undo(status, canary.revision):
         draft.note(
@@ -731,9 +733,7 @@ def _record_first_ready(facts: Facts, draft: _Draft) -> None:
     status.history = [_history_entry(stable, facts.stamp), *status.history]
     status.history = _bounded_history(facts, status)
     # deployed as soon as decided on: one Event says both
-    draft.events = [
-        e for e in draft.events if (e.reason, e.revision) != ("Deploying", stable.revision)
-    ]
+    draft.unsay("Deploying", stable.revision)
     draft.note(
         "Normal",
         "Deployed",
@@ -768,9 +768,7 @@ def _enter_step(
     if first < canary.step:
         names = ", ".join(step_name(steps, i) for i in range(first, canary.step))
         message = f"{message} ({names} passed at once)"
-    draft.events = [
-        e for e in draft.events if (e.reason, e.revision) != ("CanaryStep", canary.revision)
-    ]
+    draft.unsay("CanaryStep", canary.revision)
     draft.note("Normal", "CanaryStep", message, canary.revision, canary.step)
 
 
