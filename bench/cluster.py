@@ -532,6 +532,12 @@ class OperatorProcess:
         name = "slipway_work_queue_wait_seconds"
         return report.histogram_buckets(self.scrape(f"{name}_bucket"), name, "lane")
 
+    def reconcile_durations(self) -> dict[str, dict[float, float]]:
+        """`slipway_reconcile_duration_seconds` buckets (under the one key "reconcile")."""
+        name = "slipway_reconcile_duration_seconds"
+        buckets = report.histogram_buckets(self.scrape(f"{name}_bucket"), name, "")
+        return {"reconcile": buckets.get("", {})}
+
     def gc_pauses(self) -> dict[str, float]:
         """`slipway_gc_pause_seconds`: the collections' count and their total pause, in seconds,
         over every generation and for generation 2 (the full ones)."""
@@ -545,6 +551,10 @@ class OperatorProcess:
             "full_count": counts.get("2", 0.0),
             "full_seconds": sums.get("2", 0.0),
         }
+
+    def timings(self) -> dict[str, dict[float, float]]:
+        """The queue's waits by lane and the reconciles' durations, as cumulative buckets."""
+        return {**self.queue_waits(), **self.reconcile_durations()}
 
     def work(self) -> dict[str, float]:
         """What the operator has done so far: its reconciles and API writes (counted by its own

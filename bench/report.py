@@ -168,6 +168,18 @@ def wait_summary(
     return summary
 
 
+def add_grown(
+    into: dict[str, dict[float, float]],
+    before: Mapping[str, Mapping[float, float]],
+    after: Mapping[str, Mapping[float, float]],
+) -> None:
+    """Add what each histogram's cumulative buckets grew by between two scrapes to `into`."""
+    for key, buckets in after.items():
+        sums = into.setdefault(key, {})
+        for le, count in buckets.items():
+            sums[le] = sums.get(le, 0.0) + count - before.get(key, {}).get(le, 0.0)
+
+
 # frames where a thread waits rather than computes: left out of a CPU profile's shares
 IDLE_FRAMES = (
     "select (selectors.py",

@@ -77,6 +77,9 @@ NAMESPACE_GONE_SECONDS = 300.0
 DELETE_THREADS = 64
 # the versions of the paired rollbacks (the operator's own batches use 1 to 5)
 PAIRED_SERIAL = 100
+# --profile: each operator half of the paired rollbacks sampled for its first seconds
+PAIRED_PROFILE_SECONDS = 3
+PAIRED_PROFILE_RATE = 250
 
 
 def md_path(namespace: str, name: str = "") -> str:
@@ -248,7 +251,12 @@ class Profiler:
     out: Path
 
     @classmethod
-    def start(cls, pid: int, out: Path | None, seconds: float) -> Profiler | None:
+    def start(
+        cls, pid: int, out: Path | None, seconds: float, rate: int = 50, gil: bool = False
+    ) -> Profiler | None:
+        """Sample `pid` for `seconds` (or until stopped) into `out`; with `gil`, only the thread
+        holding the interpreter at each sample, so that the samples' count over `rate` times
+        `seconds` is the share of the time the interpreter was busy."""
         if out is None:
             return None
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -256,8 +264,10 @@ class Profiler:
         )
         if spy is None:
             raise SystemExit("--profile needs py-spy: pip install -e '.[profile]'")
-        args = [spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking",
+        args = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking",
                 "--format", "raw", "--duration", str(int(seconds)), "-o", str(out)]  # fmt: skip
+        if gil:
+            args.append("--gil")
         return cls(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out)
 
     def stop(self) -> dict[str, Any] | None:
@@ -516,6 +526,9 @@ class Bench:
             floor_pods.wait_for(all_pods_ready, self.timeout)
             timed: list[dict[str, Any]] = []
             work: dict[str, dict[str, float]] = {"operator": {}, "floor": {}}
+            profiles: list[dict[str, Any]] = []
+            # the operator's queue waits by lane and its reconciles' durations in its halves
+            waited: dict[str, dict[float, float]] = {}
             for r in range(rounds):
                 serial = PAIRED_SERIAL + 1 + r
                 halves: dict[str, list[float]] = {}
@@ -529,8 +542,17 @@ class Bench:
                         )
                         floor_pods.wait_for(all_pods_ready, self.timeout)
                     else:
+                        timings = operator.timings() if operator is not None else {}
+                        spy = self._spy_on_round(operator, r)
                         halves[side] = operator_round(serial)
+                        top = spy.stop() if spy is not None else None
+                        if top is not None:
+                            samples = top["busy_samples"] + top["idle_samples"]
+                            held = samples / (PAIRED_PROFILE_RATE * PAIRED_PROFILE_SECONDS)
+                            profiles.append({"round": r + 1, "interpreter_held": round(held, 3)})
                         operator_pods.wait_for(all_pods_ready, self.timeout)
+                        if operator is not None:
+                            report.add_grown(waited, timings, operator.timings())
                     if operator is not None:
                         for k, v in operator.work().items():
                             work[side][k] = work[side].get(k, 0.0) + v - before.get(k, 0.0)
@@ -542,12 +564,27 @@ class Bench:
                     }
                 )
         summary = report.paired_summary(timed, len(many))
+        if profiles:
+            summary["profiles"] = profiles
+        if waited:
+            summary["operator_waits"] = report.wait_summary({}, waited)
         if operator is not None and rounds:
             summary["work"] = {
                 side: report.work_done({}, totals, len(many), rounds)
                 for side, totals in work.items()
             }
         return summary
+
+    def _spy_on_round(self, operator: OperatorProcess | None, r: int) -> Profiler | None:
+        """With --profile: py-spy on the first seconds of the operator's half of round `r`, where
+        its first status writes queue behind the batch's patches; only the thread holding the
+        interpreter at each sample (`--gil`), so the samples say how busy it was and with what."""
+        if self.profile is None or operator is None:
+            return None
+        out = self.profile.with_name(self.profile.stem + f"-paired-r{r + 1}.raw")
+        return Profiler.start(
+            operator.pid, out, PAIRED_PROFILE_SECONDS, rate=PAIRED_PROFILE_RATE, gil=True
+        )
 
     # -- 2. convergence -----------------------------------------------------------------------
 

@@ -333,6 +333,23 @@ def test_queue_waits_are_read_from_the_histogram_as_prometheus_would() -> None:
     }
 
 
+def test_the_paired_halves_waits_add_up_what_each_half_grew_by() -> None:
+    into: dict[str, dict[float, float]] = {}
+    report.add_grown(
+        into, {"change": {1.0: 4.0, math.inf: 5.0}}, {"change": {1.0: 6.0, math.inf: 9.0}}
+    )
+    # a series that appears between two scrapes grew from nothing
+    report.add_grown(
+        into,
+        {"change": {1.0: 6.0, math.inf: 9.0}},
+        {"change": {1.0: 7.0, math.inf: 10.0}, "reconcile": {0.1: 2.0, math.inf: 2.0}},
+    )
+    assert into == {
+        "change": {1.0: 3.0, math.inf: 5.0},
+        "reconcile": {0.1: 2.0, math.inf: 2.0},
+    }
+
+
 LOOP = "<module> (slipway/__main__.py:3);run (kopf/running.py:60);_run_once (asyncio/e.py:1900)"
 PROFILE = "\n".join(
     [
