@@ -222,6 +222,13 @@ def profile_top(collapsed: str, top: int = 15) -> dict[str, Any]:
     return {"busy_samples": busy, "idle_samples": idle, "self": table(own), "total": table(deep)}
 
 
+def interpreter_held(top: Mapping[str, Any], rate: int, seconds: float) -> float:
+    """The share of a `--gil` profile's window in which a thread held the interpreter: py-spy
+    records a sample only then, so every sample counts (waiting frames too), over all it took."""
+    samples = float(top.get("busy_samples", 0.0)) + float(top.get("idle_samples", 0.0))
+    return round(samples / (rate * seconds), 3)
+
+
 def _unescape(value: str) -> str:
     return value.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
 

@@ -547,9 +547,10 @@ class Bench:
                         halves[side] = operator_round(serial)
                         top = spy.stop() if spy is not None else None
                         if top is not None:
-                            samples = top["busy_samples"] + top["idle_samples"]
-                            held = samples / (PAIRED_PROFILE_RATE * PAIRED_PROFILE_SECONDS)
-                            profiles.append({"round": r + 1, "interpreter_held": round(held, 3)})
+                            held = report.interpreter_held(
+                                top, PAIRED_PROFILE_RATE, PAIRED_PROFILE_SECONDS
+                            )
+                            profiles.append({"round": r + 1, "interpreter_held": held})
                         operator_pods.wait_for(all_pods_ready, self.timeout)
                         if operator is not None:
                             report.add_grown(waited, timings, operator.timings())

@@ -333,6 +333,12 @@ def test_queue_waits_are_read_from_the_histogram_as_prometheus_would() -> None:
     }
 
 
+def test_a_gil_profile_says_the_share_of_its_window_the_interpreter_was_held() -> None:
+    top = report.profile_top(PROFILE)  # 50 waiting (select) and 50 computing
+    assert report.interpreter_held(top, rate=250, seconds=3) == round(100 / 750, 3)
+    assert report.interpreter_held({}, rate=250, seconds=3) == 0.0
+
+
 def test_the_paired_halves_waits_add_up_what_each_half_grew_by() -> None:
     into: dict[str, dict[float, float]] = {}
     report.add_grown(
