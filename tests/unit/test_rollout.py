@@ -781,15 +781,20 @@ def test_promotion_keeps_the_old_stable_serving_through_the_scale_down_delay() -
 @pytest.mark.parametrize(
     "routing", [pytest.param({}, id="ratio"), pytest.param(GATEWAY, id="route")]
 )
+@pytest.mark.parametrize("history_limit", [3, 0])
 def test_an_old_stable_past_its_delay_goes_only_as_its_successor_serves(
-    routing: dict[str, Any],
+    routing: dict[str, Any], history_limit: int
 ) -> None:
     """Through Service <name> the old stable serves until its delay ends (with a route too: the
     route's traffic goes to <name>-stable, but <name> selects every serving pod); a new stable
-    that is all unready just then keeps it until the new stable is back."""
+    that is all unready just then keeps it until the new stable is back. With no history kept
+    (`revisionHistoryLimit: 0`) too: the old stable leaves history only once its pods are gone,
+    its Deployment is not deleted under the users it serves."""
     steps = [{"setWeight": 50}]
     md = model_deployment(
-        replicas=4, rollout=canary_rollout(steps, scaleDownDelaySeconds=60, **routing)
+        replicas=4,
+        history_limit=history_limit,
+        rollout=canary_rollout(steps, scaleDownDelaySeconds=60, **routing),
     )
     rollout = Rollout.deployed(md)
     old = rollout.revision
@@ -804,7 +809,12 @@ def test_an_old_stable_past_its_delay_goes_only_as_its_successor_serves(
 
     assert desired(decision)[old][0] == kept
     rollout.cluster.settle()
-    assert desired(rollout.converge())[old] == (0, None)
+    decision = rollout.converge()
+    if history_limit:
+        assert desired(decision)[old] == (0, None)
+    else:
+        assert old not in desired(decision)
+        assert [h.revision for h in decision.status.history] == [rollout.revision]
 
 
 def test_a_next_canary_gets_its_surge_while_an_old_stable_is_kept() -> None:

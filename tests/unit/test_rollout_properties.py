@@ -1,8 +1,9 @@
 """Properties of the rollout state machine over many random (but seeded) histories.
 
-Each history starts from a stable revision, Ready or (a GPU shortage) only partly Ready, and then,
-step by step, lets pods get Ready (and some go unready for a moment), lets time pass, answers
-analysis and evaluation Jobs with random verdicts, consumes random actions, scales, and changes
+Each history (with 0, 1 or 3 old revisions kept for undo) starts from a stable revision, Ready
+or (a GPU shortage) only partly Ready, and then, step by step, lets pods get Ready (and some go
+unready for a moment, or a canary crash), lets time pass, answers analysis and evaluation Jobs
+with random verdicts, consumes random actions, scales, and changes
 the spec (new versions, some of them broken, some refused by the cluster, some that cannot be
 served at all; reverts; undos), with the traffic route sometimes missing. Through all of it:
 - what serves is never torn down for what does not: the Ready pods that users reach (a canary
@@ -17,6 +18,9 @@ served at all; reverts; undos), with the traffic route sometimes missing. Throug
   raised, or a step's weight lowered, while the canary stands at 100 %);
 - a canary rolled back, aborted or held failed never becomes stable unless someone asks (a
   retry, a promotion, a new spec): not even when the stable's pods all go unready;
+- a running canary that has pods is never made stable outright (`Replaced`) with no one asking,
+  even when nothing is Ready (a canary at 100 % that starts crashing): it is judged, and only
+  promoted through its steps;
 - every problem the core was told of is in a condition that names it, and kstatus's Reconciling
   and Stalled are never both True;
 - decide on its own output, with the same observations and time, changes nothing.
@@ -32,7 +36,7 @@ import pytest
 
 from slipway.api import CanaryState, CanaryStatus, Measurement, Phase, Verdict
 from slipway.rollout import Action, Decision, Observed, decide
-from slipway.rollout.facts import ROLLED_BACK, steps_of
+from slipway.rollout.facts import ROLLED_BACK, RUNNING, steps_of
 from slipway.rollout.steps import weight_at
 from tests.unit.test_rollout import (
     ANALYSIS,
@@ -187,7 +191,11 @@ def test_random_histories_keep_what_serves_say_every_problem_and_are_idempotent(
     seed: int,
 ) -> None:
     rng = random.Random(seed)
-    md = model_deployment(replicas=rng.randint(1, 8), rollout=random_rollout(rng))
+    md = model_deployment(
+        replicas=rng.randint(1, 8),
+        rollout=random_rollout(rng),
+        history_limit=rng.choice([0, 1, 3]),
+    )
     verdicts: list[list[Measurement]] = [GOOD] * 6 + [BAD, NO_DATA, NO_DATA, ERROR]
     rollout = start(rng, md, lambda rev: rng.choice(verdicts))
     versions = ["1.0.0"]
@@ -230,11 +238,29 @@ def test_random_histories_keep_what_serves_say_every_problem_and_are_idempotent(
             if serving:
                 pods = rng.choice(serving)
                 pods.ready = rng.randint(0, pods.ready - 1)
+        elif roll < 0.86 and rollout.status.canary is not None:
+            # a canary that served starts crashing (under load, at its weight)
+            crashing = rollout.status.canary.revision
+            rollout.cluster.broken[crashing] = "crash"
+            if crashing in rollout.cluster.deployments:
+                rollout.cluster.deployments[crashing].ready = 0
         observed = rollout.observe()
         now = rollout.now
         turned_down = rollout.status.canary if action is None else None
+        running = rollout.status.canary
         decision = rollout.reconcile(action=action)
         check(rollout, decision, observed, now)
+        if (
+            action is None
+            and running is not None
+            and running.revision == rollout.revision
+            and running.state in RUNNING
+            and observed.replicas(running.revision) > 0
+        ):
+            assert "Replaced" not in cluster_events(decision), (
+                "a running canary with pods was handed the ModelDeployment unjudged",
+                cluster_events(decision),
+            )
         if turned_down is not None and turned_down.state in (*ROLLED_BACK, CanaryState.FAILED):
             assert decision.status.stable.revision != turned_down.revision, (
                 "a canary turned down became stable with no one asking",

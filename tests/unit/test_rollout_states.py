@@ -128,6 +128,48 @@ def test_a_canary_turned_down_never_replaces_a_partly_ready_stable_whose_pods_di
     assert rollout.cluster.ready(first) == 2
 
 
+@pytest.mark.parametrize("trouble", ["crash", "blip"])
+def test_a_canary_at_full_weight_over_a_partly_ready_stable_is_judged_never_handed_over(
+    trouble: str,
+) -> None:
+    """A first revision at 2 of 4 Ready (never at full size, so not in history) whose canary
+    reached `setWeight: 100`: the stable is at 0 pods for it. Its pods crashing (or unready for
+    a moment) leave nothing Ready, but that is the canary's failure to judge: it is rolled back
+    and the stable scaled up again, never made the stable with the old one's Deployment deleted
+    (a crash-looping model serving everything, and nothing left to undo to); a blip is waited
+    out at the canary's step, with its pause and analysis still ahead."""
+    rollout = partly_ready_first(
+        canary_rollout(
+            [{"setWeight": 100}, {"pause": {"duration": "1h"}}], progressDeadlineSeconds=60
+        )
+    )
+    first = rollout.revision
+    rollout.change(version="2.0.0")
+    second = rollout.revision
+    rollout.converge()
+    assert (rollout.status.canary.revision, rollout.status.canary.step) == (second, 1)
+    assert rollout.cluster.snapshot() == {first: (0, 0), second: (4, 4)}
+    if trouble == "crash":
+        rollout.cluster.broken[second] = "crash"
+    rollout.cluster.deployments[second].ready = 0
+
+    decision = rollout.reconcile()
+
+    assert ("Normal", "Replaced") not in rollout.events()
+    assert decision.status.stable.revision == first
+    assert decision.status.canary.revision == second
+    if trouble == "crash":
+        assert decision.status.canary.state is S.ROLLED_BACK
+        assert desired(decision)[first] == (4, "stable")
+    else:
+        assert decision.status.canary.state is S.PROGRESSING
+        assert first in desired(decision), "the stable's Deployment is kept"
+        rollout.cluster.deployments[second].ready = 4  # back
+        decision = rollout.converge()
+        assert (decision.status.canary.state, decision.status.canary.step) == (S.PROGRESSING, 1)
+        assert decision.status.stable.revision == first
+
+
 def test_a_retried_canary_replaces_a_stable_that_serves_nothing() -> None:
     """What was turned down can still be asked for again: a retry (or a new spec) replaces a
     stable with no Ready pod outright, as before."""

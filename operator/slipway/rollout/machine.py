@@ -635,13 +635,15 @@ def _settle_revisions(facts: Facts, draft: _Draft) -> None:
 
 def _replace_what_serves_nothing(facts: Facts, draft: _Draft) -> bool:
     """Replace the stable outright by the spec's revision when nothing serves (no capacity to
-    protect), unless the spec's revision is the canary just turned down. True if replaced."""
+    protect), unless the spec's revision is the canary just turned down, or a canary running
+    with pods of its own. True if replaced."""
     status = draft.status
     stable = draft.stable
     if (
         stable.revision == facts.revision
         or _serves(facts, status)
         or _turned_down(status, facts.revision)
+        or _running_with_pods(facts, status)
     ):
         return False
     fresh = _revision_status(facts)
@@ -672,6 +674,20 @@ def _turned_down(status: ModelDeploymentStatus, revision: str) -> bool:
         canary is not None
         and canary.revision == revision
         and canary.state in (*ROLLED_BACK, S.FAILED)
+    )
+
+
+def _running_with_pods(facts: Facts, status: ModelDeploymentStatus) -> bool:
+    """Whether the spec's revision is a running canary that has pods: when none of them is
+    Ready either (a canary at 100 % that crashes, whose stable it scaled to nothing), its
+    failure is for `_detect_failure` to judge and roll back, its slowness for its steps. It is
+    not handed the ModelDeployment, nor is the stable it took over from deleted."""
+    canary = status.canary
+    return (
+        canary is not None
+        and canary.revision == facts.revision
+        and canary.state in RUNNING
+        and facts.observed.replicas(canary.revision) > 0
     )
 
 
@@ -1409,11 +1425,14 @@ def _history_entry(revision: RevisionStatus, stamp: str | None) -> HistoryEntry:
 
 def _bounded_history(facts: Facts, status: ModelDeploymentStatus) -> list[HistoryEntry]:
     """The stable and `revisionHistoryLimit` older revisions; the previous stable stays through
-    its scale-down delay even when no old revision is kept."""
+    its scale-down delay even when no old revision is kept, and past the bound, any revision
+    whose Deployment still has pods: it leaves as every old revision does (its Ready pods only
+    as far as the stable makes up for them), then goes from history, never deleted outright."""
     keep = facts.md.spec.revision_history_limit + 1
     if _scale_down_until(facts, status) is not None:
         keep = max(keep, 2)
-    return status.history[:keep]
+    leaving = [h for h in status.history[keep:] if facts.observed.replicas(h.revision) > 0]
+    return status.history[:keep] + leaving
 
 
 def _scale_down_until(facts: Facts, status: ModelDeploymentStatus) -> dt.datetime | None:
