@@ -1158,6 +1158,31 @@ def test_a_retried_canary_is_judged_on_its_own_pods_not_on_those_of_the_attempt_
     assert "fraud-new" in condition(decision.status, "Degraded").message
 
 
+@pytest.mark.parametrize("ahead", [0, 1, 4])
+def test_a_canary_crashing_is_rolled_back_with_the_operators_clock_ahead_of_the_api_servers(
+    ahead: int,
+) -> None:
+    """A pod's creationTimestamp is the API server's clock, the attempt's start the operator's:
+    an operator whose node runs a few seconds ahead must still judge its canary's own pods (a
+    container's restarts make no new pod: missed once, missed for the whole attempt)."""
+    rollout = Rollout.deployed(
+        model_deployment(replicas=3, rollout=canary_rollout([{"setWeight": 50}, {"pause": {}}]))
+    )
+    rollout.change(version="2.0.0")
+    canary = rollout.revision
+    rollout.converge()
+    assert rollout.status.phase is Phase.PAUSED
+    created = rollout.now - dt.timedelta(seconds=ahead)  # the same moment, on the server's clock
+    rollout.cluster.lingering[canary] = PodFailure(
+        "fraud-x", True, "pod fraud-x: CrashLoopBackOff (restarts 4)", created
+    )
+
+    decision = rollout.reconcile()
+
+    assert decision.status.phase is Phase.ROLLED_BACK
+    assert "fraud-x" in condition(decision.status, "Degraded").message
+
+
 def test_without_auto_rollback_a_failed_canary_is_held_degraded_where_it_is() -> None:
     rollout = analysed([{"setWeight": 50}, {"pause": {}}], lambda rev: BAD, autoRollback=False)
     stable = rollout.revision

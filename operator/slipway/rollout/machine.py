@@ -100,6 +100,10 @@ ROUTE_RECHECK_SECONDS = 10.0
 # a new ModelDeployment's first status waits this long (from its Deployment's creation) for its
 # pods, so that a first deployment that comes up quickly is reported once, Ready
 FIRST_REPORT_SECONDS = 10.0
+# a pod's creationTimestamp is the API server's clock, an attempt's start the operator's: a pod
+# of the attempt is one created no earlier than this before its start (a failed attempt's pods
+# are older by the time its failure took to detect, its rollback and the retry)
+CLOCK_SKEW = dt.timedelta(seconds=5)
 
 S = CanaryState
 R = CanaryReason
@@ -1094,7 +1098,7 @@ def _detect_failure(facts: Facts, draft: _Draft) -> None:
 
 def _failure_of(facts: Facts, draft: _Draft, canary: CanaryStatus) -> Cause | None:
     # this attempt's pods only: those of a failed attempt may still be there when it is retried
-    since = parse_time(canary.started_at) if canary.started_at else None
+    since = parse_time(canary.started_at) - CLOCK_SKEW if canary.started_at else None
     failing = facts.observed.failing(canary.revision, since)
     if failing is not None:
         reason = failing.failing_reason or f"pods of revision {canary.revision} crash-loop"
