@@ -230,7 +230,7 @@ class Reconciler:
                 held = self._taken[key] = Taken(action, stamps)
             body = after
         found = self._resolve(key, md, now)
-        if found is not None and found.pending:
+        if waits_for_registry(found):
             return None  # the registry's first answer wakes this reconcile
         if found is not None and found.resolution is not None:
             md = resolved(md, found.resolution)
@@ -775,6 +775,14 @@ def unreadable_message(exc: ValidationError) -> str:
     return "; ".join(
         ".".join(str(p) for p in err["loc"]) + ": " + err["msg"] for err in exc.errors()
     ) or str(exc)
+
+
+def waits_for_registry(found: Outcome | None) -> bool:
+    """Whether a reconcile must wait for the registry's first answer: only while nothing was
+    ever resolved for the spec's models:/ uri. One resolved before (recorded in status: an
+    operator restarted, a standby taking over) is decided on meanwhile, so that a registry slow
+    to answer never holds a rollback, an action or a timer."""
+    return found is not None and found.pending and found.resolution is None
 
 
 def unresolved(found: Outcome | None) -> tuple[str, str] | None:

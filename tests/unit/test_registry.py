@@ -18,6 +18,7 @@ import pytest
 
 from slipway.api import ModelDeployment, ModelDeploymentStatus, RegistryResolution
 from slipway.controller import Key
+from slipway.reconcile import waits_for_registry
 from slipway.registry import (
     MODEL_RESOLVED,
     Lookup,
@@ -193,6 +194,42 @@ def test_a_record_for_another_uri_is_not_served() -> None:
 def test_while_the_first_answer_is_on_its_way_nothing_is_decided() -> None:
     found = outcome(md(), lookup(None), STAMP)
     assert found.pending and found.resolution is None
+    assert waits_for_registry(found)
+
+
+@pytest.mark.parametrize(
+    ("uri", "status", "answer", "waits"),
+    [
+        pytest.param("models:/fraud@champion", {}, None, True, id="never resolved: waits"),
+        pytest.param(
+            "models:/fraud@champion", RECORDED, None, False, id="resolved before a restart"
+        ),
+        pytest.param(
+            "models:/fraud@challenger", RECORDED, None, True, id="resolved for another uri"
+        ),
+        pytest.param(
+            "models:/fraud@champion", RECORDED, Resolved("7", ARTIFACTS), False, id="answered"
+        ),
+        pytest.param(
+            "models:/fraud@champion",
+            {},
+            RegistryError("RegistryUnavailable", "down"),
+            False,
+            id="an error is decided on (the spec is held)",
+        ),
+    ],
+)
+def test_a_reconcile_waits_for_the_registry_only_while_nothing_was_resolved_for_its_uri(
+    uri: str, status: dict[str, object], answer: Resolved | RegistryError | None, waits: bool
+) -> None:
+    """An operator restarted (or a standby taking over) has no answer yet for any models:/ uri:
+    one resolved before, recorded in status, is decided on meanwhile, so that a registry slow
+    to answer (4 lookups at a time, 10 s each when it drops packets) never holds a rollback, an
+    action or a timer of every such ModelDeployment until its turn comes."""
+    found = outcome(md(uri, status=status), lookup(answer), STAMP)
+    assert waits_for_registry(found) is waits
+    if not waits and answer is None:
+        assert found.resolution is not None and found.resolution.version == "6"
 
 
 def decision(status: ModelDeploymentStatus, requeue: float | None = None) -> Decision:
