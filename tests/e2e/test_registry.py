@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Driver
+from tests.e2e.conftest import Driver, Operator
 from tests.mlflow_server import MlflowClient, MlflowServer, mlflow  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -134,6 +134,44 @@ def test_a_registry_that_stops_answering_never_touches_what_serves(
     registry.set_alias(k.ns, "champion", "1")
     k.wait("resolved again", lambda: resolved(k).get("status") == "True", timeout=60)
     assert status(k)["stable"]["revision"] == revision  # the same version: nothing rolls
+
+
+def test_a_restarted_operator_acts_on_what_was_resolved_while_the_registry_does_not_answer(
+    k: Driver,
+    mlflow: MlflowServer,  # noqa: F811
+    registry: MlflowClient,
+    operator: Operator,
+) -> None:
+    """An operator restarted (or a standby taking over) has no answer yet for any models:/ uri,
+    and a registry that does not answer makes each first lookup last its timeout (10 s, 4 at a
+    time). What was resolved before, recorded in status, is decided on meanwhile: an abort given
+    while the operator was down is taken in its first reconcile, with ModelResolved still as it
+    was, not held until the lookup gives up (it was: the abort came with RegistryUnavailable)."""
+    body = following(k, mlflow, f"models:/{k.ns}@champion")
+    body["spec"]["rollout"]["steps"] = [{"setWeight": 50}, {"pause": {}}]
+    k.apply(body)
+    k.wait_phase("fraud", "Ready")
+    registry.set_alias(k.ns, "champion", "2")
+    k.wait_phase("fraud", "Paused", timeout=60)
+    assert status(k)["canary"]["version"] == "2"
+
+    operator.stop()
+    try:
+        mlflow.pause()
+        k.plugin("abort", "fraud")  # waits in its annotation
+    finally:
+        operator.start()
+    try:
+        st = k.wait(
+            "the canary aborted",
+            lambda: (s := status(k)).get("canary", {}).get("state") == "Aborted" and s,
+            timeout=60,
+        )
+        said = next(c for c in st["conditions"] if c["type"] == "ModelResolved")
+        assert (said["status"], said["reason"]) == ("True", "Resolved"), said
+        assert (st["stable"]["version"], st["registry"]["version"]) == ("1", "2")
+    finally:
+        mlflow.resume()
 
 
 def test_an_alias_that_does_not_exist_is_a_clear_condition_and_creates_nothing(
