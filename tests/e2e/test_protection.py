@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Driver, canary_model_deployment
+from tests.e2e.conftest import Driver, Operator, canary_model_deployment
 from tests.e2e.test_canary import V2, canary, canary_md, condition, paused_at, start, status
 from tests.e2e.test_serving import ReadySampler
 
@@ -52,6 +52,77 @@ def test_a_partly_ready_first_revision_is_never_torn_down_for_one_that_does_not_
     assert min(sampler.samples) >= 2, f"Ready pods fell below 2: {sampler.samples}"
     deployment = k.get("deployment", f"gpu-{first}")
     assert deployment is not None and deployment["spec"]["replicas"] == 4
+
+
+@pytest.mark.usefixtures("kwok_faults")
+def test_a_canary_at_full_weight_that_starts_crashing_is_rolled_back_to_a_partly_ready_stable(
+    k: Driver, operator: Operator
+) -> None:
+    """A first revision at 2 of 4 Ready (a GPU shortage) and a canary without GPUs at
+    `setWeight: 100`, whose 4 Ready pods took the stable's down to none. When the canary's pods
+    have all started crashing by the time the operator looks (it was restarted meanwhile; with
+    it running, it acts on the first pod's crash while the others are still Ready), nothing is
+    Ready, yet it is the canary that failed: it is rolled back and the stable's Deployment scaled
+    up again, never made stable in its place with the stable's Deployment deleted (as it was on
+    the code of before: a crash-looping model serving everything, nothing to undo to)."""
+    md = gpu_model("1.0.0")
+    md["spec"]["rollout"].update(
+        strategy="Canary", steps=[{"setWeight": 100}, {"pause": {}}], scaleDownDelaySeconds=1
+    )
+    k.apply(md)
+    k.wait("2 of 4 pods Ready", lambda: k.ready_pods("gpu") == 2)
+    first = k.wait(
+        "the first revision recorded",
+        lambda: (k.md("gpu").get("status") or {}).get("stable", {}).get("revision"),
+    )
+    k.patch(
+        "md",
+        "gpu",
+        {
+            "spec": {
+                "model": {"version": "2.0.0", "uri": "s3://m/gpu/2"},
+                "resources": {"limits": {"nvidia.com/gpu": None}},
+            }
+        },
+    )
+    second = k.wait(
+        "the canary at 100 %, the stable at no pod",
+        lambda: (
+            (c := (k.md("gpu").get("status") or {}).get("canary") or {}).get("weight") == 100
+            and (d := k.get("deployment", f"gpu-{first}")) is not None
+            and d["spec"]["replicas"] == 0
+            and c["revision"]
+        ),
+        timeout=120,
+    )
+    k.wait("4 canary pods Ready", lambda: k.ready_pods("gpu") == 4)
+
+    # every canary pod crashing before the operator looks again (it was away: a restart, a
+    # peering handover; or they went down together), so that nothing is Ready when it decides
+    operator.stop()
+    try:
+        for pod in k.items("pods", f"serving.slipway.dev/revision={second}"):
+            k.cluster.kubectl(
+                "label", "pod", pod["metadata"]["name"], "-n", k.ns, "slipway.test/fault=crash"
+            )
+        k.wait("no pod Ready", lambda: k.ready_pods("gpu") == 0)
+    finally:
+        operator.start()
+    md = k.wait(
+        "the canary rolled back",
+        lambda: (m := k.md("gpu"))["status"].get("phase") == "RolledBack" and m,
+        timeout=120,
+    )
+
+    assert md["status"]["stable"]["revision"] == first
+    assert md["status"]["canary"]["revision"] == second
+    assert condition(md["status"], "Degraded")["reason"] == "CanaryCrashLooping"
+    deployment = k.get("deployment", f"gpu-{first}")
+    assert deployment is not None and deployment["spec"]["replicas"] == 4
+    replaced = k.cluster.kubectl(
+        "get", "events", "-n", k.ns, "--field-selector", "reason=Replaced", "-o", "name"
+    ).stdout
+    assert replaced.strip() == "", replaced
 
 
 def test_a_port_change_moves_services_and_url_only_with_the_promotion(k: Driver) -> None:
