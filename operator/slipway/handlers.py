@@ -152,6 +152,15 @@ class Watches:
         every = [*self.informers, *self._pod_monitor_informers]
         return all(informer.wait_synced(timeout) for informer in every)
 
+    def unsynced(self) -> list[str]:
+        """The watches that have not listed yet, by kind and namespace."""
+        every = [*self.informers, *self._pod_monitor_informers]
+        return [
+            f"{i.watched.plural}{f' in {i.namespace}' if i.namespace else ''}"
+            for i in every
+            if not i.synced.is_set()
+        ]
+
     def relist(self) -> None:
         """List everything afresh (--resync-seconds): new watches replace the running ones."""
         self.start()
@@ -283,13 +292,29 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 async def _start_watches(rt: Runtime) -> bool:
     """Start the watches and wait until each has listed; False when they were stopped first (a
-    peer took over meanwhile)."""
+    peer took over meanwhile).
+
+    It never gives up while it should act: a list refused or too slow for a while (a 403 to be
+    fixed, API priority and fairness rejecting lists) is warned of and waited out, as each
+    watch retries on its own. Given up, the queue of a peered operator that took over stayed
+    paused for good (nothing reconciled until the next change of peers), and kopf's retry of a
+    failed start-up started a second set of watches beside the first."""
     rt.watches.start()
     loop = asyncio.get_running_loop()
-    if not await loop.run_in_executor(None, rt.watches.synced, SYNC_TIMEOUT_SECONDS):
+    while True:
+        began = loop.time()
+        if await loop.run_in_executor(None, rt.watches.synced, SYNC_TIMEOUT_SECONDS):
+            break
         if rt.gate is not None and not rt.gate.active:
             return False
-        raise RuntimeError(f"the watches could not list within {SYNC_TIMEOUT_SECONDS:.0f}s")
+        if loop.time() - began < SYNC_TIMEOUT_SECONDS:
+            continue  # another take-over started them afresh: wait for those
+        log.warning(
+            "the watches of %s have not listed yet after %.0fs; nothing is reconciled until "
+            "they have (each retries on its own, and says why above)",
+            ", ".join(rt.watches.unsynced()) or "nothing",
+            SYNC_TIMEOUT_SECONDS,
+        )
     log.info("store synced: %s", {w.kind: rt.store.count(w.kind) for w in WATCHED})
     freeze_long_lived()
     return True
